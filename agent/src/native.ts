@@ -1,0 +1,142 @@
+// Types of the C++ addon (native/) and its loader. The addon is thin: it
+// loads BPF objects, runs the ring-buffer and fanotify threads and hands raw
+// ABI records to JS in batches. Everything else is TypeScript.
+import * as path from 'path';
+
+/** Counters of one EventSink. */
+export interface EventSinkStats {
+  delivered: number;
+  batches: number;
+  /** records dropped in userspace because JS fell behind */
+  dropped: number;
+}
+
+export interface NativeEventSink {
+  stats(): EventSinkStats;
+  close(): void;
+}
+
+export interface MonitorOptions {
+  /** ring buffer size in bytes (power of two, multiple of the page size) */
+  ringBufferBytes: number;
+  /** attach the process lifecycle tracepoints (exec, fork, exit) */
+  process: boolean;
+  /** attach the open/openat/openat2 tracepoints */
+  file: boolean;
+  /** attach the socket/connect/bind/listen/accept tracepoints */
+  network: boolean;
+  /** how often the consumer drains the ring buffer when no wake-up came (ms) */
+  pollIntervalMs: number;
+}
+
+export interface MonitorStats {
+  /** records read from the ring buffer */
+  delivered: number;
+  /** records the kernel could not reserve (ring buffer full) */
+  kernelDropped: number;
+  /** batches handed to JS */
+  batches: number;
+}
+
+export interface NativeMonitor {
+  stats(): MonitorStats;
+  /** detaches the tracepoints and stops the consumer thread */
+  close(): void;
+}
+
+/** A network rule as the kernel map holds it (ew_net_rule_key/value). */
+export interface NativeNetRule {
+  ruleId: number;
+  action: number; // EW_ACTION_*
+  protoClass: number; // EW_PROTO_*
+  workload: bigint; // 0n: host
+  /** the source executable's inode, or 0n/0n for any source */
+  srcDev: bigint;
+  srcIno: bigint;
+}
+
+export interface NativeNetEnforcer {
+  /** replaces the rule set: new keys are added before stale ones are removed */
+  setRules(rules: NativeNetRule[]): void;
+  ruleCount(): number;
+  /** detaches from the cgroup */
+  close(): void;
+}
+
+/** A process or file rule for the fanotify enforcer. */
+export interface NativeFileRule {
+  ruleId: number;
+  action: number; // EW_ACTION_*
+  /** true: exec permission (process rule); false: open permission (file rule) */
+  exec: boolean;
+  /** absolute path of the file or directory */
+  path: string;
+  isDir: boolean;
+  recursive: boolean;
+  /** file rules: only opens for writing match */
+  readOnly: boolean;
+  /** absolute executable paths; empty: any process */
+  sources: string[];
+}
+
+export interface FileEnforcerStats {
+  /** permission events answered */
+  events: number;
+  denied: number;
+  /** inodes and directories marked */
+  marks: number;
+}
+
+export interface NativeFileEnforcer {
+  /** replaces the rule set; marks for new targets are added before old ones are removed */
+  setRules(rules: NativeFileRule[]): { marks: number; errors: string[] };
+  stats(): FileEnforcerStats;
+  /** removes every mark and answers anything pending with allow */
+  close(): void;
+}
+
+export interface ProbeFeature {
+  ok: boolean;
+  /** why not, when !ok (e.g. "EPERM: Operation not permitted") */
+  error?: string;
+}
+
+export interface NativeProbe {
+  kernelRelease: string;
+  btf: ProbeFeature;
+  bpfLsm: ProbeFeature;
+  ringbuf: ProbeFeature;
+  tpBtf: ProbeFeature;
+  cgroupSock: ProbeFeature;
+  fanotifyPerm: ProbeFeature;
+  /** cgroup v2 mount point found, or empty */
+  cgroup2Path: string;
+}
+
+export interface NativeAddon {
+  abiVersion: number;
+  /** byte offsets and sizes of the ABI structs, for tests/unit/abi.test.ts */
+  abiLayout(): Record<string, number>;
+  probe(): NativeProbe;
+  EventSink: new (onBatch: (batch: Buffer) => void, options?: { maxPendingBytes?: number }) => NativeEventSink;
+  Monitor: new (sink: NativeEventSink, options: MonitorOptions) => NativeMonitor;
+  /** attaches cgroup-bpf programs to the cgroup v2 directory; shares the monitor's ring buffer */
+  NetEnforcer: new (monitor: NativeMonitor, options: { cgroupPath: string }) => NativeNetEnforcer;
+  FileEnforcer: new (sink: NativeEventSink) => NativeFileEnforcer;
+}
+
+let cached: NativeAddon | undefined;
+
+/** Loads build/native/Release/edgeward.node; throws with a build hint when absent. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  const root = path.resolve(__dirname, '..', '..', __dirname.includes(`${path.sep}dist${path.sep}`) ? '..' : '.');
+  const file = path.join(root, 'build', 'native', 'Release', 'edgeward.node');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    cached = require(file) as NativeAddon;
+  } catch (err) {
+    throw new Error(`cannot load the native addon ${file} (run \`npm run build\`): ${(err as Error).message}`);
+  }
+  return cached;
+}

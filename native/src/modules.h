@@ -1,0 +1,11 @@
+// Init functions of the addon's parts; each adds its exports to `exports`.
+#pragma once
+#include <napi.h>
+
+namespace edgeward {
+void InitAbiLayout(Napi::Env env, Napi::Object exports);   // abi_layout.cc
+void InitProbe(Napi::Env env, Napi::Object exports);       // probe.cc
+void InitMonitor(Napi::Env env, Napi::Object exports);     // monitor.cc
+void InitNetEnforcer(Napi::Env env, Napi::Object exports); // net_enforcer.cc
+void InitFileEnforcer(Napi::Env env, Napi::Object exports);// file_enforcer.cc
+}  // namespace edgeward
