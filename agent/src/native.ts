@@ -16,31 +16,39 @@ export interface NativeEventSink {
   close(): void;
 }
 
-export interface MonitorOptions {
+export interface EventRingOptions {
   /** ring buffer size in bytes (power of two, multiple of the page size) */
   ringBufferBytes: number;
+  /** how often the consumer drains the ring buffer when no wake-up came (ms) */
+  pollIntervalMs: number;
+}
+
+export interface EventRingStats {
+  /** records read from the ring buffer */
+  delivered: number;
+  /** records the kernel could not reserve (ring buffer full) */
+  kernelDropped: number;
+}
+
+/** The ring buffer every BPF object writes to, drained by one native thread into an EventSink. */
+export interface NativeEventRing {
+  stats(): EventRingStats;
+  close(): void;
+}
+
+export interface MonitorOptions {
   /** attach the process lifecycle tracepoints (exec, fork, exit) */
   process: boolean;
   /** attach the open/openat/openat2 tracepoints */
   file: boolean;
   /** attach the socket/connect/bind/listen/accept tracepoints */
   network: boolean;
-  /** how often the consumer drains the ring buffer when no wake-up came (ms) */
-  pollIntervalMs: number;
-}
-
-export interface MonitorStats {
-  /** records read from the ring buffer */
-  delivered: number;
-  /** records the kernel could not reserve (ring buffer full) */
-  kernelDropped: number;
-  /** batches handed to JS */
-  batches: number;
 }
 
 export interface NativeMonitor {
-  stats(): MonitorStats;
-  /** detaches the tracepoints and stops the consumer thread */
+  /** names of the programs attached */
+  attached(): string[];
+  /** detaches the tracepoints */
   close(): void;
 }
 
@@ -119,9 +127,10 @@ export interface NativeAddon {
   abiLayout(): Record<string, number>;
   probe(): NativeProbe;
   EventSink: new (onBatch: (batch: Buffer) => void, options?: { maxPendingBytes?: number }) => NativeEventSink;
-  Monitor: new (sink: NativeEventSink, options: MonitorOptions) => NativeMonitor;
-  /** attaches cgroup-bpf programs to the cgroup v2 directory; shares the monitor's ring buffer */
-  NetEnforcer: new (monitor: NativeMonitor, options: { cgroupPath: string }) => NativeNetEnforcer;
+  EventRing: new (sink: NativeEventSink, options: EventRingOptions) => NativeEventRing;
+  Monitor: new (ring: NativeEventRing, options: MonitorOptions) => NativeMonitor;
+  /** attaches cgroup-bpf programs to the cgroup v2 directory; decisions go to the ring */
+  NetEnforcer: new (ring: NativeEventRing, options: { cgroupPath: string }) => NativeNetEnforcer;
   FileEnforcer: new (sink: NativeEventSink) => NativeFileEnforcer;
 }
 

@@ -13,6 +13,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   EventSinkWrap::Init(env, exports);
   InitAbiLayout(env, exports);
   InitProbe(env, exports);
+  InitEventRing(env, exports);
   InitMonitor(env, exports);
   InitNetEnforcer(env, exports);
   InitFileEnforcer(env, exports);

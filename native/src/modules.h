@@ -5,6 +5,7 @@
 namespace edgeward {
 void InitAbiLayout(Napi::Env env, Napi::Object exports);   // abi_layout.cc
 void InitProbe(Napi::Env env, Napi::Object exports);       // probe.cc
+void InitEventRing(Napi::Env env, Napi::Object exports);   // event_ring.cc
 void InitMonitor(Napi::Env env, Napi::Object exports);     // monitor.cc
 void InitNetEnforcer(Napi::Env env, Napi::Object exports); // net_enforcer.cc
 void InitFileEnforcer(Napi::Env env, Napi::Object exports);// file_enforcer.cc
