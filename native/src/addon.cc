@@ -22,4 +22,6 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
 
 }  // namespace edgeward
 
-NODE_API_MODULE(edgeward, edgeward::InitAll)
+// NODE_API_MODULE pastes its second argument into an identifier: no "::".
+static Napi::Object InitEdgeward(Napi::Env env, Napi::Object exports) { return edgeward::InitAll(env, exports); }
+NODE_API_MODULE(edgeward, InitEdgeward)
