@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * BPF helpers shared by every edgeward object:
+ *  - ew_fill_header(): the "who did it" header of every record, from the
+ *    current task (CO-RE reads, so the same object loads on 6.1 and 6.18);
+ *  - ew_resolve_path()/ew_resolve_file(): absolute path of a struct path or
+ *    struct file. bpf_d_path() is not callable from tracepoints, so the
+ *    dentry chain is walked by hand, crossing mounts through struct mount.
+ *
+ * Paths are resolved up to the root of the task's mount namespace, not to a
+ * chroot: a chrooted process cannot make its opens look like other files.
+ */
+#ifndef EW_TASK_BPF_H
+#define EW_TASK_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#include "edgeward_abi.h"
+
+/* Header ------------------------------------------------------------------ */
+
+/* Inode number of the pid namespace the task lives in (task_active_pid_ns). */
+static __always_inline __u32 ew_task_pid_ns(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	if (!pid)
+		return 0;
+	unsigned int level = BPF_CORE_READ(pid, level);
+	/* numbers[] is a flexible array of struct upid {int nr; ns *}: index it by hand */
+	struct upid *upids = (struct upid *)((char *)pid + bpf_core_field_offset(struct pid, numbers));
+	struct upid *up = upids + (level & 31); /* MAX_PID_NS_LEVEL is 32 */
+	return BPF_CORE_READ(up, ns, ns.inum);
+}
+
+/* Fills `h` for a record of `kind` and `size` bytes from the current task. */
+static __always_inline void ew_fill_header(struct ew_event_header *h, __u16 kind, __u16 size)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	h->kind = kind;
+	h->size = size;
+	h->abi_version = EW_ABI_VERSION;
+	h->timestamp_ns = bpf_ktime_get_boot_ns();
+	h->pid = pid_tgid >> 32;
+	h->tid = (__u32)pid_tgid;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = (__u32)bpf_get_current_uid_gid();
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	h->pid_ns = ew_task_pid_ns(task);
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* Path walker --------------------------------------------------------------- */
+
+/* Dentries plus mount crossings walked before giving up (EW_STR_TRUNCATED). */
+#define EW_PATH_DEPTH 128
+#define EW_PATH_MASK (EW_PATH_MAX - 1)
+
+/*
+ * The path is assembled backwards, ending at scratch[EW_PATH_MAX - 1]. The
+ * second half is never written: it only lets the verifier accept
+ * "offset < EW_PATH_MAX, length < EW_PATH_MAX" stores.
+ */
+struct ew_path_scratch {
+	char buf[2 * EW_PATH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ew_path_scratch);
+} ew_path_scratch SEC(".maps");
+
+struct ew_path_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	char *buf;
+	__u32 pos;       /* first byte of the path assembled so far */
+	__u32 flags;     /* EW_STR_* */
+	__u32 relative;  /* ended at a disconnected dentry (memfd, anon inode): no leading '/' */
+};
+
+static __always_inline struct vfsmount *ew_mount_vfsmnt(struct mount *m)
+{
+	return (struct vfsmount *)((char *)m + bpf_core_field_offset(struct mount, mnt));
+}
+
+static __always_inline struct mount *ew_vfsmnt_mount(struct vfsmount *v)
+{
+	return (struct mount *)((char *)v - bpf_core_field_offset(struct mount, mnt));
+}
+
+/* Prepends one name (and, unless `bare`, a '/'); 0 when it did not fit. */
+static __always_inline int ew_path_prepend(struct ew_path_walk *w, struct dentry *d, int bare)
+{
+	__u32 len = BPF_CORE_READ(d, d_name.len);
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	__u32 need = len + (bare ? 0 : 1);
+
+	if (len >= EW_PATH_MAX || need > w->pos)
+		return 0;
+	__u32 pos = w->pos - len;
+	bpf_probe_read_kernel(&w->buf[pos & EW_PATH_MASK], len & EW_PATH_MASK, name);
+	if (!bare) {
+		pos--;
+		w->buf[pos & EW_PATH_MASK] = '/';
+	}
+	w->pos = pos;
+	return 1;
+}
+
+/* One step up: a dentry name, a mount crossing, or the end (returns 1). */
+static long ew_path_step(__u64 index, void *ctx)
+{
+	/* locals only: BPF_CORE_READ on w->x would relocate against struct ew_path_walk */
+	struct ew_path_walk *w = ctx;
+	struct dentry *d = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+
+	if (d == mnt_root) {
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+		if (up == mnt || !up)
+			return 1; /* root of the namespace: done */
+		/* continue from the dentry this mount is mounted on */
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		w->vfsmnt = ew_mount_vfsmnt(up);
+		return 0;
+	}
+	if (d == parent || !parent) {
+		/* disconnected (pseudo files: memfd, pipes, anon inodes): report the bare name */
+		if (!ew_path_prepend(w, d, 1))
+			w->flags |= EW_STR_TRUNCATED;
+		w->relative = 1;
+		return 1;
+	}
+	if (!ew_path_prepend(w, d, 0)) {
+		w->flags |= EW_STR_TRUNCATED;
+		return 1;
+	}
+	w->dentry = parent;
+	return 0;
+}
+
+/*
+ * Writes the absolute path of `path` (NUL-terminated) into `out`, which holds
+ * EW_PATH_MAX bytes. Returns its length without the NUL; ORs EW_STR_TRUNCATED
+ * into *flags when the path was cut (the kept part is the leaf end).
+ */
+static __always_inline __u32 ew_resolve_path(const struct path *path, char *out, __u32 *flags)
+{
+	__u32 zero = 0;
+	struct ew_path_scratch *s = bpf_map_lookup_elem(&ew_path_scratch, &zero);
+	if (!s) {
+		out[0] = 0;
+		*flags |= EW_STR_TRUNCATED;
+		return 0;
+	}
+
+	struct ew_path_walk w = {};
+	w.dentry = BPF_CORE_READ(path, dentry);
+	w.vfsmnt = BPF_CORE_READ(path, mnt);
+	w.mnt = ew_vfsmnt_mount(w.vfsmnt);
+	w.buf = s->buf;
+	w.pos = EW_PATH_MAX - 1;
+	s->buf[EW_PATH_MAX - 1] = 0;
+
+	if (!w.dentry || !w.vfsmnt) {
+		out[0] = 0;
+		*flags |= EW_STR_TRUNCATED;
+		return 0;
+	}
+	long steps = bpf_loop(EW_PATH_DEPTH, ew_path_step, &w, 0);
+	if (steps >= EW_PATH_DEPTH)
+		w.flags |= EW_STR_TRUNCATED;
+	if (w.pos == EW_PATH_MAX - 1 && !w.relative) {
+		/* the root itself */
+		w.pos--;
+		s->buf[w.pos & EW_PATH_MASK] = '/';
+	}
+	*flags |= w.flags;
+	long n = bpf_probe_read_kernel_str(out, EW_PATH_MAX, &s->buf[w.pos & EW_PATH_MASK]);
+	if (n <= 0) {
+		out[0] = 0;
+		return 0;
+	}
+	return (__u32)(n - 1);
+}
+
+/* Absolute path of an open file (its f_path). */
+static __always_inline __u32 ew_resolve_file(struct file *file, char *out, __u32 *flags)
+{
+	const struct path *p = (const struct path *)__builtin_preserve_access_index(&file->f_path);
+	return ew_resolve_path(p, out, flags);
+}
+
+#endif /* EW_TASK_BPF_H */
