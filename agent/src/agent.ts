@@ -1,0 +1,212 @@
+// The daemon: probe the kernel, start the event pipeline, load and compile
+// the policy directory, hand the rules to the backend, and turn decisions
+// into alerts. Runs until stop(); stop() detaches everything it attached.
+import * as fs from 'fs';
+import * as os from 'os';
+import type * as winston from 'winston';
+import { EventKind } from './abi';
+import { AlertBuilder, BootClock, KubeArmorAlert } from './alerts';
+import type { EnforcementBackend } from './backend';
+import { CompatBackend } from './compat_backend';
+import type { AgentConfig } from './config';
+import type { EwEvent } from './events';
+import { ensureKernelFilesystems } from './kernel_fs';
+import { createAlertLogger, createLogger } from './logger';
+import { EventPipeline } from './monitor';
+import { loadNative, NativeAddon } from './native';
+import { compilePolicies } from './policy/compiler';
+import { formatPolicyError, loadPolicyDirectory } from './policy/loader';
+import type { CompiledPolicySet, RuleMeta } from './policy/types';
+import { probe, ProbeReport } from './probe';
+import { ProcessTable } from './process_table';
+
+export interface PolicyLoadSummary {
+  files: number;
+  policies: number;
+  rules: number;
+  /** formatted, one line each */
+  errors: string[];
+}
+
+export interface AgentStatus {
+  backend: string;
+  rulesInForce: number;
+  alerts: number;
+  processes: number;
+  lastLoad: PolicyLoadSummary | undefined;
+}
+
+export class Agent {
+  readonly log: winston.Logger;
+  private readonly alertLog: winston.Logger;
+  private readonly native: NativeAddon;
+  private readonly processes = new ProcessTable();
+  private pipeline: EventPipeline | undefined;
+  private backend: EnforcementBackend | undefined;
+  private meta = new Map<number, RuleMeta>();
+  /** the previous rule set's metadata, for decisions taken just before a switch */
+  private previousMeta = new Map<number, RuleMeta>();
+  private alertCount = 0;
+  private generation = 0;
+  private lastLoad: PolicyLoadSummary | undefined;
+  private report: ProbeReport | undefined;
+  private readonly onAlert: Array<(a: KubeArmorAlert) => void> = [];
+
+  constructor(private readonly config: AgentConfig) {
+    this.log = createLogger({
+      level: config.logging.level,
+      format: config.logging.format,
+      file: config.logging.file,
+    });
+    this.alertLog = createAlertLogger({
+      stdout: config.alerts.stdout,
+      format: config.logging.format,
+      file: config.alerts.file,
+    });
+    this.native = loadNative();
+  }
+
+  /** Everything up to "enforcing". Throws when the agent cannot run at all. */
+  start(): void {
+    for (const problem of ensureKernelFilesystems()) this.log.warn(problem);
+    const report = probe(this.native, this.config.backend);
+    this.report = report;
+    if ('error' in report && report.error) throw new Error(report.error);
+    this.log.info(`kernel ${report.kernel}, backend ${report.backend}`, { reasons: report.reasons });
+
+    const seeded = this.processes.seedFromProc();
+    this.log.debug(`process table seeded with ${seeded} processes from /proc`);
+
+    const hostName = this.config.node.hostname ?? os.hostname();
+    const builder = new AlertBuilder(hostName, new BootClock(readUptime()), this.processes, (id) => this.lookupMeta(id));
+    this.pipeline = new EventPipeline(
+      this.native,
+      {
+        ringBufferBytes: this.config.monitor.ringBufferBytes,
+        pollIntervalMs: this.config.monitor.pollIntervalMs,
+        process: this.config.monitor.process,
+        file: this.config.monitor.file,
+        network: this.config.monitor.network,
+      },
+      (events) => this.onEvents(events, builder),
+    );
+
+    if (report.backend === 'compat') {
+      this.backend = new CompatBackend(this.native, this.pipeline.sink, this.pipeline.ring, report.features.cgroup2Path);
+    } else {
+      this.log.warn(`backend ${report.backend}: policies are loaded and validated but nothing is enforced`);
+    }
+    this.reload();
+  }
+
+  /** Loads the policy directory again and replaces the rules in force. */
+  reload(): PolicyLoadSummary {
+    const dir = this.config.policyDirectory;
+    const loaded = loadPolicyDirectory(dir);
+    const errors = loaded.errors.map(formatPolicyError);
+    const hostName = this.config.node.hostname ?? os.hostname();
+    const compiled = compilePolicies(loaded.policies, {
+      hostname: hostName,
+      nodeLabels: this.config.node.labels ?? {},
+    });
+    errors.push(...compiled.errors.map((e) => e.message));
+    // Each load gets its own id range, so a decision taken under the previous
+    // rule set is still reported with that set's policy, never a new one's.
+    this.generation = (this.generation % 4095) + 1;
+    const set = renumberRules(compiled.set, this.generation * 2 ** 20);
+    let rules = 0;
+    if (this.backend) {
+      const applied = this.backend.apply(set);
+      errors.push(...applied.errors);
+      rules = applied.rules;
+    }
+    this.previousMeta = this.meta;
+    this.meta = set.meta;
+    for (const e of errors) this.log.error(e);
+    const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).length : 0;
+    this.lastLoad = { files, policies: loaded.policies.length, rules, errors };
+    this.log.info(`enforcing ${rules} rules from ${loaded.policies.length} policies in ${dir}`, {
+      event: 'ready',
+      backend: this.backend?.name ?? this.report?.backend,
+      rules,
+      errors: errors.length,
+    });
+    return this.lastLoad;
+  }
+
+  status(): AgentStatus {
+    return {
+      backend: this.backend?.name ?? this.report?.backend ?? 'none',
+      rulesInForce: this.lastLoad?.rules ?? 0,
+      alerts: this.alertCount,
+      processes: this.processes.size(),
+      lastLoad: this.lastLoad,
+    };
+  }
+
+  subscribe(listener: (a: KubeArmorAlert) => void): void {
+    this.onAlert.push(listener);
+  }
+
+  /** Detaches every program and mark; after it nothing is enforced. */
+  async stop(): Promise<void> {
+    this.backend?.close();
+    this.backend = undefined;
+    this.pipeline?.close();
+    this.pipeline = undefined;
+    await new Promise<void>((resolve) => {
+      this.alertLog.on('finish', () => resolve());
+      this.alertLog.end();
+      setTimeout(resolve, 1000).unref();
+    });
+  }
+
+  private lookupMeta(ruleId: number): RuleMeta | undefined {
+    return this.meta.get(ruleId) ?? this.previousMeta.get(ruleId);
+  }
+
+  private onEvents(events: EwEvent[], builder: AlertBuilder): void {
+    for (const ev of events) {
+      switch (ev.kind) {
+        case EventKind.Exec:
+          this.processes.onExec(ev.pid, ev.ppid, ev.uid, ev.path, ev.comm);
+          break;
+        case EventKind.Fork:
+          this.processes.onFork(ev.pid, ev.childPid);
+          break;
+        case EventKind.Exit:
+          this.processes.onExit(ev.pid);
+          break;
+        case EventKind.Decision: {
+          const alert = builder.build(ev);
+          if (!alert) {
+            this.log.warn(`decision for unknown rule ${ev.ruleId} (pid ${ev.pid}, ${ev.resource})`);
+            break;
+          }
+          this.alertCount++;
+          this.alertLog.info('alert', { alert });
+          for (const l of this.onAlert) l(alert);
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  }
+
+}
+
+/** Moves every rule id of `set` up by `base` (ids must stay below 2^20 per set). */
+export function renumberRules(set: CompiledPolicySet, base: number): CompiledPolicySet {
+  const meta = new Map<number, RuleMeta>();
+  for (const [id, m] of set.meta) meta.set(base + id, { ...m, ruleId: base + id });
+  return {
+    pathRules: set.pathRules.map((r) => ({ ...r, ruleId: base + r.ruleId })),
+    networkRules: set.networkRules.map((r) => ({ ...r, ruleId: base + r.ruleId })),
+    meta,
+  };
+}
+
+function readUptime(): number {
+  return Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+}

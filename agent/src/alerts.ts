@@ -1,0 +1,160 @@
+// Turns enforcer decisions into alerts with KubeArmor's field names, so
+// existing KubeArmor consumers (karmor, SIEM parsers) read them unchanged.
+import { Action, EnforcerCode, OperationCode } from './abi';
+import type { RuleMeta } from './policy/types';
+import type { ProcessTable } from './process_table';
+
+export interface KubeArmorAlert {
+  Timestamp: number;
+  UpdatedTime: string;
+  HostName: string;
+  HostPPID: number;
+  HostPID: number;
+  PPID: number;
+  PID: number;
+  UID: number;
+  ParentProcessName: string;
+  ProcessName: string;
+  PolicyName: string;
+  Severity: string;
+  Tags: string;
+  ATags: string[];
+  Message: string;
+  Type: 'MatchedHostPolicy' | 'MatchedPolicy';
+  Source: string;
+  Operation: 'Process' | 'File' | 'Network';
+  Resource: string;
+  Data: string;
+  Enforcer: string;
+  Action: 'Block' | 'Audit';
+  Result: string;
+}
+
+/** The fields of a decision record the alert needs (see agent/src/events.ts). */
+export interface DecisionFacts {
+  timestampNs: bigint;
+  pid: number;
+  ppid: number;
+  uid: number;
+  comm: string;
+  ruleId: number;
+  action: number;
+  operation: number;
+  enforcer: number;
+  ret: number;
+  flags: number;
+  resource: string;
+  exe: string;
+}
+
+const OPERATION_NAMES: Record<number, KubeArmorAlert['Operation']> = {
+  [OperationCode.Process]: 'Process',
+  [OperationCode.File]: 'File',
+  [OperationCode.Network]: 'Network',
+};
+
+const ENFORCER_NAMES: Record<number, string> = {
+  [EnforcerCode.CgroupBpf]: 'cgroup-bpf',
+  [EnforcerCode.Fanotify]: 'fanotify',
+  [EnforcerCode.BpfLsm]: 'BPFLSM',
+};
+
+/** open(2) access mode and the flags that make an open a write. */
+export function describeOpenFlags(flags: number): string {
+  const names = ['O_RDONLY', 'O_WRONLY', 'O_RDWR'];
+  const out = [names[flags & 3] ?? 'O_ACCMODE'];
+  const bits: Array<[number, string]> = [
+    [0o100, 'O_CREAT'],
+    [0o1000, 'O_TRUNC'],
+    [0o2000, 'O_APPEND'],
+  ];
+  for (const [bit, name] of bits) if (flags & bit) out.push(name);
+  return out.join('|');
+}
+
+/** Converts CLOCK_BOOTTIME nanoseconds to wall-clock milliseconds. */
+export class BootClock {
+  private readonly bootEpochMs: number;
+
+  constructor(uptimeSeconds: number, nowMs = Date.now()) {
+    this.bootEpochMs = nowMs - uptimeSeconds * 1000;
+  }
+
+  wallMs(boottimeNs: bigint): number {
+    return this.bootEpochMs + Number(boottimeNs / 1000n) / 1000;
+  }
+}
+
+function isoMicros(ms: number): string {
+  // toISOString has millisecond precision; KubeArmor prints microseconds.
+  const iso = new Date(Math.floor(ms)).toISOString();
+  const micros = Math.floor((ms % 1) * 1000)
+    .toString()
+    .padStart(3, '0');
+  return `${iso.slice(0, 23)}${micros}Z`;
+}
+
+export class AlertBuilder {
+  constructor(
+    private readonly hostName: string,
+    private readonly clock: BootClock,
+    private readonly processes: ProcessTable,
+    private readonly ruleMeta: (ruleId: number) => RuleMeta | undefined,
+  ) {}
+
+  /** undefined when the decision names no rule the agent knows (e.g. a rule set just replaced). */
+  build(d: DecisionFacts): KubeArmorAlert | undefined {
+    const meta = this.ruleMeta(d.ruleId);
+    if (!meta) return undefined;
+    const proc = this.processes.get(d.pid);
+    const parent = this.processes.get(d.ppid);
+    const actor = d.exe || proc?.exe || d.comm;
+    const parentName = parent?.exe ?? '';
+    const operation = OPERATION_NAMES[d.operation] ?? meta.operation;
+    const action: KubeArmorAlert['Action'] = d.action === Action.Block ? 'Block' : 'Audit';
+    const denied = d.ret !== 0;
+    const wall = this.clock.wallMs(d.timestampNs);
+    // As KubeArmor reports them: for an exec, ProcessName is the program
+    // asked for and Source the caller (still the old image when the exec is
+    // decided); for files and sockets both are the acting executable.
+    let data: string;
+    let processName = actor;
+    switch (operation) {
+      case 'Process':
+        data = 'syscall=SYS_EXECVE';
+        processName = d.resource;
+        break;
+      case 'File':
+        data = `syscall=SYS_OPEN flags=${describeOpenFlags(d.flags)}`;
+        break;
+      default:
+        data = 'syscall=SYS_SOCKET';
+    }
+    const source = actor;
+    return {
+      Timestamp: Math.floor(wall / 1000),
+      UpdatedTime: isoMicros(wall),
+      HostName: this.hostName,
+      HostPPID: d.ppid,
+      HostPID: d.pid,
+      PPID: d.ppid,
+      PID: d.pid,
+      UID: d.uid,
+      ParentProcessName: parentName,
+      ProcessName: processName,
+      PolicyName: meta.policyName,
+      Severity: String(meta.severity),
+      Tags: meta.tags.join(','),
+      ATags: meta.tags,
+      Message: meta.message,
+      Type: meta.policyType,
+      Source: source,
+      Operation: operation,
+      Resource: d.resource,
+      Data: data,
+      Enforcer: ENFORCER_NAMES[d.enforcer] ?? 'unknown',
+      Action: action,
+      Result: denied ? 'Permission denied' : 'Passed',
+    };
+  }
+}
