@@ -17,13 +17,15 @@
  * bpf_probe_read_kernel(): both are in bpf_base_func_proto() for
  * perfmon-capable loaders since 5.15 (and lockdown=integrity does not block
  * reading kernel memory), so the executable's inode is read directly here;
- * no exec-tracking map is needed.
+ * no exec-tracking map is needed. Decisions carry the executable's path
+ * (ew_resolve_file(), a dentry walk under bpf_loop(), also base helpers).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 
 #include "ew_events.bpf.h"
+#include "ew_task.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -191,41 +193,27 @@ static __always_inline __u32 ew_proto_name(__u32 cls, char *out)
 	return 0;
 }
 
-/* Header of a record about the current task (stand-in for ew_task.bpf.h). */
-static __always_inline void ew_net_fill_header(struct ew_event_header *h, __u16 kind, __u16 size)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-
-	h->kind = kind;
-	h->size = size;
-	h->abi_version = EW_ABI_VERSION;
-	h->timestamp_ns = bpf_ktime_get_boot_ns();
-	h->pid = pid_tgid >> 32;
-	h->tid = (__u32)pid_tgid;
-	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	h->uid = (__u32)bpf_get_current_uid_gid();
-	h->cgroup_id = bpf_get_current_cgroup_id();
-	h->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	h->pid_ns = BPF_CORE_READ(task, nsproxy, pid_ns_for_children, ns.inum);
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
-}
-
 static __always_inline void ew_report(const struct ew_net_verdict *v, __s32 ret)
 {
 	__u32 zero = 0;
 	struct ew_decision_event *e = bpf_map_lookup_elem(&decision_scratch, &zero);
-	__u32 len;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	__u32 len, exe_len = 0, exe_flags = 0;
 	__u64 size;
 
 	if (!e)
 		return;
 	len = ew_proto_name(v->proto_class, e->strings);
-	/* No executable path: cgroup programs cannot call bpf_d_path(); the
-	 * agent knows each pid's executable from its exec events. */
-	e->strings[len + 1] = 0;
+	/* Decisions are rare (Block/Audit only): walking the exe's path is affordable. */
+	if (exe)
+		exe_len = ew_resolve_file(exe, &e->strings[len + 1], &exe_flags);
+	else
+		e->strings[len + 1] = 0;
+	if (exe_len >= EW_PATH_MAX)
+		exe_len = EW_PATH_MAX - 1;
 	e->resource_len = len;
-	e->exe_len = 0;
+	e->exe_len = exe_len;
 	e->rule_id = v->rule_id;
 	e->action = v->action;
 	e->operation = EW_OP_NETWORK;
@@ -233,8 +221,8 @@ static __always_inline void ew_report(const struct ew_net_verdict *v, __s32 ret)
 	e->_pad = 0;
 	e->ret = ret;
 	e->flags = v->proto_class;
-	size = offsetof(struct ew_decision_event, strings) + len + 2;
-	ew_net_fill_header(&e->h, EW_EVENT_DECISION, size);
+	size = offsetof(struct ew_decision_event, strings) + len + 1 + exe_len + 1;
+	ew_fill_header(&e->h, EW_EVENT_DECISION, size);
 	ew_output(e, size, 1);
 }
 
