@@ -1,0 +1,81 @@
+// Runs the real agent (bin/edgeward agent) as a child process, waits until it
+// reports that it enforces, and reads its alerts file.
+import { ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { CLI, waitFor } from './system';
+
+export interface AgentUnderTest {
+  child: ChildProcess;
+  alertsFile: string;
+  stderr: () => string;
+  /** parsed alert lines written so far */
+  alerts: () => Array<Record<string, unknown>>;
+  /** log lines (JSON) written so far */
+  logs: () => Array<Record<string, unknown>>;
+  stop: () => Promise<number | null>;
+}
+
+export async function startAgent(opts: {
+  policies: string;
+  workDir: string;
+  extraArgs?: string[];
+  readyTimeoutMs?: number;
+}): Promise<AgentUnderTest> {
+  const alertsFile = path.join(opts.workDir, 'alerts.jsonl');
+  let err = '';
+  const child = spawn(
+    process.execPath,
+    [CLI, 'agent', '--policies', opts.policies, '--log-format', 'json', '--alerts-file', alertsFile, ...(opts.extraArgs ?? [])],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => (err += d));
+  let exited: number | null | undefined;
+  const exitPromise = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      exited = code;
+      resolve(code);
+    }),
+  );
+  const logs = () =>
+    err
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const agent: AgentUnderTest = {
+    child,
+    alertsFile,
+    stderr: () => err,
+    logs,
+    alerts: () =>
+      fs.existsSync(alertsFile)
+        ? fs
+            .readFileSync(alertsFile, 'utf8')
+            .split('\n')
+            .filter((l) => l.trim())
+            .map((l) => JSON.parse(l) as Record<string, unknown>)
+        : [],
+    stop: async () => {
+      if (exited === undefined) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exitPromise;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+  try {
+    await waitFor(
+      'the agent to report ready',
+      () => {
+        if (exited !== undefined) throw new Error(`agent exited with ${exited} before ready:\n${err}`);
+        return logs().find((l) => l.event === 'ready');
+      },
+      opts.readyTimeoutMs ?? 20_000,
+    );
+  } catch (e) {
+    await agent.stop();
+    throw e;
+  }
+  return agent;
+}
