@@ -46,9 +46,16 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EW_CLASS_BIT(c) (1u << (c))
 
+/*
+ * Rule sets are capped at EW_MAX_NET_RULES; twice that fits the old and the
+ * new set together while userspace replaces one with the other (new keys
+ * first, stale ones after), so no rule is ever missing. Not preallocated:
+ * memory follows the rules actually loaded.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, EW_MAX_NET_RULES);
+	__uint(max_entries, 2 * EW_MAX_NET_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct ew_net_rule_key);
 	__type(value, struct ew_net_rule_value);
 } net_rules SEC(".maps");

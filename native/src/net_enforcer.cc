@@ -1,5 +1,313 @@
-// PLACEHOLDER: replaced by the real implementation of net_enforcer (kept only so the addon links meanwhile).
+// NetEnforcer: the compat network enforcer (bpf/net_enforcer.bpf.c).
+//
+// Loads the cgroup-bpf programs with the shared event ring's maps, attaches
+// them to a cgroup v2 directory through bpf_links (links always attach with
+// BPF_F_ALLOW_MULTI semantics: programs Docker or systemd put on the same
+// cgroup keep running, and programs attached to descendants cannot override
+// ours), and keeps the `net_rules` map in step with the rule set JS gives.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "edgeward_abi.h"
+#include "event_ring.h"
 #include "modules.h"
+#include "net_enforcer.skel.h"
+
 namespace edgeward {
-void InitNetEnforcer(Napi::Env, Napi::Object) {}
+
+namespace {
+
+std::string ErrnoText(int err) {
+  const char* name = strerrorname_np(err);
+  return std::string(name ? name : "E?") + ": " + strerror(err);
+}
+
+// Map keys compared field by field (the struct has padding).
+struct RuleKeyLess {
+  bool operator()(const ew_net_rule_key& a, const ew_net_rule_key& b) const {
+    return std::tie(a.workload, a.src_dev, a.src_ino, a.proto_class) <
+           std::tie(b.workload, b.src_dev, b.src_ino, b.proto_class);
+  }
+};
+using RuleSet = std::map<ew_net_rule_key, ew_net_rule_value, RuleKeyLess>;
+
+// Every program of the skeleton with its name, in attach order: the
+// use-time hooks first, creation last, so that once sockets can no longer be
+// made every way of using one is already covered.
+std::vector<std::pair<const char*, bpf_program*>> Programs(net_enforcer* skel) {
+  return {
+      {"connect4", skel->progs.ew_net_connect4}, {"connect6", skel->progs.ew_net_connect6},
+      {"bind4", skel->progs.ew_net_bind4},       {"bind6", skel->progs.ew_net_bind6},
+      {"sendmsg4", skel->progs.ew_net_sendmsg4}, {"sendmsg6", skel->progs.ew_net_sendmsg6},
+      {"sock_create", skel->progs.ew_net_sock_create},
+  };
+}
+
+}  // namespace
+
+class NetEnforcer {
+ public:
+  // Throws std::runtime_error naming the step that failed.
+  NetEnforcer(std::shared_ptr<EventRing> ring, const std::string& cgroup_path) : ring_(std::move(ring)) {
+    try {
+      Open(cgroup_path);
+    } catch (...) {
+      Close();
+      throw;
+    }
+  }
+  ~NetEnforcer() { Close(); }
+
+  // Replaces the rule set. Keys of the new set are inserted or overwritten
+  // first, then keys not in it are deleted: during the change every rule of
+  // the old or the new set is in force, never neither.
+  void SetRules(const RuleSet& rules) {
+    if (rules.size() > EW_MAX_NET_RULES) {
+      throw std::range_error("NetEnforcer.setRules: " + std::to_string(rules.size()) + " rules, at most " +
+                             std::to_string(EW_MAX_NET_RULES) + " are supported; the rule set was not changed");
+    }
+    int fd = RulesFd();
+    for (const auto& [key, value] : rules) {
+      if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0) {
+        throw std::runtime_error("NetEnforcer.setRules: updating rule " + std::to_string(value.rule_id) +
+                                 " failed: " + ErrnoText(errno) + "; the map now holds part of the new set");
+      }
+    }
+    for (const ew_net_rule_key& key : Keys()) {
+      if (rules.count(key) != 0) continue;
+      if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT) {
+        throw std::runtime_error("NetEnforcer.setRules: removing a stale rule failed: " + ErrnoText(errno));
+      }
+    }
+  }
+
+  size_t RuleCount() { return Keys().size(); }
+
+  bool closed() const { return skel_ == nullptr; }
+
+  // Detaches every program (sockets are no longer checked), then frees the
+  // object and its maps. Idempotent.
+  void Close() {
+    for (bpf_link* link : links_) bpf_link__destroy(link);
+    links_.clear();
+    if (skel_ != nullptr) net_enforcer::destroy(skel_);
+    skel_ = nullptr;
+    if (cgroup_fd_ >= 0) close(cgroup_fd_);
+    cgroup_fd_ = -1;
+    ring_.reset();
+  }
+
+ private:
+  void Open(const std::string& cgroup_path) {
+    cgroup_fd_ = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgroup_fd_ < 0) {
+      throw std::runtime_error("NetEnforcer: cannot open the cgroup directory " + cgroup_path + ": " +
+                               ErrnoText(errno));
+    }
+    struct statfs fs = {};
+    if (fstatfs(cgroup_fd_, &fs) != 0 || fs.f_type != CGROUP2_SUPER_MAGIC) {
+      throw std::runtime_error("NetEnforcer: " + cgroup_path +
+                               " is not a cgroup v2 directory (find the cgroup2 mount in /proc/self/mounts)");
+    }
+    skel_ = net_enforcer::open();
+    if (skel_ == nullptr) throw std::runtime_error("NetEnforcer: opening the BPF object failed: " + ErrnoText(errno));
+    int err = ring_->ReuseMaps(skel_->obj);
+    if (err != 0) throw std::runtime_error("NetEnforcer: reusing the event ring's maps failed: " + ErrnoText(-err));
+    err = net_enforcer::load(skel_);
+    if (err != 0) {
+      throw std::runtime_error("NetEnforcer: loading the cgroup-bpf programs failed: " + ErrnoText(-err) +
+                               " (needs root, BTF and cgroup-bpf; libbpf logs the verifier's reason on stderr)");
+    }
+    for (const auto& [name, prog] : Programs(skel_)) {
+      bpf_link* link = bpf_program__attach_cgroup(prog, cgroup_fd_);
+      if (link == nullptr) {
+        throw std::runtime_error(std::string("NetEnforcer: attaching cgroup/") + name + " to " + cgroup_path +
+                                 " failed: " + ErrnoText(errno) +
+                                 (errno == EPERM ? " (a program attached there without BPF_F_ALLOW_MULTI refuses others)"
+                                                 : ""));
+      }
+      links_.push_back(link);
+    }
+  }
+
+  int RulesFd() const { return bpf_map__fd(skel_->maps.net_rules); }
+
+  std::vector<ew_net_rule_key> Keys() const {
+    std::vector<ew_net_rule_key> keys;
+    int fd = RulesFd();
+    ew_net_rule_key key = {}, next = {};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      keys.push_back(next);
+      key = next;
+      prev = &key;
+    }
+    return keys;
+  }
+
+  std::shared_ptr<EventRing> ring_;  // keeps the ring's maps alive while we write to them
+  net_enforcer* skel_ = nullptr;
+  int cgroup_fd_ = -1;
+  std::vector<bpf_link*> links_;
+};
+
+// JS wrapper ------------------------------------------------------------------
+
+namespace {
+
+const char kUsage[] = "NetEnforcer(ring: EventRing, {cgroupPath: string})";
+
+class RuleReader {
+ public:
+  RuleReader(Napi::Env env, uint32_t index) : env_(env), prefix_("NetEnforcer.setRules: rules[" + std::to_string(index) + "].") {}
+
+  [[noreturn]] void Fail(const char* field, const std::string& what, Napi::Value got) const {
+    std::string shown = got.IsUndefined() ? "undefined" : got.ToString().Utf8Value();
+    throw Napi::TypeError::New(env_, prefix_ + field + " must be " + what + ", got " + shown);
+  }
+
+  uint32_t Uint32(Napi::Object o, const char* field, uint32_t min, uint32_t max, const std::string& what) const {
+    Napi::Value v = o.Get(field);
+    if (!v.IsNumber()) Fail(field, what, v);
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<uint64_t>(d))) Fail(field, what, v);
+    return static_cast<uint32_t>(d);
+  }
+
+  uint64_t BigUint64(Napi::Object o, const char* field) const {
+    Napi::Value v = o.Get(field);
+    const char* what = "a bigint in 0n..2n**64n-1n";
+    if (!v.IsBigInt()) Fail(field, what, v);
+    bool lossless = false;
+    uint64_t n = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) Fail(field, what, v);
+    return n;
+  }
+
+ private:
+  Napi::Env env_;
+  std::string prefix_;
+};
+
+// Validates one JS NativeNetRule into a map key and value.
+std::pair<ew_net_rule_key, ew_net_rule_value> ReadRule(Napi::Env env, Napi::Value item, uint32_t index) {
+  RuleReader r(env, index);
+  if (!item.IsObject()) {
+    throw Napi::TypeError::New(env, "NetEnforcer.setRules: rules[" + std::to_string(index) + "] must be an object");
+  }
+  Napi::Object o = item.As<Napi::Object>();
+  ew_net_rule_key key = {};
+  ew_net_rule_value value = {};
+  value.rule_id = r.Uint32(o, "ruleId", 0, UINT32_MAX, "an integer in 0..4294967295");
+  value.action = r.Uint32(o, "action", EW_ACTION_AUDIT, EW_ACTION_BLOCK, "1 (Audit) or 2 (Block)");
+  key.proto_class = r.Uint32(o, "protoClass", EW_PROTO_TCP, EW_PROTO_RAW,
+                             "an integer in 1..5 (tcp, udp, icmp, icmpv6, raw)");
+  key.workload = r.BigUint64(o, "workload");
+  if (key.workload != 0) {
+    // The programs only look up the host workload; a container rule would
+    // silently never apply.
+    r.Fail("workload", "0n (the host; per-container workloads are not supported yet)", o.Get("workload"));
+  }
+  key.src_dev = r.BigUint64(o, "srcDev");
+  key.src_ino = r.BigUint64(o, "srcIno");
+  if (key.src_dev > UINT32_MAX) {
+    r.Fail("srcDev", "a kernel dev_t (major << 20 | minor, below 2n**32n)", o.Get("srcDev"));
+  }
+  if ((key.src_dev == 0) != (key.src_ino == 0)) {
+    r.Fail(key.src_dev == 0 ? "srcDev" : "srcIno", "non-zero when the other of srcDev/srcIno is (both 0n: any source)",
+           o.Get(key.src_dev == 0 ? "srcDev" : "srcIno"));
+  }
+  return {key, value};
+}
+
+}  // namespace
+
+class NetEnforcerWrap : public Napi::ObjectWrap<NetEnforcerWrap> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function fn = DefineClass(env, "NetEnforcer",
+                                    {InstanceMethod("setRules", &NetEnforcerWrap::SetRules),
+                                     InstanceMethod("ruleCount", &NetEnforcerWrap::RuleCount),
+                                     InstanceMethod("close", &NetEnforcerWrap::Close)});
+    exports.Set("NetEnforcer", fn);
+  }
+
+  explicit NetEnforcerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetEnforcerWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, kUsage);
+    std::shared_ptr<EventRing> ring = EventRingWrap::Unwrap(info[0]);
+    Napi::Value path = info[1].As<Napi::Object>().Get("cgroupPath");
+    if (!path.IsString() || path.As<Napi::String>().Utf8Value().empty()) {
+      throw Napi::TypeError::New(env, std::string(kUsage) + ": options.cgroupPath must be a non-empty string");
+    }
+    try {
+      enforcer_ = std::make_unique<NetEnforcer>(ring, path.As<Napi::String>().Utf8Value());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+
+ private:
+  NetEnforcer& Open(Napi::Env env) {
+    if (!enforcer_) throw Napi::Error::New(env, "NetEnforcer is closed");
+    return *enforcer_;
+  }
+
+  Napi::Value SetRules(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    NetEnforcer& enforcer = Open(env);
+    if (info.Length() < 1 || !info[0].IsArray()) {
+      throw Napi::TypeError::New(env, "NetEnforcer.setRules(rules: NativeNetRule[])");
+    }
+    Napi::Array arr = info[0].As<Napi::Array>();
+    if (arr.Length() > EW_MAX_NET_RULES) {
+      throw Napi::RangeError::New(env, "NetEnforcer.setRules: " + std::to_string(arr.Length()) +
+                                           " rules, at most " + std::to_string(EW_MAX_NET_RULES) +
+                                           " are supported; the rule set was not changed");
+    }
+    // Every rule is validated before the map is touched.
+    RuleSet rules;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      auto [key, value] = ReadRule(env, arr.Get(i), i);
+      // Two rules on one key (same source and protocol): Block wins, as in the kernel.
+      auto [it, inserted] = rules.emplace(key, value);
+      if (!inserted && value.action > it->second.action) it->second = value;
+    }
+    try {
+      enforcer.SetRules(rules);
+    } catch (const std::range_error& e) {
+      throw Napi::RangeError::New(env, e.what());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value RuleCount(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(Open(info.Env()).RuleCount()));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    enforcer_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<NetEnforcer> enforcer_;
+};
+
+void InitNetEnforcer(Napi::Env env, Napi::Object exports) { NetEnforcerWrap::Init(env, exports); }
+
 }  // namespace edgeward
