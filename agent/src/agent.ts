@@ -16,7 +16,8 @@ import { EventPipeline } from './monitor';
 import { loadNative, NativeAddon } from './native';
 import { compilePolicies } from './policy/compiler';
 import { formatPolicyError, loadPolicyDirectory } from './policy/loader';
-import type { CompiledPolicySet, RuleMeta } from './policy/types';
+import { renumberRules } from './policy/renumber';
+import type { RuleMeta } from './policy/types';
 import { probe, ProbeReport } from './probe';
 import { ProcessTable } from './process_table';
 
@@ -194,17 +195,6 @@ export class Agent {
     }
   }
 
-}
-
-/** Moves every rule id of `set` up by `base` (ids must stay below 2^20 per set). */
-export function renumberRules(set: CompiledPolicySet, base: number): CompiledPolicySet {
-  const meta = new Map<number, RuleMeta>();
-  for (const [id, m] of set.meta) meta.set(base + id, { ...m, ruleId: base + id });
-  return {
-    pathRules: set.pathRules.map((r) => ({ ...r, ruleId: base + r.ruleId })),
-    networkRules: set.networkRules.map((r) => ({ ...r, ruleId: base + r.ruleId })),
-    meta,
-  };
 }
 
 function readUptime(): number {

@@ -30,3 +30,18 @@ export interface EnforcementBackend {
   /** Removes everything the backend attached. */
   close(): void;
 }
+
+/** compat: exec and open via fanotify, socket protocols via cgroup-bpf; no capability hook. */
+export const COMPAT_SUPPORT: RuleKindSupport = {
+  process: 'enforce',
+  file: 'enforce',
+  network: 'enforce',
+  capabilities: 'unsupported',
+};
+
+export const AUDIT_ONLY_SUPPORT: RuleKindSupport = {
+  process: 'unsupported',
+  file: 'unsupported',
+  network: 'unsupported',
+  capabilities: 'unsupported',
+};

@@ -1,18 +1,11 @@
 // The `compat` backend: process and file rules through fanotify permission
 // events (agent/src/file_enforcer.ts), network protocol rules through
 // cgroup-bpf (agent/src/net_enforcer.ts).
-import type { ApplyResult, EnforcementBackend, RuleKindSupport } from './backend';
+import { ApplyResult, COMPAT_SUPPORT, EnforcementBackend } from './backend';
 import { FileEnforcer } from './file_enforcer';
 import type { NativeAddon, NativeEventRing, NativeEventSink } from './native';
 import { NetEnforcer } from './net_enforcer';
 import type { CompiledPolicySet } from './policy/types';
-
-export const COMPAT_SUPPORT: RuleKindSupport = {
-  process: 'enforce',
-  file: 'enforce',
-  network: 'enforce',
-  capabilities: 'unsupported',
-};
 
 export class CompatBackend implements EnforcementBackend {
   readonly name = 'compat' as const;

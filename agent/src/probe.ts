@@ -1,8 +1,7 @@
 // What this kernel can do, and which backend edgeward runs on it.
 import * as fs from 'fs';
 import * as os from 'os';
-import type { BackendName, RuleKindSupport } from './backend';
-import { COMPAT_SUPPORT } from './compat_backend';
+import { AUDIT_ONLY_SUPPORT, BackendName, COMPAT_SUPPORT, RuleKindSupport } from './backend';
 import type { NativeAddon, NativeProbe } from './native';
 
 export type BackendChoice = 'auto' | BackendName;
@@ -18,13 +17,6 @@ export interface ProbeReport {
   features: NativeProbe;
   ruleKinds: RuleKindSupport;
 }
-
-const AUDIT_ONLY_SUPPORT: RuleKindSupport = {
-  process: 'unsupported',
-  file: 'unsupported',
-  network: 'unsupported',
-  capabilities: 'unsupported',
-};
 
 export function readLsms(file = '/sys/kernel/security/lsm'): string[] {
   try {
