@@ -1,0 +1,191 @@
+// The compat network enforcer, TypeScript half: turns compiled NetworkRules
+// into kernel map entries for the cgroup-bpf programs (bpf/net_enforcer.bpf.c,
+// native/src/net_enforcer.cc).
+//
+// fromSource is matched by the executable's inode, the kernel's
+// current->mm->exe_file: immune to renames, symlinks, hard links, bind mounts
+// and chroots, but a copy of the binary is a different inode (and so is the
+// file after a package upgrade replaces it: apply() again after upgrades).
+import * as fs from 'fs';
+
+import { Action, EW_MAX_NET_RULES, ProtoClass } from './abi';
+import type { NativeAddon, NativeEventRing, NativeNetEnforcer, NativeNetRule } from './native';
+import type { NetworkRule, Protocol, SourceMatch } from './policy/types';
+
+const MINORBITS = 20n; // the kernel's dev_t: major << 20 | minor
+const MAX_MAJOR = (1n << 12n) - 1n;
+const MAX_MINOR = (1n << MINORBITS) - 1n;
+
+/**
+ * Converts a userspace st_dev (glibc's 64-bit makedev() encoding, which is
+ * the kernel's new_encode_dev() form for 32-bit values) into the kernel's
+ * internal dev_t, MKDEV(major, minor) = major << 20 | minor, the form of
+ * inode->i_sb->s_dev that the BPF programs read.
+ */
+export function statDevToKernelDev(stDev: bigint): bigint {
+  if (stDev < 0n || stDev >= 1n << 64n) {
+    throw new RangeError(`st_dev ${stDev} is not a 64-bit unsigned device number`);
+  }
+  const major = ((stDev >> 8n) & 0xfffn) | ((stDev >> 32n) & 0xfffff000n);
+  const minor = (stDev & 0xffn) | ((stDev >> 12n) & 0xffffff00n);
+  if (major > MAX_MAJOR || minor > MAX_MINOR) {
+    throw new RangeError(`st_dev ${stDev} (major ${major}, minor ${minor}) does not fit the kernel's dev_t (12-bit major, 20-bit minor)`);
+  }
+  return (major << MINORBITS) | minor;
+}
+
+const PROTO_CLASS: Record<Protocol, ProtoClass> = {
+  tcp: ProtoClass.Tcp,
+  udp: ProtoClass.Udp,
+  icmp: ProtoClass.Icmp,
+  icmpv6: ProtoClass.Icmpv6,
+  raw: ProtoClass.Raw,
+};
+
+const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit };
+
+/** An executable's identity as the kernel sees it (kernel dev_t, inode number). */
+export interface ExecutableInode {
+  dev: bigint;
+  ino: bigint;
+}
+
+/**
+ * Resolves an executable path to the inode processes running it have as
+ * their exe_file. Throws an Error saying why a path cannot be one.
+ */
+export function resolveExecutableInode(path: string): ExecutableInode {
+  let st: fs.BigIntStats;
+  try {
+    st = fs.statSync(path, { bigint: true }); // follows symlinks, as exec does
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new Error(`cannot stat ${path} (${code})`);
+  }
+  if (!st.isFile()) throw new Error(`${path} is not a regular file`);
+  // A script's processes run its interpreter: its own inode is never an exe_file.
+  const head = Buffer.alloc(2);
+  let fd = -1;
+  try {
+    fd = fs.openSync(path, 'r');
+    fs.readSync(fd, head, 0, 2, 0);
+  } catch {
+    // unreadable to us: still a valid inode to match
+  } finally {
+    if (fd >= 0) fs.closeSync(fd);
+  }
+  if (head.toString('latin1') === '#!') {
+    throw new Error(`${path} is a script: processes running it have its interpreter as executable; name the interpreter`);
+  }
+  return { dev: statDevToKernelDev(st.dev), ino: st.ino };
+}
+
+/** The kernel entries for a rule set, and a line per rule (or source) that cannot be enforced. */
+export interface NativeNetRuleSet {
+  rules: NativeNetRule[];
+  errors: string[];
+}
+
+/**
+ * Converts compiled rules into kernel entries: one per source executable
+ * (or one with srcDev = srcIno = 0n when the rule has no fromSource).
+ * Pure apart from `resolve` (injectable for tests).
+ */
+export function toNativeNetRules(
+  rules: NetworkRule[],
+  resolve: (path: string) => ExecutableInode = resolveExecutableInode,
+): NativeNetRuleSet {
+  const out: NativeNetRule[] = [];
+  const errors: string[] = [];
+  rules.forEach((rule, index) => {
+    const where = `network rule ${rule.ruleId} (#${index})`;
+    if (!Number.isInteger(rule.ruleId) || rule.ruleId < 0 || rule.ruleId > 0xffffffff) {
+      errors.push(`network rule #${index}: ruleId must be an integer in 0..4294967295, got ${String(rule.ruleId)}`);
+      return;
+    }
+    const action = Object.prototype.hasOwnProperty.call(ACTION, rule.action) ? ACTION[rule.action] : undefined;
+    if (action === undefined) {
+      errors.push(`${where}: action must be Block or Audit, got ${String(rule.action)}`);
+      return;
+    }
+    const protoClass = Object.prototype.hasOwnProperty.call(PROTO_CLASS, rule.protocol)
+      ? PROTO_CLASS[rule.protocol]
+      : undefined;
+    if (protoClass === undefined) {
+      errors.push(`${where}: protocol must be one of tcp, udp, icmp, icmpv6, raw, got ${String(rule.protocol)}`);
+      return;
+    }
+    const base = { ruleId: rule.ruleId, action, protoClass, workload: 0n };
+    const sources: SourceMatch[] = Array.isArray(rule.fromSource) ? rule.fromSource : [];
+    if (sources.length === 0) {
+      out.push({ ...base, srcDev: 0n, srcIno: 0n });
+      return;
+    }
+    for (const source of sources) {
+      if (source.kind === 'dir') {
+        errors.push(
+          `${where}: fromSource dir ${source.path} cannot be enforced by the compat network enforcer ` +
+            '(it matches executables by inode); list the executables by path',
+        );
+        continue;
+      }
+      try {
+        const { dev, ino } = resolve(source.path);
+        out.push({ ...base, srcDev: dev, srcIno: ino });
+      } catch (err) {
+        errors.push(`${where}: fromSource ${source.path} is not enforced: ${(err as Error).message}`);
+      }
+    }
+  });
+  return { rules: out, errors };
+}
+
+/** Network protocol rules enforced by cgroup-bpf on the whole host (the cgroup v2 root). */
+export class NetEnforcer {
+  private native: NativeNetEnforcer | undefined;
+
+  /** Loads and attaches the programs to `cgroup2Path`; throws when the kernel refuses. */
+  constructor(addon: NativeAddon, ring: NativeEventRing, cgroup2Path: string) {
+    this.native = new addon.NetEnforcer(ring, { cgroupPath: cgroup2Path });
+  }
+
+  /**
+   * Replaces the rules in force. Rules (or sources) that cannot be enforced
+   * are left out and reported; when the whole set cannot be loaded the
+   * previous set stays in force and the reason is the only error.
+   */
+  apply(rules: NetworkRule[]): { errors: string[] } {
+    const native = this.open();
+    const converted = toNativeNetRules(rules);
+    if (converted.rules.length > EW_MAX_NET_RULES) {
+      return {
+        errors: [
+          `network rules: ${converted.rules.length} kernel entries (one per rule and source), at most ` +
+            `${EW_MAX_NET_RULES} are supported; the previous network rules stay in force`,
+        ],
+      };
+    }
+    try {
+      native.setRules(converted.rules);
+    } catch (err) {
+      return { errors: [...converted.errors, `network rules not applied: ${(err as Error).message}`] };
+    }
+    return { errors: converted.errors };
+  }
+
+  /** Entries in the kernel map. */
+  ruleCount(): number {
+    return this.open().ruleCount();
+  }
+
+  /** Detaches the programs: every socket is allowed again. Idempotent. */
+  close(): void {
+    this.native?.close();
+    this.native = undefined;
+  }
+
+  private open(): NativeNetEnforcer {
+    if (!this.native) throw new Error('NetEnforcer is closed');
+    return this.native;
+  }
+}
