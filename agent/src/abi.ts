@@ -50,6 +50,8 @@ export const enum EnforcerCode {
   CgroupBpf = 1,
   Fanotify = 2,
   BpfLsm = 3,
+  /** userspace matching of monitor events (audit-only backend) */
+  Monitor = 4,
 }
 
 export const EW_MAX_NET_RULES = 16384;

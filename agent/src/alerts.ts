@@ -57,6 +57,7 @@ const ENFORCER_NAMES: Record<number, string> = {
   [EnforcerCode.CgroupBpf]: 'cgroup-bpf',
   [EnforcerCode.Fanotify]: 'fanotify',
   [EnforcerCode.BpfLsm]: 'BPFLSM',
+  [EnforcerCode.Monitor]: 'eBPF Monitor',
 };
 
 /** open(2) access mode and the flags that make an open a write. */

@@ -39,9 +39,10 @@ export const COMPAT_SUPPORT: RuleKindSupport = {
   capabilities: 'unsupported',
 };
 
+/** audit-only: the monitor sees exec, open and socket calls; nothing is refused. */
 export const AUDIT_ONLY_SUPPORT: RuleKindSupport = {
-  process: 'unsupported',
-  file: 'unsupported',
-  network: 'unsupported',
+  process: 'audit',
+  file: 'audit',
+  network: 'audit',
   capabilities: 'unsupported',
 };

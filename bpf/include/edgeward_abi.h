@@ -133,6 +133,7 @@ enum ew_enforcer {
 	EW_ENFORCER_CGROUP_BPF = 1, /* compat: cgroup/sock_create etc. */
 	EW_ENFORCER_FANOTIFY = 2,   /* compat: fanotify permission events */
 	EW_ENFORCER_BPF_LSM = 3,
+	EW_ENFORCER_MONITOR = 4,    /* userspace match of monitor events (audit-only) */
 };
 
 /*
