@@ -1,0 +1,317 @@
+// Turns validated KubeArmor policies into the backend-neutral rule set of
+// ./types. Pure: no I/O, same input -> same output (rule ids included).
+//
+// Semantics follow KubeArmor (core/kubeUpdate.go, host policy path):
+//  - spec.severity defaults to 1, spec.action to Block;
+//  - each rule's severity / tags / message / action is its own if set, else
+//    its section's (process, file, network) if set, else the policy's;
+//  - "protocol: tcp,udp" is a list (KubeArmor's ObjCommaExpandFirstDupOthers),
+//    "all" stands for every protocol class;
+//  - nodeSelector.matchLabels must all match the node; kubearmor.io/hostname
+//    also accepts "*".
+// What the first slice cannot enforce is refused with a CompileError, never
+// silently dropped; the policy is then refused as a whole.
+
+import type { CompiledPolicySet, NetworkRule, PathRule, PathTarget, Protocol, RuleAction, RuleMeta, SourceMatch } from './types';
+import type { LoadedPolicy, PolicySpec, RuleMetaFields, SourceSpec } from './loader';
+import { fieldPath } from './loader';
+
+export interface CompileOptions {
+  /** this node's host name (matched against kubearmor.io/hostname and kubernetes.io/hostname) */
+  hostname: string;
+  /** this node's labels (matched against nodeSelector.matchLabels) */
+  nodeLabels?: Record<string, string>;
+}
+
+export interface CompileError {
+  policyName: string;
+  /** file the policy came from */
+  source: string;
+  /** dotted field path, e.g. spec.process.matchPaths[0].execname */
+  field: string;
+  /** short reason, e.g. "not supported yet: execname" */
+  reason: string;
+  /** the full line: `file: policy "name": field: reason (policy refused)` */
+  message: string;
+}
+
+/** A policy that is valid but selects other nodes (information, not an error). */
+export interface SkippedPolicy {
+  policyName: string;
+  source: string;
+  reason: string;
+  message: string;
+}
+
+export interface CompileResult {
+  set: CompiledPolicySet;
+  errors: CompileError[];
+  /** policies not compiled because their nodeSelector does not match this node */
+  skipped: SkippedPolicy[];
+}
+
+export const HOSTNAME_LABEL = 'kubearmor.io/hostname';
+export const K8S_HOSTNAME_LABEL = 'kubernetes.io/hostname';
+
+/** Every protocol class the backends know; what `protocol: all` expands into. */
+export const ALL_PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'icmp', 'icmpv6', 'raw'];
+
+export function formatCompileError(e: CompileError): string {
+  return e.message;
+}
+
+/** Node labels a host policy's nodeSelector is matched against. */
+export function effectiveNodeLabels(options: CompileOptions): Record<string, string> {
+  // KubeArmor outside Kubernetes gives the node kubearmor.io/hostname; policies
+  // written for a Kubernetes node use kubernetes.io/hostname. Both name this host
+  // unless the operator set them explicitly.
+  return { [HOSTNAME_LABEL]: options.hostname, [K8S_HOSTNAME_LABEL]: options.hostname, ...(options.nodeLabels ?? {}) };
+}
+
+/** Why a nodeSelector does not select this node, or undefined if it does. */
+export function nodeSelectorMismatch(matchLabels: Record<string, string>, options: CompileOptions): string | undefined {
+  const labels = effectiveNodeLabels(options);
+  for (const key of Object.keys(matchLabels).sort()) {
+    const want = matchLabels[key];
+    if (key === HOSTNAME_LABEL && want === '*') continue;
+    const have = labels[key];
+    if (have === undefined) return `node has no label ${key} (wanted "${want}")`;
+    if (have !== want) return `${key} is "${have}", policy wants "${want}"`;
+  }
+  return undefined;
+}
+
+interface Inherited {
+  severity: number;
+  tags: string[];
+  message: string;
+  action: 'Allow' | 'Audit' | 'Block';
+}
+
+/** KubeArmor's precedence: rule, else section, else policy (after the policy's defaults). */
+function inherit(rule: RuleMetaFields, section: RuleMetaFields | undefined, policy: Inherited): Inherited {
+  const pick = <T>(r: T | undefined, s: T | undefined, p: T, empty: (v: T) => boolean): T =>
+    r !== undefined && !empty(r) ? r : s !== undefined && !empty(s) ? s : p;
+  return {
+    severity: pick(rule.severity, section?.severity, policy.severity, (v) => v === 0),
+    tags: [...pick(rule.tags, section?.tags, policy.tags, (v) => v.length === 0)],
+    message: pick(rule.message, section?.message, policy.message, (v) => v.length === 0),
+    action: pick(rule.action, section?.action, policy.action, () => false),
+  };
+}
+
+function policyDefaults(spec: PolicySpec): Inherited {
+  return {
+    severity: spec.severity ?? 1,
+    tags: spec.tags ?? [],
+    message: spec.message ?? '',
+    action: spec.action ?? 'Block',
+  };
+}
+
+function sources(list: SourceSpec[] | undefined): SourceMatch[] {
+  return (list ?? []).map((s) =>
+    s.dir !== undefined ? { kind: 'dir', path: s.dir, recursive: s.recursive ?? false } : { kind: 'path', path: s.path as string },
+  );
+}
+
+/** One rule before ids are given out: the rule body and its metadata. */
+type Draft =
+  | { kind: 'path'; rule: Omit<PathRule, 'ruleId'>; meta: Inherited }
+  | { kind: 'network'; rule: Omit<NetworkRule, 'ruleId'>; meta: Inherited };
+
+interface PolicyCompilation {
+  drafts: Draft[];
+  problems: Array<{ segs: Array<string | number>; reason: string }>;
+}
+
+function compileHostPolicy(p: LoadedPolicy): PolicyCompilation {
+  const spec = p.spec;
+  const base = policyDefaults(spec);
+  const out: PolicyCompilation = { drafts: [], problems: [] };
+  const refuse = (segs: Array<string | number>, reason: string) => out.problems.push({ segs, reason });
+
+  const accept = (segs: Array<string | number>, meta: Inherited): RuleAction | undefined => {
+    if (meta.action === 'Allow') {
+      refuse([...segs, 'action'], 'not supported yet: action Allow (allow-list mode with default posture)');
+      return undefined;
+    }
+    return meta.action;
+  };
+
+  const proc = spec.process;
+  proc?.matchPaths?.forEach((r, i) => {
+    const segs = ['spec', 'process', 'matchPaths', i];
+    if (r.execname !== undefined) {
+      refuse([...segs, 'execname'], 'not supported yet: execname (match by executable name)');
+      return;
+    }
+    const meta = inherit(r, proc, base);
+    const action = accept(segs, meta);
+    if (!action) return;
+    const target: PathTarget = { kind: 'path', path: r.path as string };
+    out.drafts.push({
+      kind: 'path',
+      rule: { action, operation: 'Process', target, readOnly: false, ownerOnly: r.ownerOnly ?? false, fromSource: sources(r.fromSource) },
+      meta,
+    });
+  });
+  proc?.matchDirectories?.forEach((r, i) => {
+    const segs = ['spec', 'process', 'matchDirectories', i];
+    const meta = inherit(r, proc, base);
+    const action = accept(segs, meta);
+    if (!action) return;
+    out.drafts.push({
+      kind: 'path',
+      rule: {
+        action,
+        operation: 'Process',
+        target: { kind: 'dir', path: r.dir, recursive: r.recursive ?? false },
+        readOnly: false,
+        ownerOnly: r.ownerOnly ?? false,
+        fromSource: sources(r.fromSource),
+      },
+      meta,
+    });
+  });
+  if (proc?.matchPatterns?.length) refuse(['spec', 'process', 'matchPatterns'], 'not supported yet: matchPatterns');
+
+  const file = spec.file;
+  file?.matchPaths?.forEach((r, i) => {
+    const segs = ['spec', 'file', 'matchPaths', i];
+    const meta = inherit(r, file, base);
+    const action = accept(segs, meta);
+    if (!action) return;
+    out.drafts.push({
+      kind: 'path',
+      rule: {
+        action,
+        operation: 'File',
+        target: { kind: 'path', path: r.path },
+        readOnly: r.readOnly ?? false,
+        ownerOnly: r.ownerOnly ?? false,
+        fromSource: sources(r.fromSource),
+      },
+      meta,
+    });
+  });
+  file?.matchDirectories?.forEach((r, i) => {
+    const segs = ['spec', 'file', 'matchDirectories', i];
+    const meta = inherit(r, file, base);
+    const action = accept(segs, meta);
+    if (!action) return;
+    out.drafts.push({
+      kind: 'path',
+      rule: {
+        action,
+        operation: 'File',
+        target: { kind: 'dir', path: r.dir, recursive: r.recursive ?? false },
+        readOnly: r.readOnly ?? false,
+        ownerOnly: r.ownerOnly ?? false,
+        fromSource: sources(r.fromSource),
+      },
+      meta,
+    });
+  });
+  if (file?.matchPatterns?.length) refuse(['spec', 'file', 'matchPatterns'], 'not supported yet: matchPatterns');
+
+  const net = spec.network;
+  net?.matchProtocols?.forEach((r, i) => {
+    const segs = ['spec', 'network', 'matchProtocols', i];
+    const protocols = expandProtocols(r.protocol);
+    if (protocols.unsupported.length) {
+      refuse([...segs, 'protocol'], `not supported yet: protocol ${protocols.unsupported.join(', ')}`);
+      return;
+    }
+    const meta = inherit(r, net, base);
+    const action = accept(segs, meta);
+    if (!action) return;
+    for (const protocol of protocols.classes) {
+      out.drafts.push({ kind: 'network', rule: { action, operation: 'Network', protocol, fromSource: sources(r.fromSource) }, meta });
+    }
+  });
+
+  if (spec.capabilities) refuse(['spec', 'capabilities'], 'not supported yet: capabilities');
+  if (spec.syscalls) refuse(['spec', 'syscalls'], 'not supported yet: syscalls');
+  if (spec.apparmor !== undefined) refuse(['spec', 'apparmor'], 'not supported: raw AppArmor profiles');
+  return out;
+}
+
+/** "TCP, udp" -> [tcp, udp]; "all" -> every class; duplicates removed, order kept. */
+export function expandProtocols(text: string): { classes: Protocol[]; unsupported: string[] } {
+  const classes: Protocol[] = [];
+  const unsupported: string[] = [];
+  for (const word of text.split(',').map((w) => w.replace(/\s+/g, '').toLowerCase())) {
+    if (word === 'all') {
+      for (const p of ALL_PROTOCOLS) if (!classes.includes(p)) classes.push(p);
+    } else if ((ALL_PROTOCOLS as readonly string[]).includes(word)) {
+      if (!classes.includes(word as Protocol)) classes.push(word as Protocol);
+    } else if (word && !unsupported.includes(word)) {
+      // KubeArmor also names sctp, stream, dgram, rdm, seqpacket, dccp, packet
+      unsupported.push(word);
+    }
+  }
+  return { classes, unsupported };
+}
+
+function compileError(p: LoadedPolicy, segs: Array<string | number>, reason: string): CompileError {
+  const field = fieldPath(segs);
+  return {
+    policyName: p.name,
+    source: p.source,
+    field,
+    reason,
+    message: `${p.source}: policy "${p.name}": ${field ? `${field}: ` : ''}${reason} (policy refused)`,
+  };
+}
+
+/**
+ * Compiles the policies for this node. Rule ids start at 1 and follow the
+ * input order (policy, then section, then rule), so the same input always
+ * gives the same ids. A refused policy takes no ids.
+ */
+export function compilePolicies(policies: readonly LoadedPolicy[], options: CompileOptions): CompileResult {
+  const set: CompiledPolicySet = { pathRules: [], networkRules: [], meta: new Map<number, RuleMeta>() };
+  const errors: CompileError[] = [];
+  const skipped: SkippedPolicy[] = [];
+  let nextId = 1;
+
+  for (const p of policies) {
+    if (p.kind === 'KubeArmorPolicy') {
+      errors.push(compileError(p, ['kind'], 'not supported yet: KubeArmorPolicy (container selectors); use KubeArmorHostPolicy'));
+      continue;
+    }
+    const mismatch = nodeSelectorMismatch(p.spec.nodeSelector?.matchLabels ?? {}, options);
+    if (mismatch) {
+      skipped.push({
+        policyName: p.name,
+        source: p.source,
+        reason: mismatch,
+        message: `${p.source}: policy "${p.name}" is not for this node: ${mismatch}`,
+      });
+      continue;
+    }
+    const c = compileHostPolicy(p);
+    if (c.problems.length) {
+      for (const pr of c.problems) errors.push(compileError(p, pr.segs, pr.reason));
+      continue;
+    }
+    for (const d of c.drafts) {
+      const ruleId = nextId++;
+      set.meta.set(ruleId, {
+        ruleId,
+        policyName: p.name,
+        policyType: 'MatchedHostPolicy',
+        severity: d.meta.severity,
+        tags: d.meta.tags,
+        message: d.meta.message,
+        action: d.rule.action,
+        operation: d.rule.operation,
+        source: p.source,
+      });
+      if (d.kind === 'path') set.pathRules.push({ ruleId, ...d.rule });
+      else set.networkRules.push({ ruleId, ...d.rule });
+    }
+  }
+  return { set, errors, skipped };
+}
