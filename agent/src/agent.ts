@@ -14,8 +14,9 @@ import { ensureKernelFilesystems } from './kernel_fs';
 import { createAlertLogger, createLogger } from './logger';
 import { EventPipeline } from './monitor';
 import { loadNative, NativeAddon } from './native';
-import { compilePolicies } from './policy/compiler';
-import { formatPolicyError, loadPolicyDirectory } from './policy/loader';
+import { compilePolicies, formatCompileError } from './policy/compiler';
+import { mergeWithLastGood } from './policy/last_good';
+import { formatPolicyError, LoadedPolicy, loadPolicyDirectory } from './policy/loader';
 import { renumberRules } from './policy/renumber';
 import type { RuleMeta } from './policy/types';
 import { probe, ProbeReport } from './probe';
@@ -47,6 +48,8 @@ export class Agent {
   private meta = new Map<number, RuleMeta>();
   /** the previous rule set's metadata, for decisions taken just before a switch */
   private previousMeta = new Map<number, RuleMeta>();
+  /** policies in force (the last good version of each) */
+  private accepted: LoadedPolicy[] = [];
   private alertCount = 0;
   private generation = 0;
   private lastLoad: PolicyLoadSummary | undefined;
@@ -78,8 +81,7 @@ export class Agent {
     const seeded = this.processes.seedFromProc();
     this.log.debug(`process table seeded with ${seeded} processes from /proc`);
 
-    const hostName = this.config.node.hostname ?? os.hostname();
-    const builder = new AlertBuilder(hostName, new BootClock(readUptime()), this.processes, (id) => this.lookupMeta(id));
+    const builder = new AlertBuilder(this.hostName(), new BootClock(readUptime()), this.processes, (id) => this.lookupMeta(id));
     this.pipeline = new EventPipeline(
       this.native,
       {
@@ -105,17 +107,29 @@ export class Agent {
     const dir = this.config.policyDirectory;
     const loaded = loadPolicyDirectory(dir);
     const errors = loaded.errors.map(formatPolicyError);
-    const hostName = this.config.node.hostname ?? os.hostname();
-    const compiled = compilePolicies(loaded.policies, {
-      hostname: hostName,
-      nodeLabels: this.config.node.labels ?? {},
-    });
-    errors.push(...compiled.errors.map((e) => e.message));
+    const options = { hostname: this.hostName(), nodeLabels: this.config.node.labels ?? {} };
+
+    // Compile; a policy refused now (load or compile error) keeps its last
+    // good version, and the set is compiled again with it.
+    let merged = mergeWithLastGood(loaded.policies, loaded.errors, new Set(), this.accepted, fs.existsSync);
+    let compiled = compilePolicies(merged.policies, options);
+    const refused = new Set(compiled.errors.map((e) => e.policyName));
+    errors.push(...compiled.errors.map(formatCompileError));
+    if (refused.size > 0) {
+      merged = mergeWithLastGood(loaded.policies, loaded.errors, refused, this.accepted, fs.existsSync);
+      compiled = compilePolicies(merged.policies, options);
+      errors.push(...compiled.errors.map(formatCompileError).filter((e) => !errors.includes(e)));
+    }
+    for (const k of merged.kept) this.log.warn(k);
+    for (const s of compiled.skipped) this.log.info(s.message);
+    const stillRefused = new Set(compiled.errors.map((e) => e.policyName));
+    this.accepted = merged.policies.filter((p) => !stillRefused.has(p.name));
+
     // Each load gets its own id range, so a decision taken under the previous
     // rule set is still reported with that set's policy, never a new one's.
     this.generation = (this.generation % 4095) + 1;
     const set = renumberRules(compiled.set, this.generation * 2 ** 20);
-    let rules = 0;
+    let rules = set.pathRules.length + set.networkRules.length;
     if (this.backend) {
       const applied = this.backend.apply(set);
       errors.push(...applied.errors);
@@ -125,10 +139,10 @@ export class Agent {
     this.meta = set.meta;
     for (const e of errors) this.log.error(e);
     const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).length : 0;
-    this.lastLoad = { files, policies: loaded.policies.length, rules, errors };
-    this.log.info(`enforcing ${rules} rules from ${loaded.policies.length} policies in ${dir}`, {
+    this.lastLoad = { files, policies: this.accepted.length, rules, errors };
+    this.log.info(`enforcing ${rules} rules from ${this.accepted.length} policies in ${dir}`, {
       event: 'ready',
-      backend: this.backend?.name ?? this.report?.backend,
+      backend: this.backend?.name,
       rules,
       errors: errors.length,
     });
@@ -160,6 +174,10 @@ export class Agent {
       this.alertLog.end();
       setTimeout(resolve, 1000).unref();
     });
+  }
+
+  private hostName(): string {
+    return this.config.node.hostname ?? os.hostname();
   }
 
   private lookupMeta(ruleId: number): RuleMeta | undefined {
