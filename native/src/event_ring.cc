@@ -116,6 +116,8 @@ void EventRing::Run() {
     // wake-up (below ew_wakeup_bytes) are picked up one interval late at most.
     int n = ring_buffer__poll(rb_, poll_interval_ms_);
     if (n < 0 && n != -EINTR) break;
+    // poll only reads after a wake-up; take what was written without one
+    ring_buffer__consume(rb_);
     sink_->Flush();
   }
 }
