@@ -648,24 +648,25 @@ function errnoText(err: unknown): string {
   return e && e.code ? `${e.code}: ${e.message.replace(/^[A-Z]+: /, '')}` : String(err);
 }
 
-/** Reads a policy file safely: regular files only, size-limited, UTF-8. */
-function readPolicyFile(file: string): { text: string } | { error: PolicyError } {
+/**
+ * Reads a text file safely: regular files only, at most maxBytes, UTF-8.
+ * Returns the text or a message ("is too large (...)", "cannot read file (ENOENT: ...)").
+ */
+export function readLimitedTextFile(file: string, maxBytes: number): { text: string } | { error: string } {
   let fd: number;
   try {
     // O_NONBLOCK: opening a FIFO must not hang the agent.
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (err) {
-    return { error: fileError(file, `cannot read file (${errnoText(err)})`) };
+    return { error: `cannot read file (${errnoText(err)})` };
   }
   try {
     const st = fs.fstatSync(fd);
-    if (st.isDirectory()) return { error: fileError(file, 'is a directory, not a policy file') };
-    if (!st.isFile()) return { error: fileError(file, 'is not a regular file') };
-    if (st.size > MAX_POLICY_FILE_BYTES) {
-      return { error: fileError(file, `is too large (${st.size} bytes; the limit is ${MAX_POLICY_FILE_BYTES} bytes)`) };
-    }
+    if (st.isDirectory()) return { error: 'is a directory, not a file' };
+    if (!st.isFile()) return { error: 'is not a regular file' };
+    if (st.size > maxBytes) return { error: `is too large (${st.size} bytes; the limit is ${maxBytes} bytes)` };
     // Read at most limit+1 bytes, so a file growing after fstat is still caught.
-    const buf = Buffer.alloc(MAX_POLICY_FILE_BYTES + 1);
+    const buf = Buffer.alloc(maxBytes + 1);
     let n = 0;
     for (;;) {
       const r = fs.readSync(fd, buf, n, buf.length - n, null);
@@ -673,19 +674,22 @@ function readPolicyFile(file: string): { text: string } | { error: PolicyError }
       n += r;
       if (n === buf.length) break;
     }
-    if (n > MAX_POLICY_FILE_BYTES) {
-      return { error: fileError(file, `is too large (more than ${MAX_POLICY_FILE_BYTES} bytes)`) };
-    }
+    if (n > maxBytes) return { error: `is too large (more than ${maxBytes} bytes)` };
     try {
       return { text: new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, n)) };
     } catch {
-      return { error: fileError(file, 'is not valid UTF-8 text') };
+      return { error: 'is not valid UTF-8 text' };
     }
   } catch (err) {
-    return { error: fileError(file, `cannot read file (${errnoText(err)})`) };
+    return { error: `cannot read file (${errnoText(err)})` };
   } finally {
     fs.closeSync(fd);
   }
+}
+
+function readPolicyFile(file: string): { text: string } | { error: PolicyError } {
+  const r = readLimitedTextFile(file, MAX_POLICY_FILE_BYTES);
+  return 'error' in r ? { error: fileError(file, r.error) } : r;
 }
 
 /** Loads one policy file (any name). */
