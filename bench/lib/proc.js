@@ -1,0 +1,57 @@
+'use strict';
+// Running children without blocking the event loop, and reading /proc.
+const { spawn } = require('child_process');
+const fs = require('fs');
+
+/**
+ * Runs a command to completion; resolves with its stdout. Async on purpose:
+ * the agent's stderr is piped into this process and must keep draining
+ * while a load generator runs.
+ */
+function runChild(file, args, { timeoutMs = 60_000, env } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${file}: ${e.message}`));
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${file} ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${err.trim() || out.trim()}`));
+    });
+  });
+}
+
+/** Runs loadgen and parses its one JSON line. */
+async function runLoadgen(loadgen, args, maxSeconds = 20) {
+  const out = await runChild(loadgen, args, {
+    env: { ...process.env, EW_BENCH_MAX_SECONDS: String(maxSeconds) },
+    timeoutMs: (maxSeconds + 10) * 1000,
+  });
+  const line = out.trim().split('\n').pop();
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new Error(`loadgen ${args.join(' ')} printed no JSON: ${out}`);
+  }
+}
+
+/** VmRSS of a process in KiB, or undefined once it is gone. */
+function rssKiB(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+module.exports = { runChild, runLoadgen, rssKiB, sleep };

@@ -1,0 +1,134 @@
+'use strict';
+// Targets (aims, not assertions) and the human-readable table.
+
+const TARGETS = {
+  monitorOpen: 1.3,
+  compatOpen: 1.05,
+  eventsPerSecond: 150000,
+  noDropRate: 100000,
+  idleRssMiB: 64,
+};
+
+const OP_LABEL = { open: 'open+close', exec: 'fork+exec+wait', connect: 'tcp connect+close' };
+const CONFIG_LABEL = { monitor: 'monitor on', compat: 'compat, 1000 file rules' };
+
+const mib = (kib) => (kib === undefined ? 'n/a' : `${(kib / 1024).toFixed(1)} MiB`);
+const x = (v) => `${v.toFixed(2)}x`;
+const ratioText = (s) => (s ? `${x(s.median)} (${s.min.toFixed(2)}-${s.max.toFixed(2)})` : 'n/a');
+
+function ns(v) {
+  if (v >= 1e6) return `${(v / 1e6).toFixed(2)} ms`;
+  if (v >= 1e3) return `${(v / 1e3).toFixed(2)} us`;
+  return `${v.toFixed(0)} ns`;
+}
+
+/** Each target: { name, aim, value, met } (met undefined when not measured). */
+function evaluateTargets(r) {
+  const out = [];
+  const openCfg = r.ops?.ops?.open?.configs ?? {};
+  const ratio = (c) => openCfg[c]?.ratio?.median;
+  out.push({
+    name: 'monitor on (process+file+network), open+close vs no agent',
+    aim: `<= ${TARGETS.monitorOpen.toFixed(2)}x`,
+    value: ratio('monitor') === undefined ? undefined : x(ratio('monitor')),
+    met: ratio('monitor') === undefined ? undefined : ratio('monitor') <= TARGETS.monitorOpen,
+  });
+  out.push({
+    name: 'compat enforcement, 1000 file rules, open+close of an unprotected file vs no agent',
+    aim: `<= ${TARGETS.compatOpen.toFixed(2)}x`,
+    value: ratio('compat') === undefined ? undefined : x(ratio('compat')),
+    met: ratio('compat') === undefined ? undefined : ratio('compat') <= TARGETS.compatOpen,
+  });
+  const steps = r.events?.steps ?? [];
+  if (steps.length) {
+    const best = Math.max(...steps.map((s) => s.eventsIntoJsPerSecond));
+    out.push({
+      name: 'events into JS per second (best step)',
+      aim: `>= ${TARGETS.eventsPerSecond / 1000}k/s`,
+      value: `${(best / 1000).toFixed(0)}k/s`,
+      met: best >= TARGETS.eventsPerSecond,
+    });
+    const at = steps.find((s) => s.offeredRate === TARGETS.noDropRate);
+    if (at) {
+      const lost = at.kernelDropped + at.userspaceDropped;
+      out.push({
+        name: `drops at ${TARGETS.noDropRate / 1000}k events/s offered`,
+        aim: '0',
+        value: `${at.kernelDropped} kernel + ${at.userspaceDropped} userspace (${at.loadgenOpensMissing} opens not seen)`,
+        met: lost === 0 && at.loadgenOpensMissing <= 0,
+      });
+    }
+  }
+  if (r.rss?.agentIdleKiB !== undefined) {
+    out.push({
+      name: 'agent RSS idle (5 s after ready)',
+      aim: `<= ${TARGETS.idleRssMiB} MiB`,
+      value: mib(r.rss.agentIdleKiB),
+      met: r.rss.agentIdleKiB <= TARGETS.idleRssMiB * 1024,
+    });
+  }
+  return out;
+}
+
+function table(rows) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  return rows.map((r) => r.map((c, i) => String(c).padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+function formatReport(r) {
+  const m = r.machine;
+  const lines = [
+    `edgeward bench (${r.mode}) — kernel ${m.kernel}, ${m.cpu}, ${m.cores} cores, ${m.memoryMiB} MiB, node ${m.node}, ${m.date}, ${r.elapsedSeconds.toFixed(0)} s`,
+    '',
+  ];
+  if (r.ops) {
+    const configs = Object.keys(Object.values(r.ops.ops)[0]?.configs ?? {});
+    lines.push(
+      `Cost per operation: median ratio to the no-agent baseline bracketing each run (min-max over ${r.ops.rounds} rounds)`,
+    );
+    const rows = [['operation', 'baseline', 'noise (A/A)', ...configs.map((c) => CONFIG_LABEL[c] ?? c)]];
+    for (const [op, o] of Object.entries(r.ops.ops)) {
+      rows.push([
+        OP_LABEL[op] ?? op,
+        ns(o.baselineNs.median),
+        ratioText(o.baselineNoise),
+        ...configs.map((c) => `${ratioText(o.configs[c].ratio)}  ${ns(o.configs[c].ns.median)}`),
+      ]);
+    }
+    lines.push(table(rows), '');
+  }
+  if (r.events) {
+    lines.push('Monitor events into JS (EventPipeline in a node process, process+file monitor, decoded)');
+    const rows = [['offered/s', 'generated/s', 'into JS/s', 'kernel drops', 'userspace drops', 'opens not seen', 'batches', 'RSS']];
+    for (const s of r.events.steps) {
+      rows.push([
+        s.offeredRate ? `${s.offeredRate / 1000}k` : 'max',
+        `${(s.generatedRate / 1000).toFixed(1)}k`,
+        `${(s.eventsIntoJsPerSecond / 1000).toFixed(1)}k`,
+        s.kernelDropped,
+        s.userspaceDropped,
+        s.loadgenOpensMissing,
+        s.batches,
+        mib(s.rssKiB),
+      ]);
+    }
+    lines.push(table(rows), '');
+  }
+  if (r.rss) {
+    lines.push('Memory (VmRSS)');
+    const rows = [
+      ['process', 'RSS'],
+      ['bare `node -e` (same run)', mib(r.rss.bareNodeKiB)],
+      ['agent idle, 5 s after ready (monitor on)', mib(r.rss.agentIdleKiB)],
+      ...r.rss.underLoad.map((u) => [`agent peak, ${u.offeredRate / 1000}k opens/s offered`, mib(u.peakKiB)]),
+    ];
+    lines.push(table(rows), '');
+  }
+  lines.push('Targets (aims, not assertions)');
+  const rows = [['', 'target', 'aim', 'measured']];
+  for (const t of r.targets) rows.push([t.met === undefined ? '[ -- ]' : t.met ? '[met]' : '[MISSED]', t.name, t.aim, t.value ?? 'not measured']);
+  lines.push(table(rows), '');
+  return lines.join('\n');
+}
+
+module.exports = { TARGETS, evaluateTargets, formatReport };
