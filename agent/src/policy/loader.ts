@@ -334,10 +334,12 @@ function describePattern(def: string | undefined, value: unknown): string {
   switch (def) {
     case 'filePath':
       if (!v.startsWith('/')) return 'must be an absolute path';
-      return "must not end with '/' (directories belong in matchDirectories or dir:)";
+      if (v.endsWith('/')) return "must not end with '/' (directories belong in matchDirectories or dir:)";
+      return "must be an absolute path that does not end with '/'";
     case 'dirPath':
       if (!v.startsWith('/')) return 'must be an absolute path';
-      return "must end with '/' (it names a directory)";
+      if (!v.endsWith('/')) return "must end with '/' (it names a directory)";
+      return "must be an absolute directory path ending with '/'";
     case 'anyPath':
       return 'must be an absolute path';
     case 'execName':
