@@ -1,0 +1,162 @@
+// FileEnforcer: the `compat` process/file enforcer on fanotify permission
+// events (this kernel refuses BPF-LSM).
+//
+// Process rules mark FAN_OPEN_EXEC_PERM, file rules FAN_OPEN_PERM, only on
+// what the rules name: the target inodes, rule directories (FAN_EVENT_ON_CHILD,
+// every subdirectory for recursive rules) and the files found in them. A C++
+// thread answers every permission event (never JavaScript: an open must not
+// wait on the event loop); a second thread follows inotify events to mark
+// subdirectories created later and files that replace a rule's target.
+// Matched decisions go to the EventSink as ew_decision_event records.
+#pragma once
+
+#include <sys/fanotify.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "event_sink.h"
+
+namespace edgeward {
+
+struct FileInodeId {
+  uint64_t dev;
+  uint64_t ino;
+  bool operator==(const FileInodeId& o) const { return dev == o.dev && ino == o.ino; }
+};
+
+struct FileInodeIdHash {
+  size_t operator()(const FileInodeId& k) const {
+    return std::hash<uint64_t>()(k.ino * 0x9E3779B97F4A7C15ull ^ k.dev);
+  }
+};
+
+struct SourceDirSpec {
+  std::string path;
+  bool recursive;
+};
+
+// One rule as JavaScript gives it, validated (absolute paths, known action).
+struct FileRuleSpec {
+  uint32_t rule_id = 0;
+  uint8_t action = 0;  // EW_ACTION_AUDIT or EW_ACTION_BLOCK
+  bool exec = false;   // process rule (exec) or file rule (open)
+  std::string path;
+  bool is_dir = false;
+  bool recursive = false;
+  bool read_only = false;   // file rules: only opens for writing match
+  bool owner_only = false;  // file rules: processes whose fsuid owns the file do not match
+  std::vector<std::string> sources;          // executables; empty with no source_dirs: any process
+  std::vector<SourceDirSpec> source_dirs;    // executables under these directories
+};
+
+struct FileEnforcerStats {
+  uint64_t events;           // permission events answered
+  uint64_t denied;
+  uint64_t marks;            // inodes and directories marked
+  uint64_t internal_errors;  // events answered FAN_ALLOW because deciding failed
+  uint64_t watch_errors;     // inotify follow-up failures (see last_watch_error)
+  std::string last_watch_error;
+};
+
+struct SetRulesResult {
+  uint64_t marks;
+  std::vector<std::string> errors;
+};
+
+struct FileRuleTable;       // compiled rules (file_enforcer.cc)
+struct FileEnforcerPlan;    // a setRules computation in progress
+struct ProcessFacts;
+
+class FileEnforcer {
+ public:
+  // Throws std::system_error when fanotify or inotify cannot be set up.
+  explicit FileEnforcer(std::shared_ptr<EventSink> sink);
+  ~FileEnforcer();
+  FileEnforcer(const FileEnforcer&) = delete;
+  FileEnforcer& operator=(const FileEnforcer&) = delete;
+
+  // Replaces the rules: marks new targets, swaps the table, removes marks no
+  // longer needed. Per-rule problems (missing paths, caps) come back in errors.
+  SetRulesResult SetRules(const std::vector<FileRuleSpec>& rules);
+  FileEnforcerStats Stats() const;
+  // Stops both threads and closes the groups: the kernel then allows anything
+  // pending and drops every mark. Idempotent.
+  void Close();
+  bool closed() const { return closed_.load(); }
+
+ private:
+  struct MarkState {
+    uint64_t mask;     // FAN_* bits set in the kernel
+    std::string path;  // where the inode was found (to find it again for removal)
+  };
+  struct WatchState {
+    std::string dir;                                       // canonical path when watched
+    std::unordered_map<std::string, uint64_t> exact_names; // rule targets in this directory -> mask
+    uint64_t recursive_mask = 0;                           // recursive rules covering this directory
+  };
+  struct Decision {
+    int block_rule = -1;  // index in the table
+    int audit_rule = -1;
+  };
+
+  void AnswerLoop();
+  void WatchLoop();
+  void HandleEvent(const struct fanotify_event_metadata& m, bool* appended);
+  Decision Decide(const FileRuleTable& table, const struct fanotify_event_metadata& m, const std::string& path,
+                  const struct stat& st, ProcessFacts* facts);
+  void EmitDecision(const FileRuleTable& table, const Decision& d, const struct fanotify_event_metadata& m,
+                    const std::string& path, ProcessFacts* facts);
+  void DropStaleMark(const struct fanotify_event_metadata& m, const FileInodeId& id, const std::string& path);
+  std::shared_ptr<const FileRuleTable> Snapshot() const;
+
+  // Marking, under marks_mu_.
+  bool MarkLocked(int fd_or_dirfd, const char* path_or_null, const FileInodeId& id, uint64_t mask,
+                  const std::string& found_at, std::string* error);
+  void UnmarkLocked(const FileInodeId& id, uint64_t mask, const std::string& found_at);
+  void PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec);
+  void PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec);
+  bool PlanMark(FileEnforcerPlan* plan, int fd_or_dirfd, const char* path_or_null, const FileInodeId& id,
+                uint64_t mask, const std::string& found_at, const std::string& where);
+  void WalkNewDirLocked(const std::string& dir, uint64_t perm);
+  int AddWatchLocked(const std::string& dir, std::unordered_map<int, WatchState>* into, std::string* error);
+  void NoteWatchError(const std::string& message);
+
+  std::shared_ptr<EventSink> sink_;
+  int fan_fd_ = -1;      // permission group
+  int inotify_fd_ = -1;  // new subdirectories, replaced targets
+  int wake_fd_ = -1;     // eventfd: stops both threads
+  std::atomic<bool> closed_{false};
+  std::thread answer_thread_;
+  std::thread watch_thread_;
+  std::mutex close_mu_;
+
+  mutable std::mutex table_mu_;  // guards table_ (the pointer only: tables are immutable)
+  std::shared_ptr<const FileRuleTable> table_;
+
+  std::mutex marks_mu_;  // guards marks_, watches_; held by setRules and the watcher, never by the answerer
+  std::unordered_map<FileInodeId, MarkState, FileInodeIdHash> marks_;
+  std::unordered_map<int, WatchState> watches_;  // by inotify wd
+  std::atomic<uint64_t> mark_count_{0};
+
+  // Marks that could not be removed by path (the inode moved away): the
+  // answerer removes them through the event fd when they next fire.
+  std::mutex stale_mu_;
+  std::unordered_map<FileInodeId, uint64_t, FileInodeIdHash> stale_;
+  std::atomic<size_t> stale_count_{0};
+
+  std::atomic<uint64_t> events_{0}, denied_{0}, internal_errors_{0}, watch_errors_{0};
+  mutable std::mutex watch_error_mu_;
+  std::string last_watch_error_;
+
+  std::vector<uint8_t> record_;  // answerer-only scratch for ew_decision_event
+};
+
+}  // namespace edgeward
