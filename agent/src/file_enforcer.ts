@@ -1,0 +1,153 @@
+// The compat process/file enforcer, TypeScript half: turns compiled PathRules
+// into rules for the native fanotify enforcer (native/src/file_enforcer.cc),
+// which marks the named inodes and directories and answers every permission
+// event on its own C++ thread.
+//
+// fromSource: `path` entries are matched by the acting process's executable
+// inode and path; `dir` entries by the executable's path under the directory
+// (recursive or not), so binaries installed there later are covered too. A
+// copy of a source binary elsewhere is a different executable (as in
+// KubeArmor).
+import { Action } from './abi';
+import type { FileEnforcerStats, NativeAddon, NativeEventSink, NativeFileEnforcer, NativeFileRule } from './native';
+import type { PathRule } from './policy/types';
+
+/** Executables under a directory, as fromSource `dir` entries name them. */
+export interface NativeSourceDir {
+  path: string;
+  recursive: boolean;
+}
+
+/**
+ * A NativeFileRule plus what the native enforcer also reads: `ownerOnly`
+ * (file rules: processes whose fsuid owns the file do not match) and
+ * `sourceDirs` (fromSource directories).
+ */
+export interface CompatFileRule extends NativeFileRule {
+  ownerOnly: boolean;
+  sourceDirs: NativeSourceDir[];
+}
+
+const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit };
+const PATH_MAX = 4096;
+
+function pathProblem(p: unknown): string | undefined {
+  if (typeof p !== 'string' || p.length === 0) return 'is not a path';
+  if (!p.startsWith('/')) return `${p} is not absolute`;
+  if (p.includes('\0')) return 'contains a NUL byte';
+  if (Buffer.byteLength(p) >= PATH_MAX) return `is longer than ${PATH_MAX - 1} bytes`;
+  return undefined;
+}
+
+/**
+ * Converts compiled rules into native rules. Rules that cannot be expressed
+ * are left out with an error naming them; nothing here touches the kernel.
+ */
+export function toNativeFileRules(rules: PathRule[]): { rules: CompatFileRule[]; errors: string[] } {
+  const out: CompatFileRule[] = [];
+  const errors: string[] = [];
+  rules.forEach((rule, index) => {
+    const where = `${String(rule.operation).toLowerCase()} rule ${rule.ruleId} (#${index})`;
+    if (!Number.isInteger(rule.ruleId) || rule.ruleId < 0 || rule.ruleId > 0xffffffff) {
+      errors.push(`path rule #${index}: ruleId must be an integer in 0..4294967295, got ${String(rule.ruleId)}`);
+      return;
+    }
+    const action = Object.prototype.hasOwnProperty.call(ACTION, rule.action) ? ACTION[rule.action] : undefined;
+    if (action === undefined) {
+      errors.push(`${where}: action must be Block or Audit, got ${String(rule.action)}`);
+      return;
+    }
+    if (rule.operation !== 'Process' && rule.operation !== 'File') {
+      errors.push(`path rule ${rule.ruleId} (#${index}): operation must be Process or File, got ${String(rule.operation)}`);
+      return;
+    }
+    const exec = rule.operation === 'Process';
+    const target = rule.target;
+    if (!target || (target.kind !== 'path' && target.kind !== 'dir')) {
+      errors.push(`${where}: target must be a path or a directory`);
+      return;
+    }
+    const problem = pathProblem(target.path);
+    if (problem) {
+      errors.push(`${where}: target ${problem}`);
+      return;
+    }
+    // Process rules have no readOnly/ownerOnly in KubeArmor: drop them (the
+    // rule then matches every exec, the stricter reading) and say so.
+    if (exec && (rule.readOnly || rule.ownerOnly)) {
+      errors.push(`${where}: readOnly/ownerOnly do not apply to process rules; enforced without them`);
+    }
+    const sources: string[] = [];
+    const sourceDirs: NativeSourceDir[] = [];
+    const fromSource = Array.isArray(rule.fromSource) ? rule.fromSource : [];
+    for (const source of fromSource) {
+      const bad = pathProblem(source?.path);
+      if (bad) {
+        errors.push(`${where}: fromSource ${bad}; ignored`);
+        continue;
+      }
+      if (source.kind === 'dir') sourceDirs.push({ path: source.path, recursive: source.recursive === true });
+      else sources.push(source.path);
+    }
+    if (fromSource.length > 0 && sources.length === 0 && sourceDirs.length === 0) {
+      // Without any source left the rule would apply to every process.
+      errors.push(`${where}: no usable fromSource entry; rule not enforced`);
+      return;
+    }
+    out.push({
+      ruleId: rule.ruleId,
+      action,
+      exec,
+      path: target.path,
+      isDir: target.kind === 'dir',
+      recursive: target.kind === 'dir' && target.recursive === true,
+      readOnly: !exec && rule.readOnly === true,
+      ownerOnly: !exec && rule.ownerOnly === true,
+      sources,
+      sourceDirs,
+    });
+  });
+  return { rules: out, errors };
+}
+
+/** Process (exec) and file (open) rules enforced with fanotify permission events. */
+export class FileEnforcer {
+  private native: NativeFileEnforcer | undefined;
+
+  /** Creates the fanotify group and its answering thread; decisions go to `sink`. */
+  constructor(addon: NativeAddon, sink: NativeEventSink) {
+    this.native = new addon.FileEnforcer(sink);
+  }
+
+  /**
+   * Replaces the rules in force. Targets that do not exist, rules that cannot
+   * be expressed and marks past the caps are reported in `errors`; the rest is
+   * enforced. If the native side rejects the whole set, the previous rules
+   * stay in force and the reason is reported.
+   */
+  apply(rules: PathRule[]): { errors: string[]; marks?: number } {
+    const native = this.open();
+    const converted = toNativeFileRules(rules);
+    try {
+      const result = native.setRules(converted.rules);
+      return { errors: [...converted.errors, ...result.errors], marks: result.marks };
+    } catch (err) {
+      return { errors: [...converted.errors, `process/file rules not applied: ${(err as Error).message}`] };
+    }
+  }
+
+  stats(): FileEnforcerStats {
+    return this.open().stats();
+  }
+
+  /** Removes every mark: everything is allowed again. Idempotent. */
+  close(): void {
+    this.native?.close();
+    this.native = undefined;
+  }
+
+  private open(): NativeFileEnforcer {
+    if (!this.native) throw new Error('FileEnforcer is closed');
+    return this.native;
+  }
+}
