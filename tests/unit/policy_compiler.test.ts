@@ -1,0 +1,490 @@
+import * as path from 'path';
+import * as yaml from 'js-yaml';
+import {
+  ALL_PROTOCOLS,
+  compilePolicies,
+  CompileOptions,
+  CompileResult,
+  expandProtocols,
+  formatCompileError,
+  nodeSelectorMismatch,
+} from '../../agent/src/policy/compiler';
+import { formatPolicyError, LoadedPolicy, loadPolicyDirectory, loadPolicyFile, parsePolicyText } from '../../agent/src/policy/loader';
+
+const FIXTURES = path.join(__dirname, '..', 'fixtures', 'kubearmor');
+const ANY_NODE: CompileOptions = { hostname: 'edge-1' };
+
+function load(text: string, source = 'p.yaml'): LoadedPolicy[] {
+  const r = parsePolicyText(text, source);
+  if (r.errors.length) throw new Error(r.errors.map(formatPolicyError).join('\n'));
+  return r.policies;
+}
+
+function fixture(name: string): LoadedPolicy[] {
+  const r = loadPolicyFile(path.join(FIXTURES, name));
+  if (r.errors.length) throw new Error(r.errors.map(formatPolicyError).join('\n'));
+  return r.policies;
+}
+
+/** A host policy for every node with the given spec (nodeSelector added). */
+function hsp(name: string, spec: Record<string, unknown>, labels: Record<string, string> = { 'kubearmor.io/hostname': '*' }): string {
+  return yaml.dump({
+    apiVersion: 'security.kubearmor.com/v1',
+    kind: 'KubeArmorHostPolicy',
+    metadata: { name },
+    spec: { nodeSelector: { matchLabels: labels }, ...spec },
+  });
+}
+
+function compileText(text: string, options: CompileOptions = ANY_NODE): CompileResult {
+  return compilePolicies(load(text), options);
+}
+
+function metaOf(r: CompileResult, ruleId: number) {
+  const m = r.set.meta.get(ruleId);
+  if (!m) throw new Error(`no meta for rule ${ruleId}`);
+  return m;
+}
+
+describe('KubeArmor published examples', () => {
+  test('hsp-kubearmor-dev-proc-path-block: one exec rule on its node', () => {
+    const r = compilePolicies(fixture('hsp-kubearmor-dev-proc-path-block.yaml'), { hostname: 'kubearmor-dev' });
+    expect(r.errors).toEqual([]);
+    expect(r.skipped).toEqual([]);
+    expect(r.set.pathRules).toEqual([
+      {
+        ruleId: 1,
+        action: 'Block',
+        operation: 'Process',
+        target: { kind: 'path', path: '/usr/bin/diff' },
+        readOnly: false,
+        ownerOnly: false,
+        fromSource: [],
+      },
+    ]);
+    expect(r.set.networkRules).toEqual([]);
+    expect(metaOf(r, 1)).toEqual({
+      ruleId: 1,
+      policyName: 'hsp-kubearmor-dev-proc-path-block',
+      policyType: 'MatchedHostPolicy',
+      severity: 5,
+      tags: [],
+      message: '',
+      action: 'Block',
+      operation: 'Process',
+      source: path.join(FIXTURES, 'hsp-kubearmor-dev-proc-path-block.yaml'),
+    });
+  });
+
+  test('hsp-kubearmor-dev-proc-path-block is not for another node: skipped, not an error', () => {
+    const r = compilePolicies(fixture('hsp-kubearmor-dev-proc-path-block.yaml'), { hostname: 'edge-1' });
+    expect(r.errors).toEqual([]);
+    expect(r.set.pathRules).toEqual([]);
+    expect(r.set.meta.size).toBe(0);
+    expect(r.skipped).toEqual([
+      {
+        policyName: 'hsp-kubearmor-dev-proc-path-block',
+        source: path.join(FIXTURES, 'hsp-kubearmor-dev-proc-path-block.yaml'),
+        reason: 'kubernetes.io/hostname is "edge-1", policy wants "kubearmor-dev"',
+        message: `${path.join(FIXTURES, 'hsp-kubearmor-dev-proc-path-block.yaml')}: policy "hsp-kubearmor-dev-proc-path-block" is not for this node: kubernetes.io/hostname is "edge-1", policy wants "kubearmor-dev"`,
+      },
+    ]);
+  });
+
+  test('hsp-nonk8s (kubearmor.io/hostname "*"): a directory rule limited to /usr/bin/head, on any node', () => {
+    const r = compilePolicies(fixture('hsp-nonk8s-kubearmor-dev-file-dir-block-fromsource.yaml'), { hostname: 'whatever' });
+    expect(r.errors).toEqual([]);
+    expect(r.set.pathRules).toEqual([
+      {
+        ruleId: 1,
+        action: 'Block',
+        operation: 'File',
+        target: { kind: 'dir', path: '/etc/default/', recursive: false },
+        readOnly: false,
+        ownerOnly: false,
+        fromSource: [{ kind: 'path', path: '/usr/bin/head' }],
+      },
+    ]);
+    expect(metaOf(r, 1).severity).toBe(5);
+  });
+
+  test('hsp-kubearmor-dev-file-path-audit and -block-fromSource', () => {
+    const r = compilePolicies(
+      [...fixture('hsp-kubearmor-dev-file-path-audit.yaml'), ...fixture('hsp-kubearmor-dev-file-path-block-fromSource.yaml')],
+      { hostname: 'kubearmor-dev' },
+    );
+    expect(r.errors).toEqual([]);
+    expect(r.set.pathRules.map((p) => [p.ruleId, p.action, p.operation, p.target, p.fromSource])).toEqual([
+      [1, 'Audit', 'File', { kind: 'path', path: '/etc/passwd' }, []],
+      [2, 'Block', 'File', { kind: 'path', path: '/etc/hostname' }, [{ kind: 'path', path: '/usr/bin/head' }]],
+    ]);
+    expect(metaOf(r, 1).action).toBe('Audit');
+    expect(metaOf(r, 2).policyName).toBe('hsp-kubearmor-dev-file-path-block-fromsource');
+  });
+
+  test('hsp-cve-2019-14271: section severity/action, policy tags/message', () => {
+    const r = compilePolicies(fixture('hsp-cve-2019-14271.yaml'), { hostname: 'gke-ubuntu' });
+    expect(r.errors).toEqual([]);
+    const tags = ['CVE-2019-14271', 'docker-cp', 'libraries', 'docker-tar', 'root-code-execution'];
+    const rows = r.set.pathRules.map((p) => {
+      const m = metaOf(r, p.ruleId);
+      return [p.ruleId, p.operation, p.target.path, m.severity, m.action, m.message, m.tags];
+    });
+    const msg = 'Alert! Docker Binary Has Been Executed.';
+    expect(rows).toEqual([
+      [1, 'Process', '/usr/bin/docker', 2, 'Block', msg, tags],
+      [2, 'Process', '/usr/sbin/chroot', 2, 'Block', msg, tags],
+      [3, 'Process', '/usr/lib/tar', 2, 'Block', msg, tags],
+      [4, 'Process', '/usr/lib/chmod', 2, 'Block', msg, tags],
+      [5, 'File', '/lib/x86_64-linux-gnu/', 3, 'Block', msg, tags],
+      [6, 'File', '/var/log/', 3, 'Block', msg, tags],
+    ]);
+  });
+
+  test('hsp-kubearmor-dev-proc-path-allow-fromSource: Allow is refused, naming the field', () => {
+    const r = compilePolicies(fixture('hsp-kubearmor-dev-proc-path-allow-fromSource.yaml'), { hostname: 'kubearmor-dev' });
+    expect(r.set.pathRules).toEqual([]);
+    const src = path.join(FIXTURES, 'hsp-kubearmor-dev-proc-path-allow-fromSource.yaml');
+    expect(r.errors.map(formatCompileError)).toEqual([
+      `${src}: policy "hsp-kubearmor-dev-proc-path-allow-fromsource": spec.process.matchPaths[0].action: not supported yet: action Allow (allow-list mode with default posture) (policy refused)`,
+      `${src}: policy "hsp-kubearmor-dev-proc-path-allow-fromsource": spec.process.matchPaths[1].action: not supported yet: action Allow (allow-list mode with default posture) (policy refused)`,
+    ]);
+    expect(r.errors[0]).toMatchObject({
+      policyName: 'hsp-kubearmor-dev-proc-path-allow-fromsource',
+      source: src,
+      field: 'spec.process.matchPaths[0].action',
+      reason: 'not supported yet: action Allow (allow-list mode with default posture)',
+    });
+  });
+
+  test.each([
+    'ksp-group-1-proc-path-block.yaml',
+    'ksp-ubuntu-5-net-icmp-audit.yaml',
+    'ksp-ubuntu-4-file-path-readonly-block.yaml',
+    'ksp-ubuntu-2-file-dir-recursive-block.yaml',
+    'ksp-match-expression-notin-block-process.yaml',
+  ])('%s (KubeArmorPolicy) is refused as not supported yet', (f) => {
+    const policies = fixture(f);
+    const r = compilePolicies(policies, ANY_NODE);
+    expect(r.set.meta.size).toBe(0);
+    expect(r.errors.map(formatCompileError)).toEqual([
+      `${path.join(FIXTURES, f)}: policy "${policies[0].name}": kind: not supported yet: KubeArmorPolicy (container selectors); use KubeArmorHostPolicy (policy refused)`,
+    ]);
+  });
+
+  test('the whole fixture directory: supported policies compile, the rest is reported, ids stay dense', () => {
+    const loaded = loadPolicyDirectory(FIXTURES);
+    const r = compilePolicies(loaded.policies, { hostname: 'kubearmor-dev' });
+    const ids = [...r.set.pathRules, ...r.set.networkRules].map((x) => x.ruleId).sort((a, b) => a - b);
+    expect(ids).toEqual(ids.map((_, i) => i + 1));
+    expect([...r.set.meta.keys()].sort((a, b) => a - b)).toEqual(ids);
+    expect(r.errors.map((e) => e.policyName).sort()).toEqual(
+      [
+        'hsp-kubearmor-dev-proc-path-allow-fromsource',
+        'hsp-kubearmor-dev-proc-path-allow-fromsource',
+        'ksp-group-1-proc-path-block',
+        'ksp-match-expression-notin-block-process',
+        'ksp-ubuntu-2-file-dir-recursive-block',
+        'ksp-ubuntu-4-file-path-readonly-block',
+        'ksp-ubuntu-5-net-icmp-audit',
+      ].sort(),
+    );
+    expect(r.skipped.map((s) => s.policyName)).toEqual(['hsp-cve-2019-14271']);
+  });
+});
+
+describe('severity / tags / message / action precedence (rule > section > policy)', () => {
+  const rules = (r: CompileResult) =>
+    [...r.set.pathRules, ...r.set.networkRules]
+      .sort((a, b) => a.ruleId - b.ruleId)
+      .map((x) => {
+        const m = metaOf(r, x.ruleId);
+        return { severity: m.severity, tags: m.tags, message: m.message, action: m.action, ruleAction: x.action };
+      });
+
+  test('defaults: severity 1, action Block, no tags, empty message', () => {
+    const r = compileText(hsp('d', { file: { matchPaths: [{ path: '/etc/x' }] } }));
+    expect(rules(r)).toEqual([{ severity: 1, tags: [], message: '', action: 'Block', ruleAction: 'Block' }]);
+  });
+
+  test('policy level applies when section and rule say nothing', () => {
+    const r = compileText(hsp('p', { severity: 4, tags: ['T'], message: 'M', action: 'Audit', process: { matchPaths: [{ path: '/bin/x' }] } }));
+    expect(rules(r)).toEqual([{ severity: 4, tags: ['T'], message: 'M', action: 'Audit', ruleAction: 'Audit' }]);
+  });
+
+  test('section level overrides policy level, per section', () => {
+    const r = compileText(
+      hsp('s', {
+        severity: 4,
+        tags: ['P'],
+        message: 'policy',
+        action: 'Block',
+        process: { severity: 7, tags: ['S'], message: 'section', action: 'Audit', matchPaths: [{ path: '/bin/x' }] },
+        file: { matchPaths: [{ path: '/etc/x' }] },
+        network: { severity: 9, matchProtocols: [{ protocol: 'udp', fromSource: [] }] },
+      }),
+    );
+    expect(rules(r)).toEqual([
+      { severity: 7, tags: ['S'], message: 'section', action: 'Audit', ruleAction: 'Audit' },
+      { severity: 4, tags: ['P'], message: 'policy', action: 'Block', ruleAction: 'Block' },
+      { severity: 9, tags: ['P'], message: 'policy', action: 'Block', ruleAction: 'Block' },
+    ]);
+  });
+
+  test('rule level overrides section and policy; each field independently', () => {
+    const r = compileText(
+      hsp('r', {
+        severity: 2,
+        tags: ['P'],
+        message: 'policy',
+        action: 'Block',
+        file: {
+          severity: 5,
+          action: 'Audit',
+          matchPaths: [
+            { path: '/etc/a', severity: 10, tags: ['R'], message: 'rule', action: 'Block' },
+            { path: '/etc/b', message: 'only message' },
+            { path: '/etc/c', tags: ['only-tags'] },
+          ],
+          matchDirectories: [{ dir: '/etc/d/', action: 'Block' }],
+        },
+      }),
+    );
+    expect(rules(r)).toEqual([
+      { severity: 10, tags: ['R'], message: 'rule', action: 'Block', ruleAction: 'Block' },
+      { severity: 5, tags: ['P'], message: 'only message', action: 'Audit', ruleAction: 'Audit' },
+      { severity: 5, tags: ['only-tags'], message: 'policy', action: 'Audit', ruleAction: 'Audit' },
+      { severity: 5, tags: ['P'], message: 'policy', action: 'Block', ruleAction: 'Block' },
+    ]);
+  });
+
+  test('empty tags and an empty message inherit, as in KubeArmor (len == 0)', () => {
+    const r = compileText(
+      hsp('e', { tags: ['P'], message: 'policy', process: { tags: [], message: '', matchPaths: [{ path: '/bin/x', tags: [], message: '' }] } }),
+    );
+    expect(rules(r)).toEqual([{ severity: 1, tags: ['P'], message: 'policy', action: 'Block', ruleAction: 'Block' }]);
+  });
+
+  test('meta tags are copies: changing one rule does not change another', () => {
+    const r = compileText(hsp('c', { tags: ['P'], process: { matchPaths: [{ path: '/bin/x' }, { path: '/bin/y' }] } }));
+    metaOf(r, 1).tags.push('changed');
+    expect(metaOf(r, 2).tags).toEqual(['P']);
+  });
+});
+
+describe('rules', () => {
+  test('readOnly, ownerOnly, recursive and fromSource are carried through', () => {
+    const r = compileText(
+      hsp('flags', {
+        process: {
+          matchPaths: [{ path: '/usr/bin/passwd', ownerOnly: true, fromSource: [{ dir: '/usr/sbin/', recursive: true }] }],
+          matchDirectories: [{ dir: '/opt/app/', recursive: true, ownerOnly: true }, { dir: '/srv/' }],
+        },
+        file: {
+          matchPaths: [{ path: '/etc/shadow', readOnly: true, ownerOnly: true }],
+          matchDirectories: [{ dir: '/etc/', readOnly: true, recursive: true, fromSource: [{ path: '/usr/bin/vi' }, { dir: '/opt/' }] }],
+        },
+      }),
+    );
+    expect(r.errors).toEqual([]);
+    expect(r.set.pathRules).toEqual([
+      {
+        ruleId: 1,
+        action: 'Block',
+        operation: 'Process',
+        target: { kind: 'path', path: '/usr/bin/passwd' },
+        readOnly: false,
+        ownerOnly: true,
+        fromSource: [{ kind: 'dir', path: '/usr/sbin/', recursive: true }],
+      },
+      { ruleId: 2, action: 'Block', operation: 'Process', target: { kind: 'dir', path: '/opt/app/', recursive: true }, readOnly: false, ownerOnly: true, fromSource: [] },
+      { ruleId: 3, action: 'Block', operation: 'Process', target: { kind: 'dir', path: '/srv/', recursive: false }, readOnly: false, ownerOnly: false, fromSource: [] },
+      { ruleId: 4, action: 'Block', operation: 'File', target: { kind: 'path', path: '/etc/shadow' }, readOnly: true, ownerOnly: true, fromSource: [] },
+      {
+        ruleId: 5,
+        action: 'Block',
+        operation: 'File',
+        target: { kind: 'dir', path: '/etc/', recursive: true },
+        readOnly: true,
+        ownerOnly: false,
+        fromSource: [
+          { kind: 'path', path: '/usr/bin/vi' },
+          { kind: 'dir', path: '/opt/', recursive: false },
+        ],
+      },
+    ]);
+    expect([...r.set.meta.values()].map((m) => m.operation)).toEqual(['Process', 'Process', 'Process', 'File', 'File']);
+  });
+
+  test('network: one rule per protocol class, each with its own id and meta', () => {
+    const r = compileText(
+      hsp('net', {
+        network: {
+          matchProtocols: [
+            { protocol: 'TCP, udp', fromSource: [{ path: '/usr/bin/curl' }] },
+            { protocol: 'all', fromSource: [], action: 'Audit' },
+            { protocol: 'icmpv6', fromSource: [{ dir: '/usr/bin/', recursive: false }] },
+          ],
+        },
+      }),
+    );
+    expect(r.errors).toEqual([]);
+    expect(r.set.networkRules.map((n) => [n.ruleId, n.protocol, n.action, n.fromSource])).toEqual([
+      [1, 'tcp', 'Block', [{ kind: 'path', path: '/usr/bin/curl' }]],
+      [2, 'udp', 'Block', [{ kind: 'path', path: '/usr/bin/curl' }]],
+      [3, 'tcp', 'Audit', []],
+      [4, 'udp', 'Audit', []],
+      [5, 'icmp', 'Audit', []],
+      [6, 'icmpv6', 'Audit', []],
+      [7, 'raw', 'Audit', []],
+      [8, 'icmpv6', 'Block', [{ kind: 'dir', path: '/usr/bin/', recursive: false }]],
+    ]);
+    expect(r.set.networkRules.every((n) => n.operation === 'Network' && metaOf(r, n.ruleId).operation === 'Network')).toBe(true);
+  });
+
+  test('expandProtocols: case, spaces, duplicates, all, unsupported names', () => {
+    expect(expandProtocols('all')).toEqual({ classes: [...ALL_PROTOCOLS], unsupported: [] });
+    expect(expandProtocols('ALL,tcp')).toEqual({ classes: [...ALL_PROTOCOLS], unsupported: [] });
+    expect(expandProtocols(' Tcp , tcp,UDP ')).toEqual({ classes: ['tcp', 'udp'], unsupported: [] });
+    expect(expandProtocols('ICMPv6')).toEqual({ classes: ['icmpv6'], unsupported: [] });
+    expect(expandProtocols('tcp,sctp,SCTP,packet')).toEqual({ classes: ['tcp'], unsupported: ['sctp', 'packet'] });
+    expect(ALL_PROTOCOLS).toEqual(['tcp', 'udp', 'icmp', 'icmpv6', 'raw']);
+  });
+});
+
+describe('not supported yet: refused with policy, field and reason; other policies still compile', () => {
+  const good = hsp('good', { process: { matchPaths: [{ path: '/bin/good' }] } });
+  const cases: Array<[string, Record<string, unknown>, string, string]> = [
+    ['execname', { process: { matchPaths: [{ execname: 'apt' }] } }, 'spec.process.matchPaths[0].execname', 'not supported yet: execname (match by executable name)'],
+    ['process matchPatterns', { process: { matchPatterns: [{ pattern: '/tmp/*' }] } }, 'spec.process.matchPatterns', 'not supported yet: matchPatterns'],
+    ['file matchPatterns', { file: { matchPatterns: [{ pattern: '/etc/*shadow*' }] } }, 'spec.file.matchPatterns', 'not supported yet: matchPatterns'],
+    ['capabilities', { capabilities: { matchCapabilities: [{ capability: 'net_raw', fromSource: [] }] } }, 'spec.capabilities', 'not supported yet: capabilities'],
+    ['syscalls', { syscalls: { matchSyscalls: [{ syscall: ['unlink'] }] } }, 'spec.syscalls', 'not supported yet: syscalls'],
+    ['apparmor', { apparmor: 'profile x {}', process: { matchPaths: [{ path: '/bin/x' }] } }, 'spec.apparmor', 'not supported: raw AppArmor profiles'],
+    ['policy-level Allow', { action: 'Allow', file: { matchPaths: [{ path: '/etc/x', fromSource: [{ path: '/bin/cat' }] }] } }, 'spec.file.matchPaths[0].action', 'not supported yet: action Allow'],
+    ['section-level Allow', { network: { action: 'Allow', matchProtocols: [{ protocol: 'tcp', fromSource: [{ path: '/bin/curl' }] }] } }, 'spec.network.matchProtocols[0].action', 'not supported yet: action Allow'],
+    ['rule-level Allow', { file: { matchDirectories: [{ dir: '/etc/', action: 'Allow' }] } }, 'spec.file.matchDirectories[0].action', 'not supported yet: action Allow'],
+    ['sctp', { network: { matchProtocols: [{ protocol: 'tcp,sctp', fromSource: [] }] } }, 'spec.network.matchProtocols[0].protocol', 'not supported yet: protocol sctp'],
+  ];
+
+  test.each(cases)('%s', (_title, spec, field, reason) => {
+    const text = `${good}---\n${hsp('bad', { ...spec, process: { matchPaths: [{ path: '/bin/fine' }], ...((spec.process as object) ?? {}) } })}`;
+    const r = compileText(text);
+    expect(r.errors.length).toBeGreaterThanOrEqual(1);
+    const e = r.errors.find((x) => x.field === field);
+    if (!e) throw new Error(`no error on ${field}: ${r.errors.map((x) => x.message).join('; ')}`);
+    expect(e.policyName).toBe('bad');
+    expect(e.reason.startsWith(reason)).toBe(true);
+    expect(e.message).toBe(`p.yaml: policy "bad": ${field}: ${e.reason} (policy refused)`);
+    // The bad policy is refused as a whole; the good one keeps rule id 1.
+    expect(r.set.pathRules.map((p) => p.target.path)).toEqual(['/bin/good']);
+    expect(r.set.networkRules).toEqual([]);
+    expect([...r.set.meta.values()].map((m) => m.policyName)).toEqual(['good']);
+  });
+});
+
+describe('nodeSelector', () => {
+  const spec = { process: { matchPaths: [{ path: '/bin/x' }] } };
+  const compiled = (labels: Record<string, string>, options: CompileOptions) => {
+    const r = compileText(hsp('n', spec, labels), options);
+    expect(r.errors).toEqual([]);
+    return r;
+  };
+
+  test('kubearmor.io/hostname: exact, or "*" for any node', () => {
+    expect(compiled({ 'kubearmor.io/hostname': 'edge-1' }, { hostname: 'edge-1' }).set.pathRules).toHaveLength(1);
+    expect(compiled({ 'kubearmor.io/hostname': '*' }, { hostname: 'anything' }).set.pathRules).toHaveLength(1);
+    const other = compiled({ 'kubearmor.io/hostname': 'edge-10' }, { hostname: 'edge-1' });
+    expect(other.set.pathRules).toHaveLength(0);
+    expect(other.skipped[0].reason).toBe('kubearmor.io/hostname is "edge-1", policy wants "edge-10"');
+  });
+
+  test('host names are compared exactly (no prefix or case folding)', () => {
+    expect(nodeSelectorMismatch({ 'kubearmor.io/hostname': 'edge' }, { hostname: 'edge-1' })).toBeDefined();
+    expect(nodeSelectorMismatch({ 'kubearmor.io/hostname': 'Edge-1' }, { hostname: 'edge-1' })).toBeDefined();
+  });
+
+  test('kubernetes.io/hostname names this host too, but "*" is only a wildcard for kubearmor.io/hostname', () => {
+    expect(nodeSelectorMismatch({ 'kubernetes.io/hostname': 'edge-1' }, { hostname: 'edge-1' })).toBeUndefined();
+    expect(nodeSelectorMismatch({ 'kubernetes.io/hostname': '*' }, { hostname: 'edge-1' })).toBe(
+      'kubernetes.io/hostname is "edge-1", policy wants "*"',
+    );
+  });
+
+  test('every label must match the node labels from the options', () => {
+    const options = { hostname: 'edge-1', nodeLabels: { site: 'plant-3', 'openhorizon.org/arch': 'arm64' } };
+    expect(compiled({ 'kubearmor.io/hostname': '*', site: 'plant-3' }, options).set.pathRules).toHaveLength(1);
+    expect(compiled({ site: 'plant-3', 'openhorizon.org/arch': 'arm64' }, options).set.pathRules).toHaveLength(1);
+    const wrong = compiled({ 'kubearmor.io/hostname': '*', site: 'plant-4' }, options);
+    expect(wrong.set.pathRules).toHaveLength(0);
+    expect(wrong.skipped[0].reason).toBe('site is "plant-3", policy wants "plant-4"');
+    const missing = compiled({ 'kubearmor.io/hostname': '*', zone: 'a' }, options);
+    expect(missing.skipped[0].reason).toBe('node has no label zone (wanted "a")');
+  });
+
+  test('labels set in the options override the derived host name labels', () => {
+    const options = { hostname: 'edge-1', nodeLabels: { 'kubernetes.io/hostname': 'k8s-name' } };
+    expect(nodeSelectorMismatch({ 'kubernetes.io/hostname': 'k8s-name' }, options)).toBeUndefined();
+    expect(nodeSelectorMismatch({ 'kubernetes.io/hostname': 'edge-1' }, options)).toBeDefined();
+  });
+
+  test('a skipped policy takes no rule ids', () => {
+    const text = `${hsp('a', spec, { 'kubearmor.io/hostname': 'other' })}---\n${hsp('b', spec)}`;
+    const r = compileText(text);
+    expect(r.set.pathRules.map((p) => p.ruleId)).toEqual([1]);
+    expect(metaOf(r, 1).policyName).toBe('b');
+    expect(r.skipped.map((s) => s.policyName)).toEqual(['a']);
+  });
+});
+
+describe('stable rule ids', () => {
+  const text = [
+    hsp('one', { process: { matchPaths: [{ path: '/bin/a' }], matchDirectories: [{ dir: '/opt/' }] }, network: { matchProtocols: [{ protocol: 'all', fromSource: [] }] } }),
+    hsp('two', { file: { matchPaths: [{ path: '/etc/a' }], matchDirectories: [{ dir: '/etc/b/', recursive: true }] } }),
+    hsp('refused', { process: { matchPaths: [{ execname: 'x' }] } }),
+    hsp('three', { process: { matchPaths: [{ path: '/bin/c' }] } }),
+  ].join('---\n');
+
+  test('ids start at 1, follow policy/section/rule order and do not depend on earlier runs', () => {
+    const first = compileText(text);
+    const second = compileText(text);
+    expect(second.set.pathRules).toEqual(first.set.pathRules);
+    expect(second.set.networkRules).toEqual(first.set.networkRules);
+    expect([...second.set.meta.entries()]).toEqual([...first.set.meta.entries()]);
+    expect(first.set.pathRules.map((p) => [p.ruleId, p.target.path])).toEqual([
+      [1, '/bin/a'],
+      [2, '/opt/'],
+      [8, '/etc/a'],
+      [9, '/etc/b/'],
+      [10, '/bin/c'],
+    ]);
+    expect(first.set.networkRules.map((n) => n.ruleId)).toEqual([3, 4, 5, 6, 7]);
+    expect([...first.set.meta.keys()]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  test('compiling does not modify its input', () => {
+    const policies = load(text);
+    const before = JSON.stringify(policies);
+    compilePolicies(policies, ANY_NODE);
+    expect(JSON.stringify(policies)).toBe(before);
+  });
+});
+
+describe('bundled default policies', () => {
+  test('load and compile on any node without errors; the only Block is exec from /dev/shm', () => {
+    const loaded = loadPolicyDirectory(path.join(__dirname, '..', '..', 'policies', 'default'));
+    expect(loaded.errors.map(formatPolicyError)).toEqual([]);
+    const r = compilePolicies(loaded.policies, { hostname: 'some-debian-node' });
+    expect(r.errors.map(formatCompileError)).toEqual([]);
+    expect(r.skipped).toEqual([]);
+    const blocks = [...r.set.pathRules, ...r.set.networkRules].filter((x) => x.action === 'Block');
+    expect(blocks).toEqual([
+      expect.objectContaining({ operation: 'Process', target: { kind: 'dir', path: '/dev/shm/', recursive: true }, fromSource: [] }),
+    ]);
+    // Audit rules on system paths only audit writes, never reads.
+    for (const p of r.set.pathRules.filter((x) => x.operation === 'File' && x.target.path.startsWith('/usr/'))) {
+      expect(p.readOnly).toBe(true);
+    }
+    expect([...r.set.meta.values()].every((m) => m.tags.includes('edgeward-default'))).toBe(true);
+  });
+});
