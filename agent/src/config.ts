@@ -153,9 +153,9 @@ function schemaErrors(doc: unknown, file: string): ConfigError[] {
       message = `label name ${message}`;
     }
     const p = fieldPath(segs);
-    const key = `${p}\u0000${message}`;
-    if (!seen.has(key)) {
-      seen.add(key);
+    // One message per key: the first one ajv found is the most basic.
+    if (!seen.has(p)) {
+      seen.add(p);
       out.push({ file, path: p, message });
     }
   }

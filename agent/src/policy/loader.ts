@@ -266,6 +266,9 @@ function levenshtein(a: string, b: string): number {
 
 /** "did you mean" for an unknown key, from the keys the schema allows there. */
 export function suggestKey(key: string, allowed: readonly string[]): string | undefined {
+  const lower = key.toLowerCase();
+  const prefixed = allowed.filter((k) => lower.length >= 3 && k.toLowerCase().startsWith(lower));
+  if (prefixed.length === 1) return prefixed[0];
   let best: string | undefined;
   let bestDist = Infinity;
   for (const k of allowed) {
