@@ -8,6 +8,7 @@ import {
   LoadResult,
   loadPolicyDirectory,
   loadPolicyFile,
+  MAX_ERRORS_PER_FILE,
   MAX_POLICY_FILE_BYTES,
   parsePolicyText,
   PolicyError,
@@ -206,6 +207,14 @@ describe('multi-document YAML', () => {
   test('a text without documents is reported', () => {
     expect(lines(parsePolicyText('', 'e.yaml'))).toEqual(['e.yaml: contains no policy documents']);
     expect(lines(parsePolicyText('# only a comment\n', 'e.yaml'))).toEqual(['e.yaml: contains no policy documents']);
+  });
+
+  test('a flood of bad documents is reported as the first 100 errors and a count', () => {
+    const r = parsePolicyText('---\n' + '[]\n---\n'.repeat(250) + basePolicyText(), 'flood.yaml');
+    expect(r.policies).toHaveLength(1);
+    expect(r.errors).toHaveLength(MAX_ERRORS_PER_FILE + 1);
+    expect(lines(r)[0]).toBe('flood.yaml: document 1: must be a mapping (a policy object), not a list');
+    expect(lines(r)[MAX_ERRORS_PER_FILE]).toBe('flood.yaml: 150 more errors not shown');
   });
 
   test('an alias bomb is refused without expanding it', () => {

@@ -187,6 +187,8 @@ export const MAX_PATH_BYTES = 4095;
 const MAX_YAML_DEPTH = 64;
 /** Values visited per document, counting each alias use again (alias bombs). */
 const MAX_DOCUMENT_NODES = 200_000;
+/** Errors reported per file; the rest are counted. */
+export const MAX_ERRORS_PER_FILE = 100;
 
 // ---------------------------------------------------------------------------
 // Formatting
@@ -625,16 +627,24 @@ function parseInto(text: string, sourceName: string, guard: DuplicateGuard, out:
     out.errors.push({ file: sourceName, documentIndex: null, path: '', message: 'contains no policy documents' });
     return;
   }
+  const errors: PolicyError[] = [];
   docs.forEach((raw, i) => {
     const r = checkDocument(raw, sourceName, i);
     if (Array.isArray(r)) {
-      out.errors.push(...r);
+      errors.push(...r);
       return;
     }
     const dup = guard.admit(r);
-    if (dup) out.errors.push(dup);
+    if (dup) errors.push(dup);
     else out.policies.push(r);
   });
+  // A broken or hostile file must not flood the log.
+  if (errors.length > MAX_ERRORS_PER_FILE) {
+    const more = errors.length - MAX_ERRORS_PER_FILE;
+    errors.length = MAX_ERRORS_PER_FILE;
+    errors.push({ file: sourceName, documentIndex: null, path: '', message: `${more} more errors not shown` });
+  }
+  out.errors.push(...errors);
 }
 
 /** Validates YAML text holding one or more policy documents. */
