@@ -12,6 +12,8 @@ import {
   MAX_POLICY_FILE_BYTES,
   parsePolicyText,
   PolicyError,
+  resolveExistingPrefix,
+  symlinkedPathWarnings,
 } from '../../agent/src/policy/loader';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'kubearmor');
@@ -525,5 +527,60 @@ describe('accepted variants', () => {
   test('capabilities and syscalls sections load (the compiler decides what it supports)', () => {
     ok((p) => (p.spec.capabilities = { matchCapabilities: [{ capability: 'net_raw, sys_admin', fromSource: [{ path: '/bin/ping' }] }] }));
     ok((p) => (p.spec.syscalls = { severity: 2, matchSyscalls: [{ syscall: ['unlink', 'rmdir'], fromSource: [{ dir: '/tmp/', recursive: true }] }], matchPaths: [{ path: '/etc/', recursive: true, syscall: ['unlink'] }] }));
+  });
+});
+
+describe('symlinked policy paths (warnings)', () => {
+  const fakeRealpath = (links: Record<string, string>, existing: string[]) => (p: string) => {
+    for (const [from, to] of Object.entries(links)) {
+      if (p === from || p.startsWith(from + '/')) p = to + p.slice(from.length);
+    }
+    if (p !== '/' && !existing.some((e) => e === p || e.startsWith(p + '/'))) {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    }
+    return p;
+  };
+
+  test('resolveExistingPrefix resolves the existing ancestor and keeps the rest', () => {
+    const rp = fakeRealpath({ '/bin': '/usr/bin', '/lib': '/usr/lib' }, ['/usr/bin/sleep', '/usr/lib/x86_64-linux-gnu', '/etc']);
+    expect(resolveExistingPrefix('/bin/sleep', rp)).toBe('/usr/bin/sleep');
+    expect(resolveExistingPrefix('/bin/not-installed', rp)).toBe('/usr/bin/not-installed');
+    expect(resolveExistingPrefix('/lib/x86_64-linux-gnu/', rp)).toBe('/usr/lib/x86_64-linux-gnu/');
+    expect(resolveExistingPrefix('/etc/ld.so.preload', rp)).toBe('/etc/ld.so.preload');
+    expect(resolveExistingPrefix('/nowhere/at/all', rp)).toBe('/nowhere/at/all');
+    expect(resolveExistingPrefix('/', rp)).toBe('/');
+  });
+
+  test('rules and fromSource entries through a symlink are reported with the field', () => {
+    const rp = fakeRealpath({ '/bin': '/usr/bin' }, ['/usr/bin/bash', '/usr/bin/date', '/etc/x']);
+    const r = loadPolicyFile(path.join(FIXTURES, 'hsp-kubearmor-dev-proc-path-allow-fromSource.yaml'));
+    const w = symlinkedPathWarnings(r.policies, rp).map(formatPolicyError);
+    const f = path.join(FIXTURES, 'hsp-kubearmor-dev-proc-path-allow-fromSource.yaml');
+    expect(w).toEqual([
+      `${f}: document 1: spec.process.matchPaths[0].path: /bin/date resolves to /usr/bin/date on this node; the kernel reports resolved paths, so this rule never matches as written (use /usr/bin/date)`,
+      `${f}: document 1: spec.process.matchPaths[0].fromSource[0].path: /bin/bash resolves to /usr/bin/bash on this node; the kernel reports resolved paths, so this rule never matches as written (use /usr/bin/bash)`,
+    ]);
+  });
+
+  test('real symlinks on disk are found', () => {
+    fs.mkdirSync(path.join(tmp, 'real'));
+    fs.writeFileSync(path.join(tmp, 'real', 'tool'), '');
+    fs.symlinkSync(path.join(tmp, 'real'), path.join(tmp, 'link'));
+    const realTmp = fs.realpathSync(tmp);
+    const p = basePolicy();
+    p.spec.process.matchPaths[0].path = path.join(realTmp, 'link', 'tool');
+    p.spec.file.matchDirectories[0].dir = path.join(realTmp, 'link') + '/';
+    p.spec.file.matchPaths[0].path = path.join(realTmp, 'real', 'tool');
+    const r = parsePolicyText(yaml.dump(p), 's.yaml');
+    expect(r.errors).toEqual([]);
+    expect(symlinkedPathWarnings(r.policies).map((e) => [e.path, e.message.split(' on this node')[0]])).toEqual([
+      ['spec.process.matchPaths[0].path', `${path.join(realTmp, 'link', 'tool')} resolves to ${path.join(realTmp, 'real', 'tool')}`],
+      ['spec.file.matchDirectories[0].dir', `${path.join(realTmp, 'link')}/ resolves to ${path.join(realTmp, 'real')}/`],
+    ]);
+  });
+
+  test('the bundled defaults name no symlinked paths on this Debian node', () => {
+    const r = loadPolicyDirectory(path.join(__dirname, '..', '..', 'policies', 'default'));
+    expect(symlinkedPathWarnings(r.policies).map(formatPolicyError)).toEqual([]);
   });
 });

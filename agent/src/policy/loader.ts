@@ -749,3 +749,81 @@ export function loadPolicyDirectory(dir: string): LoadResult {
   }
   return out;
 }
+
+// ---------------------------------------------------------------------------
+// Symlinked paths
+
+/**
+ * Resolves a path through symlinks as far as it exists: the longest existing
+ * ancestor is resolved and the rest appended ("/bin/nothing" ->
+ * "/usr/bin/nothing" on a merged-/usr system).
+ */
+export function resolveExistingPrefix(p: string, realpath: (p: string) => string = fs.realpathSync): string {
+  const isDir = p.endsWith('/') && p.length > 1;
+  const parts = p.split('/').filter(Boolean);
+  for (let keep = parts.length; keep >= 0; keep--) {
+    const head = '/' + parts.slice(0, keep).join('/');
+    let real: string;
+    try {
+      real = realpath(head);
+    } catch {
+      continue;
+    }
+    const rest = parts.slice(keep);
+    const joined = rest.length ? path.posix.join(real, ...rest) : real;
+    return isDir && !joined.endsWith('/') ? joined + '/' : joined;
+  }
+  return p;
+}
+
+/**
+ * Warnings (not errors) for policy paths that go through a symlink on this
+ * node. The kernel reports resolved paths, so such a rule never matches as
+ * written: on Debian 12 /bin, /sbin and /lib are symlinks into /usr, and
+ * many published KubeArmor examples name /bin/... paths.
+ */
+export function symlinkedPathWarnings(
+  policies: readonly LoadedPolicy[],
+  realpath: (p: string) => string = fs.realpathSync,
+): PolicyError[] {
+  const out: PolicyError[] = [];
+  for (const p of policies) {
+    const check = (value: string | undefined, segs: Array<string | number>) => {
+      if (value === undefined) return;
+      const resolved = resolveExistingPrefix(value, realpath);
+      if (resolved !== value) {
+        out.push({
+          file: p.source,
+          documentIndex: p.documentIndex,
+          path: fieldPath(segs),
+          line: p.line,
+          message: `${value} resolves to ${resolved} on this node; the kernel reports resolved paths, so this rule never matches as written (use ${resolved})`,
+        });
+      }
+    };
+    const sources = (list: SourceSpec[] | undefined, base: Array<string | number>) =>
+      (list ?? []).forEach((s, i) => {
+        check(s.path, [...base, 'fromSource', i, 'path']);
+        check(s.dir, [...base, 'fromSource', i, 'dir']);
+      });
+    const spec = p.spec;
+    spec.process?.matchPaths?.forEach((r, i) => {
+      check(r.path, ['spec', 'process', 'matchPaths', i, 'path']);
+      sources(r.fromSource, ['spec', 'process', 'matchPaths', i]);
+    });
+    spec.process?.matchDirectories?.forEach((r, i) => {
+      check(r.dir, ['spec', 'process', 'matchDirectories', i, 'dir']);
+      sources(r.fromSource, ['spec', 'process', 'matchDirectories', i]);
+    });
+    spec.file?.matchPaths?.forEach((r, i) => {
+      check(r.path, ['spec', 'file', 'matchPaths', i, 'path']);
+      sources(r.fromSource, ['spec', 'file', 'matchPaths', i]);
+    });
+    spec.file?.matchDirectories?.forEach((r, i) => {
+      check(r.dir, ['spec', 'file', 'matchDirectories', i, 'dir']);
+      sources(r.fromSource, ['spec', 'file', 'matchDirectories', i]);
+    });
+    spec.network?.matchProtocols?.forEach((r, i) => sources(r.fromSource, ['spec', 'network', 'matchProtocols', i]));
+  }
+  return out;
+}
