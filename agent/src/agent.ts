@@ -16,7 +16,7 @@ import { EventPipeline } from './monitor';
 import { loadNative, NativeAddon } from './native';
 import { compilePolicies, formatCompileError } from './policy/compiler';
 import { mergeWithLastGood } from './policy/last_good';
-import { formatPolicyError, LoadedPolicy, loadPolicyDirectory } from './policy/loader';
+import { formatPolicyError, isPolicyFileName, LoadedPolicy, loadPolicyDirectory, symlinkedPathWarnings } from './policy/loader';
 import { renumberRules } from './policy/renumber';
 import type { RuleMeta } from './policy/types';
 import { probe, ProbeReport } from './probe';
@@ -121,6 +121,8 @@ export class Agent {
       errors.push(...compiled.errors.map(formatCompileError).filter((e) => !errors.includes(e)));
     }
     for (const k of merged.kept) this.log.warn(k);
+    // A rule on /bin/x never matches on merged-/usr systems: the kernel reports /usr/bin/x.
+    for (const w of symlinkedPathWarnings(loaded.policies)) this.log.warn(formatPolicyError(w));
     for (const s of compiled.skipped) this.log.info(s.message);
     const stillRefused = new Set(compiled.errors.map((e) => e.policyName));
     this.accepted = merged.policies.filter((p) => !stillRefused.has(p.name));
@@ -138,7 +140,7 @@ export class Agent {
     this.previousMeta = this.meta;
     this.meta = set.meta;
     for (const e of errors) this.log.error(e);
-    const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).length : 0;
+    const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter(isPolicyFileName).length : 0;
     this.lastLoad = { files, policies: this.accepted.length, rules, errors };
     this.log.info(`enforcing ${rules} rules from ${this.accepted.length} policies in ${dir}`, {
       event: 'ready',

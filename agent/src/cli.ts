@@ -3,7 +3,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Agent } from './agent';
-import { AgentConfig, defaultConfig, formatConfigError, loadConfigFile } from './config';
+import {
+  AgentConfig,
+  DEFAULT_ALERT_FILE_MAX_BYTES,
+  DEFAULT_MAX_FILES,
+  defaultConfig,
+  formatConfigError,
+  loadConfigFile,
+} from './config';
 import { loadNative } from './native';
 import { formatPolicyError, loadPolicyDirectory, loadPolicyFile } from './policy/loader';
 import { formatProbe, probe } from './probe';
@@ -76,7 +83,7 @@ async function runAgent(argv: string[]): Promise<number> {
     config.logging.format = f;
   }
   if (options['alerts-file']) {
-    config.alerts.file = { path: path.resolve(options['alerts-file'] as string), maxSizeBytes: 50 * 2 ** 20, maxFiles: 5 };
+    config.alerts.file = { path: path.resolve(options['alerts-file'] as string), maxSizeBytes: DEFAULT_ALERT_FILE_MAX_BYTES, maxFiles: DEFAULT_MAX_FILES };
   }
   if (options.backend) {
     const b = options.backend;

@@ -91,6 +91,7 @@ describe('edgeward agent on the real kernel (compat backend)', () => {
         `  network:
     matchProtocols:
       - protocol: udp
+        fromSource: []
   action: Block
 `,
       ),

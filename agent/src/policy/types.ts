@@ -36,7 +36,7 @@ export interface PathRule {
   target: PathTarget;
   /** File only: reads allowed, opens for writing matched */
   readOnly: boolean;
-  /** File only: matched unless the process's uid owns the file */
+  /** matched unless the process's uid owns the file or executable */
   ownerOnly: boolean;
   /** empty: any process */
   fromSource: SourceMatch[];
