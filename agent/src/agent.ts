@@ -4,8 +4,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import type * as winston from 'winston';
-import { EventKind } from './abi';
-import { AlertBuilder, BootClock, KubeArmorAlert } from './alerts';
+import { EventKind, NetOp } from './abi';
+import { AlertBuilder, BootClock, DecisionFacts, KubeArmorAlert } from './alerts';
+import { AuditOnlyBackend } from './audit_only_backend';
 import type { EnforcementBackend } from './backend';
 import { CompatBackend } from './compat_backend';
 import type { AgentConfig } from './config';
@@ -50,6 +51,7 @@ export class Agent {
   private previousMeta = new Map<number, RuleMeta>();
   /** policies in force (the last good version of each) */
   private accepted: LoadedPolicy[] = [];
+  private auditOnly: AuditOnlyBackend | undefined;
   private alertCount = 0;
   private generation = 0;
   private lastLoad: PolicyLoadSummary | undefined;
@@ -81,23 +83,28 @@ export class Agent {
     const seeded = this.processes.seedFromProc();
     this.log.debug(`process table seeded with ${seeded} processes from /proc`);
 
+    // audit-only sees violations only through the monitor: observe everything.
+    const auditOnly = report.backend === 'audit-only';
     const builder = new AlertBuilder(this.hostName(), new BootClock(readUptime()), this.processes, (id) => this.lookupMeta(id));
     this.pipeline = new EventPipeline(
       this.native,
       {
         ringBufferBytes: this.config.monitor.ringBufferBytes,
         pollIntervalMs: this.config.monitor.pollIntervalMs,
-        process: this.config.monitor.process,
-        file: this.config.monitor.file,
-        network: this.config.monitor.network,
+        process: this.config.monitor.process || auditOnly,
+        file: this.config.monitor.file || auditOnly,
+        network: this.config.monitor.network || auditOnly,
       },
       (events) => this.onEvents(events, builder),
+      (err) => this.log.error(`event handling failed: ${(err as Error)?.stack ?? err}`),
     );
 
     if (report.backend === 'compat') {
       this.backend = new CompatBackend(this.native, this.pipeline.sink, this.pipeline.ring, report.features.cgroup2Path);
     } else {
-      this.log.warn(`backend ${report.backend}: policies are loaded and validated but nothing is enforced`);
+      this.auditOnly = new AuditOnlyBackend();
+      this.backend = this.auditOnly;
+      this.log.warn(`backend ${report.backend}: nothing is refused; rules are matched against monitored events and alerted`);
     }
     this.reload();
   }
@@ -187,9 +194,12 @@ export class Agent {
   }
 
   private onEvents(events: EwEvent[], builder: AlertBuilder): void {
+    const matcher = this.auditOnly?.matcher();
     for (const ev of events) {
       switch (ev.kind) {
         case EventKind.Exec:
+          // the table still holds the caller's image: KubeArmor's fromSource for an exec
+          if (matcher) this.emit(builder, matcher.matchExec(ev, ev.path, this.processes.get(ev.pid)?.exe));
           this.processes.onExec(ev.pid, ev.ppid, ev.uid, ev.path, ev.comm);
           break;
         case EventKind.Fork:
@@ -198,23 +208,34 @@ export class Agent {
         case EventKind.Exit:
           this.processes.onExit(ev.pid);
           break;
-        case EventKind.Decision: {
-          const alert = builder.build(ev);
-          if (!alert) {
-            this.log.warn(`decision for unknown rule ${ev.ruleId} (pid ${ev.pid}, ${ev.resource})`);
-            break;
-          }
-          this.alertCount++;
-          this.alertLog.info('alert', { alert });
-          for (const l of this.onAlert) l(alert);
+        case EventKind.FileOpen:
+          if (matcher && ev.ret >= 0) this.emit(builder, matcher.matchOpen(ev, ev.path, ev.flags, this.processes.get(ev.pid)?.exe));
           break;
-        }
+        case EventKind.Net:
+          if (matcher && ev.op === NetOp.Socket) {
+            this.emit(builder, matcher.matchSocket(ev, ev.family, ev.sockType, ev.protocol, this.processes.get(ev.pid)?.exe));
+          }
+          break;
+        case EventKind.Decision:
+          this.emit(builder, ev);
+          break;
         default:
           break;
       }
     }
   }
 
+  private emit(builder: AlertBuilder, decision: DecisionFacts | undefined): void {
+    if (!decision) return;
+    const alert = builder.build(decision);
+    if (!alert) {
+      this.log.warn(`decision for unknown rule ${decision.ruleId} (pid ${decision.pid}, ${decision.resource})`);
+      return;
+    }
+    this.alertCount++;
+    this.alertLog.info('alert', { alert });
+    for (const l of this.onAlert) l(alert);
+  }
 }
 
 function readUptime(): number {
