@@ -23,14 +23,16 @@ const seconds = Number(secondsArg);
 const rates = ratesArg.split(',').map(Number);
 if (!(seconds > 0) || rates.some((r) => !Number.isInteger(r) || r < 0)) fail(`bad SECONDS ${secondsArg} or RATES ${ratesArg}`);
 
+// EW_EVENT_FILE_OPEN in bpf/include/edgeward_abi.h (abi.ts's EventKind is a
+// const enum: it does not exist at run time)
+const EW_EVENT_FILE_OPEN = 4;
+
 let monitorMod;
 let configMod;
-let abi;
 let native;
 try {
   monitorMod = require(path.join(REPO, 'dist', 'agent', 'src', 'monitor.js'));
   configMod = require(path.join(REPO, 'dist', 'agent', 'src', 'config.js'));
-  abi = require(path.join(REPO, 'dist', 'agent', 'src', 'abi.js'));
   native = require(path.join(REPO, 'dist', 'agent', 'src', 'native.js')).loadNative();
 } catch (err) {
   fail(`cannot load the built agent (run npm run build): ${err.message}`);
@@ -46,7 +48,7 @@ function onEvents(events) {
   const before = seen.fromLoadgen;
   for (const ev of events) {
     seen.total++;
-    if (ev.kind === abi.EventKind.FileOpen) {
+    if (ev.kind === EW_EVENT_FILE_OPEN) {
       seen.fileOpens++;
       // touch the decoded path so lazy decoding (if any) is paid here
       if (ev.pid === watchPid && ev.path.length > 0) seen.fromLoadgen++;
@@ -72,10 +74,16 @@ function runLoadgen(rate) {
 }
 
 function counters(pipeline) {
-  const sink = pipeline.sink.stats();
-  const ring = pipeline.ring.stats();
   const { lastAt: _lastAt, ...counts } = seen;
-  return { ...counts, sinkDelivered: sink.delivered, sinkDropped: sink.dropped, ringDelivered: ring.delivered, kernelDropped: ring.kernelDropped };
+  const st = pipeline.stats();
+  return {
+    ...counts,
+    delivered: st.delivered,
+    kernelDropped: st.kernelDropped,
+    sinkDropped: st.userspaceDropped,
+    decodeErrors: st.decodeErrors,
+    listenerErrors: st.listenerErrors,
+  };
 }
 
 /** Waits until no event of the load generator has arrived for `quietMs` (max 5 s). */
@@ -121,6 +129,7 @@ async function main() {
         batches: d('batches'),
         kernelDropped: d('kernelDropped'),
         userspaceDropped: d('sinkDropped'),
+        decodeErrors: d('decodeErrors') + d('listenerErrors'),
         rssKiB: Number(/^VmRSS:\s+(\d+)/m.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]),
       });
     }
