@@ -56,9 +56,15 @@ static __always_inline void ew_fill_header(struct ew_event_header *h, __u16 kind
 
 /* Path walker --------------------------------------------------------------- */
 
-/* Dentries plus mount crossings walked before giving up (EW_STR_TRUNCATED). */
-#define EW_PATH_DEPTH 128
+/*
+ * Dentries plus mount crossings walked before giving up (EW_STR_TRUNCATED).
+ * Above what fits in EW_PATH_MAX ("a/" per level), so only stacked mounts can
+ * exhaust it; the walk stops at the root, so the bound costs nothing.
+ */
+#define EW_PATH_DEPTH 4096
 #define EW_PATH_MASK (EW_PATH_MAX - 1)
+#define EW_DELETED " (deleted)"
+#define EW_DELETED_LEN (sizeof(EW_DELETED) - 1)
 
 /*
  * The path is assembled backwards, ending at scratch[EW_PATH_MAX - 1]. The
@@ -137,9 +143,9 @@ static long ew_path_step(__u64 index, void *ctx)
 		return 0;
 	}
 	if (d == parent || !parent) {
-		/* disconnected (pseudo files: memfd, pipes, anon inodes): report the bare name */
-		if (!ew_path_prepend(w, d, 1))
-			w->flags |= EW_STR_TRUNCATED;
+		/* disconnected (pseudo files: memfd, pipes, anon inodes): the
+		 * caller adds the bare name (doing it here keeps the verifier's
+		 * states from converging) */
 		w->relative = 1;
 		return 1;
 	}
@@ -179,8 +185,17 @@ static __always_inline __u32 ew_resolve_path(const struct path *path, char *out,
 		*flags |= EW_STR_TRUNCATED;
 		return 0;
 	}
+	/* an unlinked file reads as d_path() and /proc/PID/exe show it */
+	struct dentry *leaf = w.dentry;
+	struct dentry *parent = BPF_CORE_READ(leaf, d_parent);
+	if (!BPF_CORE_READ(leaf, d_hash.pprev) && parent != leaf) {
+		__builtin_memcpy(&s->buf[EW_PATH_MAX - 1 - EW_DELETED_LEN], EW_DELETED, EW_DELETED_LEN);
+		w.pos -= EW_DELETED_LEN;
+	}
 	long steps = bpf_loop(EW_PATH_DEPTH, ew_path_step, &w, 0);
 	if (steps >= EW_PATH_DEPTH)
+		w.flags |= EW_STR_TRUNCATED;
+	if (w.relative && !ew_path_prepend(&w, w.dentry, 1))
 		w.flags |= EW_STR_TRUNCATED;
 	if (w.pos == EW_PATH_MAX - 1 && !w.relative) {
 		/* the root itself */

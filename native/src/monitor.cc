@@ -36,13 +36,17 @@ std::string ErrnoText(int err) {
 std::string g_libbpf_log;
 
 int CaptureLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
-  char line[1024];
+  // one message can be the whole verifier log: size it first
   va_list copy;
   va_copy(copy, args);
-  vsnprintf(line, sizeof(line), fmt, copy);
+  int len = vsnprintf(nullptr, 0, fmt, copy);
   va_end(copy);
+  if (len <= 0) return 0;
+  std::string line(static_cast<size_t>(len) + 1, '\0');
+  vsnprintf(&line[0], line.size(), fmt, args);
+  line.resize(static_cast<size_t>(len));
   if (level != LIBBPF_DEBUG) g_libbpf_log += line;
-  if (getenv("EDGEWARD_LIBBPF_DEBUG") != nullptr) fputs(line, stderr);
+  if (getenv("EDGEWARD_LIBBPF_DEBUG") != nullptr) fputs(line.c_str(), stderr);
   return 0;
 }
 
