@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { EventKind, EW_STR_AS_GIVEN, NetOp } from '../../agent/src/abi';
+import { EventKind, EW_STR_AS_GIVEN, EW_STR_TRUNCATED, NetOp } from '../../agent/src/abi';
 import type { EwEvent, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, NetEvent } from '../../agent/src/events';
 import { EventPipeline, PipelineOptions } from '../../agent/src/monitor';
 import { loadNative } from '../../agent/src/native';
@@ -276,6 +276,53 @@ describe('kernel event monitor (real kernel)', () => {
       expect(open.ret).toBe(-ENOENT);
       expect(open.path).toBe('missing-dir/nope.txt');
       expect(open.pathFlags & EW_STR_AS_GIVEN).toBe(EW_STR_AS_GIVEN);
+    });
+
+    test('paths cross mounts, resolve /proc/self, keep 300 levels, and mark unlinked files', async () => {
+      const deep = path.join(work, 'deep', ...new Array(300).fill('d'));
+      fs.mkdirSync(deep, { recursive: true });
+      const leaf = path.join(deep, 'leaf');
+      fs.writeFileSync(leaf, '');
+      const doomed = path.join(work, 'doomed');
+      fs.writeFileSync(doomed, '');
+      const child = await nodeScript(`
+        const fs = require('fs');
+        fs.closeSync(fs.openSync('/proc/self/status', 'r'));
+        fs.closeSync(fs.openSync(${JSON.stringify(leaf)}, 'r'));
+        const fd = fs.openSync(${JSON.stringify(doomed)}, 'r');
+        fs.unlinkSync(${JSON.stringify(doomed)});
+        fs.closeSync(fs.openSync('/proc/self/fd/' + fd, 'r'));`);
+      expect(child.code).toBe(0);
+      const opened = (p: string) => (e: EwEvent) => e.kind === EventKind.FileOpen && e.pid === child.pid && e.path === p;
+      await c.waitFor(`open of /proc/${child.pid}/status`, opened(`/proc/${child.pid}/status`));
+      const deepOpen = await c.waitFor<FileOpenEvent>('open 300 levels down', opened(leaf));
+      expect(deepOpen.pathFlags).toBe(0);
+      await c.waitFor('open of the unlinked file', opened(`${doomed} (deleted)`));
+    });
+
+    test('a path longer than PATH_MAX keeps its leaf end and is flagged truncated', async () => {
+      const name = 'n'.repeat(250);
+      const base = path.join(work, 'long');
+      fs.mkdirSync(base);
+      // 20 levels of 250 bytes: more than 4096, reachable only step by step
+      const child = await nodeScript(
+        `for (let i = 0; i < 20; i++) { require('fs').mkdirSync(${JSON.stringify(name)}); process.chdir(${JSON.stringify(name)}); }
+         require('fs').closeSync(require('fs').openSync('leaf', 'w'));`,
+        base,
+      );
+      try {
+        expect(child.code).toBe(0);
+        const open = await c.waitFor<FileOpenEvent>(
+          'open of the long path',
+          (e) => e.kind === EventKind.FileOpen && e.pid === child.pid && e.path.endsWith(`${name}/leaf`) && e.ret >= 0,
+        );
+        expect(open.pathFlags & EW_STR_TRUNCATED).toBe(EW_STR_TRUNCATED);
+        expect(Buffer.byteLength(open.path)).toBeLessThan(4096);
+        expect(Buffer.byteLength(open.path)).toBeGreaterThan(4096 - 260);
+        expect(open.path.startsWith(work)).toBe(false);
+      } finally {
+        await runChild('rm', ['-rf', base]);
+      }
     });
 
     test('TCP listen, connect and accept, and UDP connect, to 127.0.0.1', async () => {
