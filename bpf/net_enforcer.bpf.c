@@ -44,7 +44,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define EW_CG_ALLOW 1
 #define EW_CG_REFUSE 0
 
-#define EW_CLASS_BIT(c) (1u << (c))
 
 /*
  * Rule sets are capped at EW_MAX_NET_RULES; twice that fits the old and the
@@ -68,21 +67,41 @@ struct {
 	__type(value, struct ew_decision_event);
 } decision_scratch SEC(".maps");
 
-struct ew_net_verdict {
-	__u32 rule_id;
-	__u32 action;      /* enum ew_action; NONE when no rule matched */
-	__u32 proto_class; /* the class of the rule that decided */
+/* The executable's path is resolved here, at a fixed offset, then copied
+ * after the resource name (whose length varies) in the record. */
+struct ew_exe_path {
+	char path[EW_PATH_MAX];
 };
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ew_exe_path);
+} exe_scratch SEC(".maps");
+
 /*
- * Protocol classes a socket belongs to, as a bit set. A raw ICMP socket is
- * both ICMP and RAW: with IP_HDRINCL it can write whole IP packets of any
- * protocol, so a `raw` rule must catch it too.
+ * A decision packed in a scalar (global functions return scalars only):
+ * rule id << 32 | protocol class << 8 | action. 0: no rule matched.
+ */
+#define EW_VERDICT(rule_id, cls, action) (((__u64)(rule_id) << 32) | ((cls) << 8) | (action))
+#define EW_VERDICT_ACTION(v) ((__u32)(v) & 0xff)
+#define EW_VERDICT_CLASS(v) (((__u32)(v) >> 8) & 0xff)
+#define EW_VERDICT_RULE(v) ((__u32)((v) >> 32))
+
+/*
+ * The protocol classes of a socket: the first in bits 0..7, a second one in
+ * bits 8..15 (0: none). A raw ICMP socket is both ICMP and RAW: with
+ * IP_HDRINCL it writes whole IP packets of any protocol, so a `raw` rule
+ * must catch it too.
  */
 static __always_inline __u32 ew_classify(__u32 family, __u32 type, __u32 protocol)
 {
+	/* No cgroup hook runs for AF_PACKET sockets today (only inet_create()
+	 * and inet6_create() call the sock_create programs); classified anyway
+	 * so a kernel that adds one gets them refused by `raw` rules. */
 	if (family == EW_AF_PACKET)
-		return EW_CLASS_BIT(EW_PROTO_RAW);
+		return EW_PROTO_RAW;
 	if (family != EW_AF_INET && family != EW_AF_INET6)
 		return 0;
 
@@ -91,21 +110,21 @@ static __always_inline __u32 ew_classify(__u32 family, __u32 type, __u32 protoco
 
 	switch (type) {
 	case EW_SOCK_STREAM:
-		/* MPTCP is TCP on the wire (subflows are TCP connections). */
+		/* MPTCP is TCP on the wire (its subflows are TCP connections). */
 		if (protocol == 0 || protocol == IPPROTO_TCP || protocol == IPPROTO_MPTCP)
-			return EW_CLASS_BIT(EW_PROTO_TCP);
+			return EW_PROTO_TCP;
 		return 0;
 	case EW_SOCK_DGRAM:
-		/* UDP-Lite shares UDP's datagram semantics; a udp rule covers it. */
+		/* UDP-Lite has UDP's datagram semantics; a udp rule covers it. */
 		if (protocol == 0 || protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE)
-			return EW_CLASS_BIT(EW_PROTO_UDP);
+			return EW_PROTO_UDP;
 		if (protocol == icmp)
-			return EW_CLASS_BIT(icmp_class); /* unprivileged "ping" socket */
+			return icmp_class; /* unprivileged "ping" socket */
 		return 0;
 	case EW_SOCK_RAW:
 		if (protocol == icmp)
-			return EW_CLASS_BIT(icmp_class) | EW_CLASS_BIT(EW_PROTO_RAW);
-		return EW_CLASS_BIT(EW_PROTO_RAW);
+			return icmp_class | (EW_PROTO_RAW << 8);
+		return EW_PROTO_RAW;
 	}
 	return 0;
 }
@@ -124,139 +143,122 @@ static __always_inline void ew_current_exe(__u64 *dev, __u64 *ino)
 	*dev = BPF_CORE_READ(inode, i_sb, s_dev);
 }
 
-static __always_inline void ew_consider(struct ew_net_rule_key *key, __u32 cls,
-					struct ew_net_verdict *best)
+/* `best`, or the rule on `key` for `cls` when it is stronger (Block > Audit; ties keep the first). */
+static __always_inline __u64 ew_lookup(struct ew_net_rule_key *key, __u32 cls, __u64 best)
 {
 	struct ew_net_rule_value *rule;
+	__u32 action;
 
 	key->proto_class = cls;
 	rule = bpf_map_lookup_elem(&net_rules, key);
-	/* Block (2) wins over Audit (1); on a tie the first found stays. */
-	if (rule && rule->action > best->action && rule->action <= EW_ACTION_BLOCK) {
-		best->action = rule->action;
-		best->rule_id = rule->rule_id;
-		best->proto_class = cls;
-	}
+	if (!rule)
+		return best;
+	action = rule->action;
+	if (action > EW_VERDICT_ACTION(best) && action <= EW_ACTION_BLOCK)
+		return EW_VERDICT(rule->rule_id, cls, action);
+	return best;
 }
 
-static __always_inline void ew_consider_class(__u32 classes, __u32 cls, __u64 dev, __u64 ino,
-					      struct ew_net_verdict *best)
+/*
+ * The verdict for a socket of (family, type, protocol) made or used by the
+ * current task: the executable's own rules first, then any-source rules.
+ * A global function: the verifier checks it once, not at every call.
+ */
+__noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol)
 {
+	__u32 classes = ew_classify(family, type, protocol);
+	__u32 first = classes & 0xff, second = classes >> 8;
 	struct ew_net_rule_key key = {};
+	__u64 best = 0, dev, ino;
 
-	if (!(classes & EW_CLASS_BIT(cls)))
-		return;
+	if (!first)
+		return 0;
 	key.workload = 0; /* host rules; per-container workloads come later */
+	ew_current_exe(&dev, &ino);
 	if (ino) {
 		key.src_dev = dev;
 		key.src_ino = ino;
-		ew_consider(&key, cls, best);
+		best = ew_lookup(&key, first, best);
+		if (second)
+			best = ew_lookup(&key, second, best);
 	}
 	key.src_dev = 0;
 	key.src_ino = 0;
-	ew_consider(&key, cls, best);
+	best = ew_lookup(&key, first, best);
+	if (second)
+		best = ew_lookup(&key, second, best);
+	return best;
 }
 
-static __always_inline void ew_decide(__u32 family, __u32 type, __u32 protocol,
-				      struct ew_net_verdict *best)
-{
-	__u32 classes = ew_classify(family, type, protocol);
-	__u64 dev, ino;
+/* Resource names of the classes (the decision's `resource`), NUL-padded. */
+const char ew_proto_names[8][8] = {
+	[EW_PROTO_TCP] = "tcp", [EW_PROTO_UDP] = "udp", [EW_PROTO_ICMP] = "icmp",
+	[EW_PROTO_ICMPV6] = "icmpv6", [EW_PROTO_RAW] = "raw",
+};
+const __u8 ew_proto_name_lens[8] = {
+	[EW_PROTO_TCP] = 3, [EW_PROTO_UDP] = 3, [EW_PROTO_ICMP] = 4,
+	[EW_PROTO_ICMPV6] = 6, [EW_PROTO_RAW] = 3,
+};
 
-	best->action = EW_ACTION_NONE;
-	best->rule_id = 0;
-	best->proto_class = 0;
-	if (!classes)
-		return;
-	ew_current_exe(&dev, &ino);
-	ew_consider_class(classes, EW_PROTO_TCP, dev, ino, best);
-	ew_consider_class(classes, EW_PROTO_UDP, dev, ino, best);
-	ew_consider_class(classes, EW_PROTO_ICMP, dev, ino, best);
-	ew_consider_class(classes, EW_PROTO_ICMPV6, dev, ino, best);
-	ew_consider_class(classes, EW_PROTO_RAW, dev, ino, best);
-}
-
-/* Writes the class's name and its NUL; returns the length without the NUL. */
-static __always_inline __u32 ew_proto_name(__u32 cls, char *out)
+/* Sends the decision record for `verdict` with result `ret` (urgent wake-up). */
+__noinline int ew_net_report(__u64 verdict, __s32 ret)
 {
-	switch (cls) {
-	case EW_PROTO_TCP:
-		__builtin_memcpy(out, "tcp", 4);
-		return 3;
-	case EW_PROTO_UDP:
-		__builtin_memcpy(out, "udp", 4);
-		return 3;
-	case EW_PROTO_ICMP:
-		__builtin_memcpy(out, "icmp", 5);
-		return 4;
-	case EW_PROTO_ICMPV6:
-		__builtin_memcpy(out, "icmpv6", 7);
-		return 6;
-	case EW_PROTO_RAW:
-		__builtin_memcpy(out, "raw", 4);
-		return 3;
-	}
-	out[0] = 0;
-	return 0;
-}
-
-static __always_inline void ew_report(const struct ew_net_verdict *v, __s32 ret)
-{
-	__u32 zero = 0;
+	__u32 zero = 0, cls = EW_VERDICT_CLASS(verdict) & 7;
 	struct ew_decision_event *e = bpf_map_lookup_elem(&decision_scratch, &zero);
+	struct ew_exe_path *exe_path = bpf_map_lookup_elem(&exe_scratch, &zero);
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
 	__u32 len, exe_len = 0, exe_flags = 0;
 	__u64 size;
 
-	if (!e)
-		return;
-	len = ew_proto_name(v->proto_class, e->strings);
+	if (!e || !exe_path)
+		return 0;
+	len = ew_proto_name_lens[cls] & 7;
+	__builtin_memcpy(e->strings, ew_proto_names[cls], 8);
 	/* Decisions are rare (Block/Audit only): walking the exe's path is affordable. */
+	exe_path->path[0] = 0;
 	if (exe)
-		exe_len = ew_resolve_file(exe, &e->strings[len + 1], &exe_flags);
-	else
-		e->strings[len + 1] = 0;
+		exe_len = ew_resolve_file(exe, exe_path->path, &exe_flags);
 	if (exe_len >= EW_PATH_MAX)
 		exe_len = EW_PATH_MAX - 1;
+	bpf_probe_read_kernel(&e->strings[len + 1], exe_len + 1, exe_path->path);
 	e->resource_len = len;
 	e->exe_len = exe_len;
-	e->rule_id = v->rule_id;
-	e->action = v->action;
+	e->rule_id = EW_VERDICT_RULE(verdict);
+	e->action = EW_VERDICT_ACTION(verdict);
 	e->operation = EW_OP_NETWORK;
 	e->enforcer = EW_ENFORCER_CGROUP_BPF;
 	e->_pad = 0;
 	e->ret = ret;
-	e->flags = v->proto_class;
+	e->flags = cls;
 	size = offsetof(struct ew_decision_event, strings) + len + 1 + exe_len + 1;
 	ew_fill_header(&e->h, EW_EVENT_DECISION, size);
 	ew_output(e, size, 1);
+	return 0;
 }
 
 /* At creation: Block refuses, Audit allows; both report. */
 SEC("cgroup/sock_create")
 int ew_net_sock_create(struct bpf_sock *sk)
 {
-	struct ew_net_verdict v;
+	__u64 v = ew_net_decide(sk->family, sk->type, sk->protocol);
 
-	ew_decide(sk->family, sk->type, sk->protocol, &v);
-	if (v.action == EW_ACTION_BLOCK) {
-		ew_report(&v, -EW_EPERM);
+	if (EW_VERDICT_ACTION(v) == EW_ACTION_BLOCK) {
+		ew_net_report(v, -EW_EPERM);
 		return EW_CG_REFUSE;
 	}
-	if (v.action == EW_ACTION_AUDIT)
-		ew_report(&v, 0);
+	if (EW_VERDICT_ACTION(v) == EW_ACTION_AUDIT)
+		ew_net_report(v, 0);
 	return EW_CG_ALLOW;
 }
 
 /* At use: only refusals are reported (audits were reported at creation). */
 static __always_inline int ew_on_use(struct bpf_sock_addr *ctx)
 {
-	struct ew_net_verdict v;
+	__u64 v = ew_net_decide(ctx->family, ctx->type, ctx->protocol);
 
-	ew_decide(ctx->family, ctx->type, ctx->protocol, &v);
-	if (v.action == EW_ACTION_BLOCK) {
-		ew_report(&v, -EW_EPERM);
+	if (EW_VERDICT_ACTION(v) == EW_ACTION_BLOCK) {
+		ew_net_report(v, -EW_EPERM);
 		return EW_CG_REFUSE;
 	}
 	return EW_CG_ALLOW;
