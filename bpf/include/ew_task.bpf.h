@@ -86,6 +86,7 @@ struct ew_path_walk {
 	struct dentry *dentry;
 	struct vfsmount *vfsmnt;
 	struct mount *mnt;
+	struct dentry *mnt_root; /* of vfsmnt, read once per mount */
 	char *buf;
 	__u32 pos;       /* first byte of the path assembled so far */
 	__u32 flags;     /* EW_STR_* */
@@ -102,17 +103,50 @@ static __always_inline struct mount *ew_vfsmnt_mount(struct vfsmount *v)
 	return (struct mount *)((char *)v - bpf_core_field_offset(struct mount, mnt));
 }
 
-/* Prepends one name (and, unless `bare`, a '/'); 0 when it did not fit. */
-static __always_inline int ew_path_prepend(struct ew_path_walk *w, struct dentry *d, int bare)
+/* What the walk needs of a dentry. */
+struct ew_dentry_view {
+	struct dentry *parent;
+	const unsigned char *name;
+	__u32 len;
+};
+
+/*
+ * d_parent and d_name sit together near the start of struct dentry (on every
+ * kernel edgeward targets): one read of this many bytes gets them all, where
+ * separate reads cost a helper call each on the hottest loop.
+ */
+#define EW_DENTRY_HEAD 64
+
+static __always_inline void ew_read_dentry(struct dentry *d, struct ew_dentry_view *v)
 {
-	__u32 len = BPF_CORE_READ(d, d_name.len);
-	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	__u32 off_parent = bpf_core_field_offset(struct dentry, d_parent);
+	__u32 off_len = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, len);
+	__u32 off_name = bpf_core_field_offset(struct dentry, d_name) + bpf_core_field_offset(struct qstr, name);
+
+	if (off_parent + 8 > EW_DENTRY_HEAD || off_len + 4 > EW_DENTRY_HEAD || off_name + 8 > EW_DENTRY_HEAD) {
+		/* a layout where they are further apart: one read per field */
+		v->parent = BPF_CORE_READ(d, d_parent);
+		v->len = BPF_CORE_READ(d, d_name.len);
+		v->name = BPF_CORE_READ(d, d_name.name);
+		return;
+	}
+	__u8 head[EW_DENTRY_HEAD];
+	bpf_probe_read_kernel(head, sizeof(head), d);
+	v->parent = *(struct dentry **)(head + off_parent);
+	v->len = *(__u32 *)(head + off_len);
+	v->name = *(const unsigned char **)(head + off_name);
+}
+
+/* Prepends one name (and, unless `bare`, a '/'); 0 when it did not fit. */
+static __always_inline int ew_path_prepend(struct ew_path_walk *w, const struct ew_dentry_view *v, int bare)
+{
+	__u32 len = v->len;
 	__u32 need = len + (bare ? 0 : 1);
 
 	if (len >= EW_PATH_MAX || need > w->pos)
 		return 0;
 	__u32 pos = w->pos - len;
-	bpf_probe_read_kernel(&w->buf[pos & EW_PATH_MASK], len & EW_PATH_MASK, name);
+	bpf_probe_read_kernel(&w->buf[pos & EW_PATH_MASK], len & EW_PATH_MASK, v->name);
 	if (!bare) {
 		pos--;
 		w->buf[pos & EW_PATH_MASK] = '/';
@@ -127,12 +161,9 @@ static long ew_path_step(__u64 index, void *ctx)
 	/* locals only: BPF_CORE_READ on w->x would relocate against struct ew_path_walk */
 	struct ew_path_walk *w = ctx;
 	struct dentry *d = w->dentry;
-	struct vfsmount *vfsmnt = w->vfsmnt;
 	struct mount *mnt = w->mnt;
-	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
 
-	if (d == mnt_root) {
+	if (d == w->mnt_root) {
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
 		if (up == mnt || !up)
 			return 1; /* root of the namespace: done */
@@ -140,20 +171,23 @@ static long ew_path_step(__u64 index, void *ctx)
 		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 		w->mnt = up;
 		w->vfsmnt = ew_mount_vfsmnt(up);
+		w->mnt_root = BPF_CORE_READ(up, mnt.mnt_root);
 		return 0;
 	}
-	if (d == parent || !parent) {
+	struct ew_dentry_view v;
+	ew_read_dentry(d, &v);
+	if (d == v.parent || !v.parent) {
 		/* disconnected (pseudo files: memfd, pipes, anon inodes): the
 		 * caller adds the bare name (doing it here keeps the verifier's
 		 * states from converging) */
 		w->relative = 1;
 		return 1;
 	}
-	if (!ew_path_prepend(w, d, 0)) {
+	if (!ew_path_prepend(w, &v, 0)) {
 		w->flags |= EW_STR_TRUNCATED;
 		return 1;
 	}
-	w->dentry = parent;
+	w->dentry = v.parent;
 	return 0;
 }
 
@@ -173,9 +207,11 @@ static __always_inline __u32 ew_resolve_path(const struct path *path, char *out,
 	}
 
 	struct ew_path_walk w = {};
+	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
 	w.dentry = BPF_CORE_READ(path, dentry);
-	w.vfsmnt = BPF_CORE_READ(path, mnt);
-	w.mnt = ew_vfsmnt_mount(w.vfsmnt);
+	w.vfsmnt = vfsmnt;
+	w.mnt = ew_vfsmnt_mount(vfsmnt);
+	w.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root); /* not w.vfsmnt: see ew_path_step */
 	w.buf = s->buf;
 	w.pos = EW_PATH_MAX - 1;
 	s->buf[EW_PATH_MAX - 1] = 0;
@@ -195,8 +231,12 @@ static __always_inline __u32 ew_resolve_path(const struct path *path, char *out,
 	long steps = bpf_loop(EW_PATH_DEPTH, ew_path_step, &w, 0);
 	if (steps >= EW_PATH_DEPTH)
 		w.flags |= EW_STR_TRUNCATED;
-	if (w.relative && !ew_path_prepend(&w, w.dentry, 1))
-		w.flags |= EW_STR_TRUNCATED;
+	if (w.relative) {
+		struct ew_dentry_view v;
+		ew_read_dentry(w.dentry, &v);
+		if (!ew_path_prepend(&w, &v, 1))
+			w.flags |= EW_STR_TRUNCATED;
+	}
 	if (w.pos == EW_PATH_MAX - 1 && !w.relative) {
 		/* the root itself */
 		w.pos--;
