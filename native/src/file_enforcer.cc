@@ -326,21 +326,20 @@ FileEnforcer::FileEnforcer(std::shared_ptr<EventSink> sink) : sink_(std::move(si
   // FAN_NONBLOCK: the answerer polls together with the stop eventfd.
   const unsigned init_flags =
       FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS;
-  fan_fd_ = fanotify_init(init_flags, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
-  if (fan_fd_ < 0) throw std::system_error(errno, std::generic_category(), "fanotify_init(FAN_CLASS_CONTENT)");
+  auto fail = [this](const char* what) {
+    int err = errno;
+    for (int fd : {fan_fd_[kFileGroup], fan_fd_[kDirGroup], inotify_fd_, wake_fd_})
+      if (fd >= 0) close(fd);
+    throw std::system_error(err, std::generic_category(), what);
+  };
+  for (int g : {kFileGroup, kDirGroup}) {
+    fan_fd_[g] = fanotify_init(init_flags, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+    if (fan_fd_[g] < 0) fail("fanotify_init(FAN_CLASS_CONTENT | FAN_REPORT_TID)");
+  }
   inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (inotify_fd_ < 0) {
-    int err = errno;
-    close(fan_fd_);
-    throw std::system_error(err, std::generic_category(), "inotify_init1");
-  }
+  if (inotify_fd_ < 0) fail("inotify_init1");
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) {
-    int err = errno;
-    close(fan_fd_);
-    close(inotify_fd_);
-    throw std::system_error(err, std::generic_category(), "eventfd");
-  }
+  if (wake_fd_ < 0) fail("eventfd");
   Cgroup2Root();  // read /proc/self/mounts now, not in the answerer
   record_.assign(sizeof(struct ew_decision_event) + 8, 0);
   table_ = std::make_shared<FileRuleTable>();
@@ -359,11 +358,12 @@ void FileEnforcer::Close() {
   }
   if (answer_thread_.joinable()) answer_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
-  // Closing the group allows every pending permission event and drops every mark.
-  close(fan_fd_);
+  // Closing a group allows every pending permission event and drops every mark.
+  close(fan_fd_[kFileGroup]);
+  close(fan_fd_[kDirGroup]);
   close(inotify_fd_);
   close(wake_fd_);
-  fan_fd_ = inotify_fd_ = wake_fd_ = -1;
+  fan_fd_[kFileGroup] = fan_fd_[kDirGroup] = inotify_fd_ = wake_fd_ = -1;
   {
     std::lock_guard<std::mutex> marks_lock(marks_mu_);
     marks_.clear();
@@ -406,9 +406,10 @@ void FileEnforcer::NoteWatchError(const std::string& message) {
 
 void FileEnforcer::AnswerLoop() {
   std::vector<uint64_t> buf(8192);  // 64 KiB, aligned for fanotify_event_metadata
-  struct pollfd fds[2] = {{fan_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  struct pollfd fds[3] = {
+      {fan_fd_[kFileGroup], POLLIN, 0}, {fan_fd_[kDirGroup], POLLIN, 0}, {wake_fd_, POLLIN, 0}};
   while (!closed_.load()) {
-    int r = poll(fds, 2, -1);
+    int r = poll(fds, 3, -1);
     if (r < 0) {
       if (errno != EINTR) {
         internal_errors_++;
@@ -416,34 +417,36 @@ void FileEnforcer::AnswerLoop() {
       }
       continue;
     }
-    if (fds[1].revents) break;
-    if (!(fds[0].revents & POLLIN)) continue;
-    ssize_t n = read(fan_fd_, buf.data(), buf.size() * sizeof(uint64_t));
-    if (n < 0) {
-      // EMFILE/ENFILE: the kernel could not open the event fd and answered
-      // that event itself (deny). Count it and keep going.
-      if (errno != EAGAIN && errno != EINTR) internal_errors_++;
-      continue;
-    }
+    if (fds[2].revents) break;
     bool appended = false;
-    auto* m = reinterpret_cast<const struct fanotify_event_metadata*>(buf.data());
-    for (; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
-      if (m->vers != FANOTIFY_METADATA_VERSION) {
-        internal_errors_++;
-        if (m->fd >= 0) {
-          struct fanotify_response resp = {m->fd, FAN_ALLOW};
-          if (write(fan_fd_, &resp, sizeof resp) < 0) internal_errors_++;
-          close(m->fd);
-        }
+    for (int g : {kFileGroup, kDirGroup}) {
+      if (!(fds[g].revents & POLLIN)) continue;
+      ssize_t n = read(fan_fd_[g], buf.data(), buf.size() * sizeof(uint64_t));
+      if (n < 0) {
+        // EMFILE/ENFILE: the kernel could not open the event fd and answered
+        // that event itself (deny). Count it and keep going.
+        if (errno != EAGAIN && errno != EINTR) internal_errors_++;
         continue;
       }
-      HandleEvent(*m, &appended);
+      auto* m = reinterpret_cast<const struct fanotify_event_metadata*>(buf.data());
+      for (; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
+        if (m->vers != FANOTIFY_METADATA_VERSION) {
+          internal_errors_++;
+          if (m->fd >= 0) {
+            struct fanotify_response resp = {m->fd, FAN_ALLOW};
+            if (write(fan_fd_[g], &resp, sizeof resp) < 0) internal_errors_++;
+            close(m->fd);
+          }
+          continue;
+        }
+        HandleEvent(*m, g, &appended);
+      }
     }
     if (appended) sink_->Flush();
   }
 }
 
-void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, bool* appended) {
+void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, int group, bool* appended) {
   const bool perm = (m.mask & kPermEvents) != 0;
   if (m.fd < 0) {
     if (perm) internal_errors_++;
@@ -458,13 +461,16 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, bool* ap
     std::string path = FdPath(m.fd);
     ProcessFacts facts(m.pid);
     d = Decide(*table, m, path, st, &facts);
-    if (d.block_rule >= 0 || d.audit_rule >= 0) {
+    const FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+    const bool matched = d.block_rule >= 0 || d.audit_rule >= 0;
+    const int action = d.block_rule >= 0 ? EW_ACTION_BLOCK : matched ? EW_ACTION_AUDIT : EW_ACTION_NONE;
+    if (FirstReportOfOpen(m, group, id, action)) {
       // Read the report while the task still waits: its exe and comm are
       // the ones that acted, not what it execs into next.
       EmitDecision(*table, d, m, path, &facts);
       record_size = reinterpret_cast<const struct ew_event_header*>(record_.data())->size;
-    } else if (stale_count_.load() > 0) {
-      DropStaleMark(m, FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)}, path);
+    } else if (!matched && stale_count_.load() > 0) {
+      DropStaleMark(m, group, id, path);
     }
   } catch (...) {
     // Never leave a task hanging on an internal failure: allow and count it.
@@ -475,7 +481,7 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, bool* ap
   if (perm) {
     struct fanotify_response resp = {m.fd, static_cast<__u32>(d.block_rule >= 0 ? FAN_DENY : FAN_ALLOW)};
     // ENOENT: the task was killed while we decided and the event is gone.
-    if (write(fan_fd_, &resp, sizeof resp) != static_cast<ssize_t>(sizeof resp) && errno != ENOENT)
+    if (write(fan_fd_[group], &resp, sizeof resp) != static_cast<ssize_t>(sizeof resp) && errno != ENOENT)
       internal_errors_++;
     events_++;
     if (d.block_rule >= 0) denied_++;
@@ -485,6 +491,34 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, bool* ap
     sink_->Append(record_.data(), record_size);
     *appended = true;
   }
+}
+
+// A file in a rule directory has marks in both groups, and the kernel asks
+// the groups one after the other: a Block from the first ends the open, but an
+// allowed (Audited) open reaches the second group too. The task sleeps in the
+// same open meanwhile, so the next event of this tid for the same inode and
+// event type from the other group is that open's second ask.
+bool FileEnforcer::FirstReportOfOpen(const struct fanotify_event_metadata& m, int group, const FileInodeId& id,
+                                     int action) {
+  if (action == EW_ACTION_NONE && pending_audit_.empty()) return false;  // the cheap path
+  const uint64_t now = BootTimeNs();
+  auto it = pending_audit_.find(m.pid);
+  if (it != pending_audit_.end()) {
+    const bool second_ask = it->second.group != group && it->second.id == id &&
+                            it->second.mask == (m.mask & kPermEvents) && now - it->second.at_ns < 1000000000ull;
+    pending_audit_.erase(it);
+    // The open was reported as Audited already; a Block (rules replaced
+    // between the two asks) is still reported.
+    if (second_ask && action != EW_ACTION_BLOCK) return false;
+  }
+  if (action == EW_ACTION_AUDIT) {
+    if (pending_audit_.size() > 4096) {
+      for (auto p = pending_audit_.begin(); p != pending_audit_.end();)
+        p = now - p->second.at_ns > 1000000000ull ? pending_audit_.erase(p) : std::next(p);
+    }
+    pending_audit_[m.pid] = PendingAudit{id, m.mask & kPermEvents, group, now};
+  }
+  return action != EW_ACTION_NONE;
 }
 
 FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const struct fanotify_event_metadata& m,
@@ -605,33 +639,34 @@ void FileEnforcer::EmitDecision(const FileRuleTable& table, const Decision& d, c
 
 // An event matched nothing: if it comes from a mark setRules could not remove
 // (its inode had moved), remove it now through the event fd.
-void FileEnforcer::DropStaleMark(const struct fanotify_event_metadata& m, const FileInodeId& id,
+void FileEnforcer::DropStaleMark(const struct fanotify_event_metadata& m, int group, const FileInodeId& id,
                                  const std::string& path) {
   std::lock_guard<std::mutex> lock(stale_mu_);
   auto it = stale_.find(id);
-  if (it != stale_.end()) {
-    fanotify_mark(fan_fd_, FAN_MARK_REMOVE, it->second, m.fd, nullptr);
+  if (group == kFileGroup && it != stale_.end() && !it->second.dir) {
+    fanotify_mark(fan_fd_[kFileGroup], FAN_MARK_REMOVE, it->second.mask, m.fd, nullptr);
     stale_.erase(it);
   }
-  // The event may come from the parent directory's FAN_EVENT_ON_CHILD mark.
+  // From the directory group: the parent's FAN_EVENT_ON_CHILD mark fired.
   size_t slash = path.rfind('/');
-  if (slash != std::string::npos && !stale_.empty()) {
-    std::string parent = slash == 0 ? std::string("/") : path.substr(0, slash);
+  if (group == kDirGroup && slash != std::string::npos && !stale_.empty()) {
+    int dfd = open(slash == 0 ? "/" : path.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
-    if (stat(parent.c_str(), &st) == 0) {
+    if (dfd >= 0 && fstat(dfd, &st) == 0) {
       auto p = stale_.find(FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)});
-      if (p != stale_.end()) {
-        fanotify_mark(fan_fd_, FAN_MARK_REMOVE, p->second, AT_FDCWD, parent.c_str());
+      if (p != stale_.end() && p->second.dir) {
+        fanotify_mark(fan_fd_[kDirGroup], FAN_MARK_REMOVE, p->second.mask, AT_FDCWD, ProcFdPath(dfd).c_str());
         stale_.erase(p);
       }
     }
+    if (dfd >= 0) close(dfd);
   }
   stale_count_ = stale_.size();
 }
 
 // --- marks --------------------------------------------------------------------
 
-bool FileEnforcer::MarkLocked(int dirfd, const char* path, const FileInodeId& id, uint64_t mask,
+bool FileEnforcer::MarkLocked(int dirfd, const char* path, const FileInodeId& id, uint64_t mask, bool dir,
                               const std::string& found_at, std::string* error) {
   auto it = marks_.find(id);
   uint64_t have = it == marks_.end() ? 0 : it->second.mask;
@@ -643,30 +678,31 @@ bool FileEnforcer::MarkLocked(int dirfd, const char* path, const FileInodeId& id
   {
     std::lock_guard<std::mutex> lock(stale_mu_);
     auto s = stale_.find(id);
-    if (s != stale_.end()) {
-      stale_bits = s->second;  // still in the kernel: track them again
+    if (s != stale_.end() && s->second.dir == dir) {
+      stale_bits = s->second.mask;  // still in the kernel: track them again
       stale_.erase(s);
       stale_count_ = stale_.size();
     }
   }
   // No FAN_MARK_DONT_FOLLOW: a symlink in the rule's path is resolved.
-  if (fanotify_mark(fan_fd_, FAN_MARK_ADD, mask, dirfd, path) != 0) {
+  if (fanotify_mark(fan_fd_[dir ? kDirGroup : kFileGroup], FAN_MARK_ADD, mask, dirfd, path) != 0) {
     *error = ErrnoText(errno);
     if (stale_bits) {
       std::lock_guard<std::mutex> lock(stale_mu_);
-      stale_[id] = stale_bits;
+      stale_[id] = StaleMark{stale_bits, dir};
       stale_count_ = stale_.size();
     }
     return false;
   }
   MarkState& state = marks_[id];
   state.mask = have | mask | stale_bits;
+  state.dir = dir;
   state.path = found_at;
   mark_count_ = marks_.size();
   return true;
 }
 
-void FileEnforcer::UnmarkLocked(const FileInodeId& id, uint64_t mask, const std::string& found_at) {
+void FileEnforcer::UnmarkLocked(const FileInodeId& id, uint64_t mask, bool dir, const std::string& found_at) {
   // Find the inode again where it was marked; if something else is there now
   // (renamed, replaced), leave the mark for the answerer to drop lazily.
   bool removed = false;
@@ -675,20 +711,23 @@ void FileEnforcer::UnmarkLocked(const FileInodeId& id, uint64_t mask, const std:
     struct stat st;
     if (fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_dev) == id.dev &&
         static_cast<uint64_t>(st.st_ino) == id.ino) {
-      removed = fanotify_mark(fan_fd_, FAN_MARK_REMOVE, mask, AT_FDCWD, ProcFdPath(fd).c_str()) == 0 ||
+      removed = fanotify_mark(fan_fd_[dir ? kDirGroup : kFileGroup], FAN_MARK_REMOVE, mask, AT_FDCWD,
+                              ProcFdPath(fd).c_str()) == 0 ||
                 errno == ENOENT;
     }
     close(fd);
   }
   if (!removed) {
     std::lock_guard<std::mutex> lock(stale_mu_);
-    stale_[id] |= mask;
+    StaleMark& stale = stale_[id];
+    stale.mask |= mask;
+    stale.dir = dir;
     stale_count_ = stale_.size();
   }
 }
 
 bool FileEnforcer::PlanMark(FileEnforcerPlan* plan, int dirfd, const char* path, const FileInodeId& id, uint64_t mask,
-                            const std::string& found_at, const std::string& where) {
+                            bool dir, const std::string& found_at, const std::string& where) {
   if (plan->marks.find(id) == plan->marks.end() && plan->marks.size() >= kMaxMarks) {
     if (!plan->mark_cap_reported) {
       plan->mark_cap_reported = true;
@@ -698,7 +737,7 @@ bool FileEnforcer::PlanMark(FileEnforcerPlan* plan, int dirfd, const char* path,
     return false;
   }
   std::string error;
-  if (!MarkLocked(dirfd, path, id, mask, found_at, &error)) {
+  if (!MarkLocked(dirfd, path, id, mask, dir, found_at, &error)) {
     plan->errors.push_back(where + ": cannot mark " + found_at + ": " + error + " (not enforced)");
     return false;
   }
@@ -749,7 +788,8 @@ void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t 
   if (target.empty()) target = spec.path;
   table.rules[index].target = target;
   table.by_path[target].push_back(index);
-  if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, perm, target, where)) table.by_inode[id].push_back(index);
+  if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, perm, false, target, where))
+    table.by_inode[id].push_back(index);
   close(fd);
   // A package upgrade or `mv new target` puts a new inode at the path: watch for it.
   size_t slash = target.rfind('/');
@@ -790,7 +830,7 @@ void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t sp
     }
     plan->dirs++;
     PlanMark(plan, dfd, nullptr, FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)},
-             perm | FAN_EVENT_ON_CHILD, path, where);
+             perm | FAN_EVENT_ON_CHILD, true, path, where);
     if (spec.recursive) plan->watches[path].recursive_mask |= perm;
     DIR* dir = fdopendir(dfd);
     if (!dir) {
@@ -822,7 +862,8 @@ void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t sp
       struct stat now;
       if (fstat(fd, &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino) {
         FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
-        if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, perm, child, where)) table.by_inode[id].push_back(index);
+        if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, perm, false, child, where))
+          table.by_inode[id].push_back(index);
       }
       close(fd);
     } else if (S_ISDIR(st.st_mode) && spec.recursive) {
@@ -955,10 +996,10 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
       continue;
     }
     if (!(wanted & kPermEvents)) {
-      UnmarkLocked(it->first, it->second.mask, it->second.path);
+      UnmarkLocked(it->first, it->second.mask, it->second.dir, it->second.path);
       it = marks_.erase(it);
     } else {
-      UnmarkLocked(it->first, extra_events, it->second.path);
+      UnmarkLocked(it->first, extra_events, it->second.dir, it->second.path);
       it->second.mask &= ~extra_events;
       ++it;
     }
@@ -994,7 +1035,7 @@ void FileEnforcer::WalkNewDirLocked(const std::string& top, uint64_t perm) {
     struct stat st;
     if (fstat(dfd, &st) == 0 &&
         !MarkLocked(dfd, nullptr, FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)},
-                    perm | FAN_EVENT_ON_CHILD, dir, &error))
+                    perm | FAN_EVENT_ON_CHILD, true, dir, &error))
       NoteWatchError("cannot mark new directory " + dir + ": " + error);
     DIR* d = fdopendir(dfd);
     if (!d) {
@@ -1050,7 +1091,7 @@ void FileEnforcer::WatchLoop() {
         if (fd >= 0 && fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
           std::string error;
           if (!MarkLocked(AT_FDCWD, ProcFdPath(fd).c_str(),
-                          FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)}, mask, path,
+                          FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)}, mask, false, path,
                           &error))
             NoteWatchError("cannot mark new " + path + ": " + error);
         }
