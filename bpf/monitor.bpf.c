@@ -19,6 +19,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_UNIX 1
 #define AF_INET 2
 #define AF_INET6 10
+#define EINPROGRESS 115
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
@@ -52,11 +53,16 @@ struct {
 	__type(value, struct open_args);
 } open_stash SEC(".maps");
 
+struct net_args {
+	struct ew_net_event e; /* filled at sys_enter, completed at sys_exit */
+	__s64 fd;              /* the socket argument */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
 	__type(key, __u64);
-	__type(value, struct ew_net_event);
+	__type(value, struct net_args);
 } net_stash SEC(".maps");
 
 /* Process lifecycle ---------------------------------------------------------- */
@@ -154,8 +160,9 @@ static __always_inline int emit_open(long ret)
 	if (f) {
 		e->path_len = ew_resolve_file(f, e->path, &e->path_flags);
 	} else {
-		/* failed: what the caller asked for, unresolved */
-		long n = bpf_probe_read_user_str(e->path, EW_PATH_MAX, upath);
+		/* failed: what the caller asked for, unresolved (it may have
+		 * changed since the kernel read it: only a failure is reported so) */
+		long n = upath ? bpf_probe_read_user_str(e->path, EW_PATH_MAX, upath) : 0;
 		e->path_flags = EW_STR_AS_GIVEN;
 		if (n > 0)
 			e->path_len = n - 1;
@@ -203,6 +210,32 @@ int enter_openat2(struct trace_event_raw_sys_enter *ctx)
 
 SEC("tracepoint/syscalls/sys_exit_openat2")
 int exit_openat2(struct trace_event_raw_sys_exit *ctx)
+{
+	return emit_open(ctx->ret);
+}
+
+/* creat(2) is open(path, O_CREAT|O_WRONLY|O_TRUNC) (x86; absent on arm64). */
+SEC("tracepoint/syscalls/sys_enter_creat")
+int enter_creat(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_open((const char *)ctx->args[0], 01 | 0100 | 01000);
+}
+
+SEC("tracepoint/syscalls/sys_exit_creat")
+int exit_creat(struct trace_event_raw_sys_exit *ctx)
+{
+	return emit_open(ctx->ret);
+}
+
+/* open_by_handle_at(2): no path argument; the opened file's path on success. */
+SEC("tracepoint/syscalls/sys_enter_open_by_handle_at")
+int enter_open_by_handle_at(struct trace_event_raw_sys_enter *ctx)
+{
+	return stash_open(NULL, (__s32)ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_open_by_handle_at")
+int exit_open_by_handle_at(struct trace_event_raw_sys_exit *ctx)
 {
 	return emit_open(ctx->ret);
 }
@@ -275,15 +308,15 @@ static __always_inline void ew_user_sockaddr(struct ew_net_event *e, const void 
 	}
 }
 
-static __always_inline int stash_net(struct ew_net_event *e)
+static __always_inline int stash_net(struct net_args *a)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&net_stash, &id, e, BPF_ANY);
+	bpf_map_update_elem(&net_stash, &id, a, BPF_ANY);
 	return 0;
 }
 
-/* The record stashed at sys_enter by this thread, or NULL. */
-static __always_inline struct ew_net_event *take_net(void)
+/* What this thread stashed at sys_enter, or NULL. */
+static __always_inline struct net_args *take_net(void)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	return bpf_map_lookup_elem(&net_stash, &id);
@@ -309,39 +342,63 @@ static __always_inline int emit_net(struct ew_net_event *stashed, long ret)
 SEC("tracepoint/syscalls/sys_enter_socket")
 int enter_socket(struct trace_event_raw_sys_enter *ctx)
 {
-	struct ew_net_event e = {};
-	e.op = EW_NET_SOCKET;
-	e.family = ctx->args[0];
-	e.sock_type = ctx->args[1] & 0xf; /* without SOCK_NONBLOCK/SOCK_CLOEXEC */
-	e.protocol = ctx->args[2];
-	return stash_net(&e);
+	struct net_args a = {};
+	a.e.op = EW_NET_SOCKET;
+	a.e.family = ctx->args[0];
+	a.e.sock_type = ctx->args[1] & 0xf; /* without SOCK_NONBLOCK/SOCK_CLOEXEC */
+	a.e.protocol = ctx->args[2];
+	return stash_net(&a);
 }
 
 SEC("tracepoint/syscalls/sys_exit_socket")
 int exit_socket(struct trace_event_raw_sys_exit *ctx)
 {
-	struct ew_net_event *e = take_net();
-	if (!e)
+	struct net_args *a = take_net();
+	if (!a)
 		return 0;
 	if (ctx->ret >= 0) {
 		/* the kernel's view: protocol 0 resolved to the real one */
 		struct socket *sock = ew_fd_socket(ctx->ret);
 		if (sock)
-			ew_sock_kind(e, sock);
+			ew_sock_kind(&a->e, sock);
 	}
-	return emit_net(e, ctx->ret);
+	return emit_net(&a->e, ctx->ret);
 }
 
 static __always_inline int enter_addr_op(struct trace_event_raw_sys_enter *ctx, __u16 op)
 {
-	struct ew_net_event e = {};
-	e.op = op;
-	struct socket *sock = ew_fd_socket(ctx->args[0]);
+	struct net_args a = {};
+	a.e.op = op;
+	a.fd = ctx->args[0];
+	struct socket *sock = ew_fd_socket(a.fd);
 	if (sock)
-		ew_sock_kind(&e, sock);
-	/* the address asked for; the kernel copies it right after this */
-	ew_user_sockaddr(&e, (const void *)ctx->args[1], ctx->args[2]);
-	return stash_net(&e);
+		ew_sock_kind(&a.e, sock);
+	/* the address asked for: what a failed call reports */
+	ew_user_sockaddr(&a.e, (const void *)ctx->args[1], ctx->args[2]);
+	return stash_net(&a);
+}
+
+/*
+ * After a connect/bind that took effect, the socket's own address replaces
+ * the user's sockaddr: another thread may have rewritten that buffer after it
+ * was read at sys_enter, the socket holds what the kernel really used.
+ */
+static __always_inline int exit_addr_op(struct trace_event_raw_sys_exit *ctx, int remote)
+{
+	struct net_args *a = take_net();
+	if (!a)
+		return 0;
+	long ret = ctx->ret;
+	__u16 family = a->e.family;
+	if ((ret == 0 || (remote && ret == -EINPROGRESS)) && (family == AF_INET || family == AF_INET6)) {
+		struct socket *sock = ew_fd_socket(a->fd);
+		if (sock) {
+			ew_sock_kind(&a->e, sock);
+			__builtin_memset(a->e.addr, 0, sizeof(a->e.addr));
+			ew_sock_addr(&a->e, sock, remote);
+		}
+	}
+	return emit_net(&a->e, ret);
 }
 
 SEC("tracepoint/syscalls/sys_enter_connect")
@@ -353,8 +410,7 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	struct ew_net_event *e = take_net();
-	return e ? emit_net(e, ctx->ret) : 0;
+	return exit_addr_op(ctx, 1);
 }
 
 SEC("tracepoint/syscalls/sys_enter_bind")
@@ -366,54 +422,55 @@ int enter_bind(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_bind")
 int exit_bind(struct trace_event_raw_sys_exit *ctx)
 {
-	struct ew_net_event *e = take_net();
-	return e ? emit_net(e, ctx->ret) : 0;
+	return exit_addr_op(ctx, 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_listen")
 int enter_listen(struct trace_event_raw_sys_enter *ctx)
 {
-	struct ew_net_event e = {};
-	e.op = EW_NET_LISTEN;
-	struct socket *sock = ew_fd_socket(ctx->args[0]);
+	struct net_args a = {};
+	a.e.op = EW_NET_LISTEN;
+	a.fd = ctx->args[0];
+	struct socket *sock = ew_fd_socket(a.fd);
 	if (sock) {
-		ew_sock_kind(&e, sock);
-		ew_sock_addr(&e, sock, 0);
+		ew_sock_kind(&a.e, sock);
+		ew_sock_addr(&a.e, sock, 0);
 	}
-	return stash_net(&e);
+	return stash_net(&a);
 }
 
 SEC("tracepoint/syscalls/sys_exit_listen")
 int exit_listen(struct trace_event_raw_sys_exit *ctx)
 {
-	struct ew_net_event *e = take_net();
-	return e ? emit_net(e, ctx->ret) : 0;
+	struct net_args *a = take_net();
+	return a ? emit_net(&a->e, ctx->ret) : 0;
 }
 
 static __always_inline int enter_accept_op(struct trace_event_raw_sys_enter *ctx)
 {
-	struct ew_net_event e = {};
-	e.op = EW_NET_ACCEPT;
-	struct socket *sock = ew_fd_socket(ctx->args[0]);
+	struct net_args a = {};
+	a.e.op = EW_NET_ACCEPT;
+	a.fd = ctx->args[0];
+	struct socket *sock = ew_fd_socket(a.fd);
 	if (sock)
-		ew_sock_kind(&e, sock);
-	return stash_net(&e);
+		ew_sock_kind(&a.e, sock);
+	return stash_net(&a);
 }
 
 static __always_inline int exit_accept_op(struct trace_event_raw_sys_exit *ctx)
 {
-	struct ew_net_event *e = take_net();
-	if (!e)
+	struct net_args *a = take_net();
+	if (!a)
 		return 0;
 	if (ctx->ret >= 0) {
 		/* the accepted connection: its peer */
 		struct socket *sock = ew_fd_socket(ctx->ret);
 		if (sock) {
-			ew_sock_kind(e, sock);
-			ew_sock_addr(e, sock, 1);
+			ew_sock_kind(&a->e, sock);
+			ew_sock_addr(&a->e, sock, 1);
 		}
 	}
-	return emit_net(e, ctx->ret);
+	return emit_net(&a->e, ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_enter_accept")

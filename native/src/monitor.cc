@@ -91,7 +91,10 @@ std::vector<Program> ProcessPrograms(::monitor* s) {
 std::vector<Program> FilePrograms(::monitor* s) {
   return {{"exit_open", s->progs.exit_open, true},         {"enter_open", s->progs.enter_open, true},
           {"exit_openat", s->progs.exit_openat, false},     {"enter_openat", s->progs.enter_openat, false},
-          {"exit_openat2", s->progs.exit_openat2, true},    {"enter_openat2", s->progs.enter_openat2, true}};
+          {"exit_openat2", s->progs.exit_openat2, true},    {"enter_openat2", s->progs.enter_openat2, true},
+          {"exit_creat", s->progs.exit_creat, true},        {"enter_creat", s->progs.enter_creat, true},
+          {"exit_open_by_handle_at", s->progs.exit_open_by_handle_at, true},
+          {"enter_open_by_handle_at", s->progs.enter_open_by_handle_at, true}};
 }
 
 std::vector<Program> NetworkPrograms(::monitor* s) {

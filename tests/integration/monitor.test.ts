@@ -278,6 +278,22 @@ describe('kernel event monitor (real kernel)', () => {
       expect(open.pathFlags & EW_STR_AS_GIVEN).toBe(EW_STR_AS_GIVEN);
     });
 
+    test('creat(2) is reported as an open with O_CREAT|O_WRONLY|O_TRUNC', async () => {
+      if (process.arch !== 'x64') {
+        // creat(2) exists on x86 only; elsewhere its program must not be attached
+        expect(c.pipeline.attached()).not.toContain('enter_creat');
+        return;
+      }
+      expect(c.pipeline.attached()).toContain('enter_creat');
+      const file = path.join(work, 'created-by-creat');
+      const child = await runChild('perl', ['-e', `my $p = ${JSON.stringify(file)}; print syscall(85, $p, 0644)`]);
+      const fd = Number(child.stdout);
+      expect(fd).toBeGreaterThan(2);
+      const open = await c.waitFor<FileOpenEvent>('creat', (e) => e.kind === EventKind.FileOpen && e.pid === child.pid && e.path === file);
+      expect(open.flags).toBe(0o1101);
+      expect(open.ret).toBe(fd);
+    });
+
     test('paths cross mounts, resolve /proc/self, keep 300 levels, and mark unlinked files', async () => {
       const deep = path.join(work, 'deep', ...new Array(300).fill('d'));
       fs.mkdirSync(deep, { recursive: true });
@@ -353,6 +369,13 @@ describe('kernel event monitor (real kernel)', () => {
       expect(accept.ret).toBeGreaterThan(2);
       const udpConnect = await c.waitFor<NetEvent>('UDP connect', mine(NetOp.Connect, udpPort));
       expect(udpConnect).toMatchObject({ family: AF_INET, sockType: SOCK_DGRAM, protocol: IPPROTO_UDP, ret: 0, addr: '127.0.0.1' });
+      // bind to port 0: the port the kernel chose, read from the socket
+      const bound = dgram.createSocket('udp4');
+      await new Promise<void>((r) => bound.bind(0, '127.0.0.1', () => r()));
+      const boundPort = bound.address().port;
+      bound.close();
+      const bind = await c.waitFor<NetEvent>('bind to port 0', mine(NetOp.Bind, boundPort));
+      expect(bind).toMatchObject({ family: AF_INET, sockType: SOCK_DGRAM, ret: 0, addr: '127.0.0.1' });
       const socket = c.find<NetEvent>(
         (e) => e.kind === EventKind.Net && e.pid === process.pid && e.op === NetOp.Socket && e.sockType === SOCK_DGRAM,
       );
