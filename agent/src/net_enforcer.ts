@@ -6,6 +6,7 @@
 // current->mm->exe_file: immune to renames, symlinks, hard links, bind mounts
 // and chroots, but a copy of the binary is a different inode (and so is the
 // file after a package upgrade replaces it: apply() again after upgrades).
+// The device half is the kernel's sb->s_dev (MKDEV form), not st_dev.
 import * as fs from 'fs';
 
 import { Action, EW_MAX_NET_RULES, ProtoClass } from './abi';
@@ -50,14 +51,66 @@ export interface ExecutableInode {
   ino: bigint;
 }
 
+/** One line of /proc/self/mountinfo: where a filesystem is mounted and its superblock's s_dev. */
+export interface MountEntry {
+  mountPoint: string;
+  /** MKDEV(major, minor) of the mount's superblock, the kernel's form */
+  dev: bigint;
+  fsType: string;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as \ooo octal. */
+function unescapeMountField(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/** Parses /proc/self/mountinfo text (lines that do not parse are skipped). */
+export function parseMountInfo(text: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const f = line.slice(0, sep).split(' ');
+    const m = /^(\d+):(\d+)$/.exec(f[2] ?? '');
+    if (!m || f.length < 5) continue;
+    out.push({
+      mountPoint: unescapeMountField(f[4]),
+      dev: (BigInt(m[1]) << MINORBITS) | BigInt(m[2]),
+      fsType: line.slice(sep + 3).split(' ')[0],
+    });
+  }
+  return out;
+}
+
 /**
- * Resolves an executable path to the inode processes running it have as
- * their exe_file. Throws an Error saying why a path cannot be one.
+ * The mount a resolved absolute path lives on: the longest mount point that
+ * is a path prefix of it; among mounts on the same point the last one (the
+ * top of the stack) wins. undefined when the table has no root mount.
  */
-export function resolveExecutableInode(path: string): ExecutableInode {
+export function mountOf(realPath: string, mounts: MountEntry[]): MountEntry | undefined {
+  let best: MountEntry | undefined;
+  for (const m of mounts) {
+    const p = m.mountPoint;
+    const under = p === '/' || realPath === p || realPath.startsWith(p.endsWith('/') ? p : `${p}/`);
+    if (under && (!best || p.length >= best.mountPoint.length)) best = m;
+  }
+  return best;
+}
+
+/**
+ * Resolves an executable path to the inode that processes running it have
+ * as their exe_file: the inode number from stat(), the device from the
+ * superblock of the mount the file is on (mountinfo's major:minor). That is
+ * the kernel's sb->s_dev even where st_dev is not: btrfs reports a
+ * per-subvolume st_dev, overlayfs the underlying filesystem's.
+ * Throws an Error saying why a path cannot be one.
+ */
+export function resolveExecutableInode(path: string, mounts?: MountEntry[]): ExecutableInode {
   let st: fs.BigIntStats;
+  let real: string;
   try {
     st = fs.statSync(path, { bigint: true }); // follows symlinks, as exec does
+    real = fs.realpathSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     throw new Error(`cannot stat ${path} (${code})`);
@@ -77,7 +130,18 @@ export function resolveExecutableInode(path: string): ExecutableInode {
   if (head.toString('latin1') === '#!') {
     throw new Error(`${path} is a script: processes running it have its interpreter as executable; name the interpreter`);
   }
-  return { dev: statDevToKernelDev(st.dev), ino: st.ino };
+  const table = mounts ?? parseMountInfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+  const mount = mountOf(real, table);
+  return { dev: mount ? mount.dev : statDevToKernelDev(st.dev), ino: st.ino };
+}
+
+/** A resolver reading the mount table once (for one apply()). */
+export function executableResolver(): (path: string) => ExecutableInode {
+  let mounts: MountEntry[] | undefined;
+  return (path) => {
+    mounts ??= parseMountInfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+    return resolveExecutableInode(path, mounts);
+  };
 }
 
 /** The kernel entries for a rule set, and a line per rule (or source) that cannot be enforced. */
@@ -93,7 +157,7 @@ export interface NativeNetRuleSet {
  */
 export function toNativeNetRules(
   rules: NetworkRule[],
-  resolve: (path: string) => ExecutableInode = resolveExecutableInode,
+  resolve: (path: string) => ExecutableInode = executableResolver(),
 ): NativeNetRuleSet {
   const out: NativeNetRule[] = [];
   const errors: string[] = [];

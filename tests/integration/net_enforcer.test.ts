@@ -13,7 +13,7 @@
 //   before they exec (busybox sh writes its pid to cgroup.procs, then execs).
 // Rules are cleared after each test and the programs detached in afterAll
 // (and by the kernel if this process dies: the links are not pinned).
-import { ChildProcess, spawn } from 'child_process';
+import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
@@ -26,7 +26,7 @@ import type {
   NativeNetEnforcer,
   NativeNetRule,
 } from '../../agent/src/native';
-import { NetEnforcer, statDevToKernelDev } from '../../agent/src/net_enforcer';
+import { NetEnforcer, resolveExecutableInode, statDevToKernelDev } from '../../agent/src/net_enforcer';
 import { ADDON, BUSYBOX, busyboxCopy, cgroup2Path, makeTempDir, waitFor } from '../helpers/system';
 
 const PYTHON = fs.existsSync('/usr/bin/python3') ? fs.realpathSync('/usr/bin/python3') : '/usr/bin/python3';
@@ -417,6 +417,41 @@ attempt(use)`,
       expect(exes.sort()).toEqual([['tcp', blockedBusybox], ['tcp', hardLink]].sort());
     } finally {
       server.close();
+    }
+  });
+
+  test('fromSource on overlayfs (lower layer on another filesystem): matched by the superblock dev, not st_dev', async () => {
+    const base = path.join(work, 'ovl');
+    const dirs = ['lower', 'upper', 'work', 'merged'].map((d) => path.join(base, d));
+    const [lower, upper, ovlWork, merged] = dirs;
+    dirs.forEach((d) => fs.mkdirSync(d, { recursive: true }));
+    const mounted: string[] = [];
+    const ts = new NetEnforcer(addon, ring, rootCgroup);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', lower]);
+      mounted.push(lower);
+      fs.copyFileSync(BUSYBOX, path.join(lower, 'busybox'));
+      fs.chmodSync(path.join(lower, 'busybox'), 0o755);
+      execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${ovlWork}`, merged]);
+      mounted.unshift(merged);
+      const exe = path.join(merged, 'busybox');
+      const st = fs.statSync(exe, { bigint: true });
+      const resolved = resolveExecutableInode(exe);
+      // the case this test is about: stat() reports another device than the overlay's superblock
+      expect(resolved.dev).not.toBe(statDevToKernelDev(st.dev));
+
+      expect(
+        ts.apply([{ ruleId: 45, action: 'Block', operation: 'Network', protocol: 'tcp', fromSource: [{ kind: 'path', path: exe }] }]).errors,
+      ).toEqual([]);
+      const r = start(exe, ['nc', '127.0.0.1', '9'], 'pipe');
+      r.child.stdin!.end();
+      const refused = await r.done;
+      expect(refused.stderr).toMatch(/Operation not permitted/);
+      await waitFor('the decision of rule 45', () => (decisions.some((d) => d.ruleId === 45) ? true : undefined), 2000);
+      expect(decisions.filter((d) => d.ruleId === 45).map((d) => [d.resource, d.exe])).toEqual([['tcp', exe]]);
+    } finally {
+      ts.close();
+      for (const m of mounted) execFileSync('umount', [m]);
     }
   });
 

@@ -7,6 +7,9 @@ import * as path from 'path';
 import { Action, ProtoClass } from '../../agent/src/abi';
 import {
   ExecutableInode,
+  MountEntry,
+  mountOf,
+  parseMountInfo,
   resolveExecutableInode,
   statDevToKernelDev,
   toNativeNetRules,
@@ -68,6 +71,36 @@ describe('statDevToKernelDev', () => {
   });
 });
 
+describe('parseMountInfo / mountOf', () => {
+  const text = [
+    '22 27 0:21 / /proc rw,relatime - proc proc rw',
+    '27 1 254:0 / / rw,relatime - ext4 /dev/vda rw',
+    '40 27 0:45 / /data rw,relatime - btrfs /dev/vdb rw,subvol=/',
+    '41 27 0:46 / /my\\040dir rw - tmpfs tmpfs rw',
+    '42 27 8:1 / /usr rw - ext4 /dev/sda1 rw',
+    '43 42 8:17 / /usr rw - xfs /dev/sdb1 rw',
+    'garbage line',
+    '',
+  ].join('\n');
+  const mounts = parseMountInfo(text);
+
+  it('reads mount point, fs type and the superblock dev in kernel form, unescaping octal', () => {
+    expect(mounts).toHaveLength(6);
+    expect(mounts[0]).toEqual({ mountPoint: '/proc', dev: 21n, fsType: 'proc' });
+    expect(mounts[1]).toEqual({ mountPoint: '/', dev: 254n << 20n, fsType: 'ext4' });
+    expect(mounts[3].mountPoint).toBe('/my dir');
+  });
+
+  it('picks the longest mount point that is a path prefix, the top of a stack, never a name prefix', () => {
+    expect(mountOf('/data/bin/tool', mounts)?.fsType).toBe('btrfs');
+    expect(mountOf('/datax/tool', mounts)?.mountPoint).toBe('/');
+    expect(mountOf('/usr/bin/python3.11', mounts)).toEqual({ mountPoint: '/usr', dev: (8n << 20n) | 17n, fsType: 'xfs' });
+    expect(mountOf('/usr2/x', mounts)?.mountPoint).toBe('/');
+    expect(mountOf('/my dir/x', mounts)?.dev).toBe(46n);
+    expect(mountOf('/x', [])).toBeUndefined();
+  });
+});
+
 describe('resolveExecutableInode', () => {
   let dir: string;
   beforeAll(() => {
@@ -82,6 +115,19 @@ describe('resolveExecutableInode', () => {
     fs.symlinkSync(target, link);
     const st = fs.statSync(target, { bigint: true });
     expect(resolveExecutableInode(link)).toEqual({ dev: statDevToKernelDev(st.dev), ino: st.ino });
+  });
+
+  it("takes the device from the mount's superblock (btrfs/overlayfs st_dev differ from s_dev)", () => {
+    const target = path.join(dir, 'prog2');
+    fs.writeFileSync(target, 'ELF', { mode: 0o755 });
+    const st = fs.statSync(target, { bigint: true });
+    const fake: MountEntry[] = [
+      { mountPoint: '/', dev: 1n << 20n, fsType: 'ext4' },
+      { mountPoint: fs.realpathSync(dir), dev: 77n, fsType: 'btrfs' },
+    ];
+    expect(resolveExecutableInode(target, fake)).toEqual({ dev: 77n, ino: st.ino });
+    // no mount table entry covers it: st_dev converted
+    expect(resolveExecutableInode(target, [])).toEqual({ dev: statDevToKernelDev(st.dev), ino: st.ino });
   });
 
   it('refuses a missing path, a directory and a script, saying which and why', () => {
