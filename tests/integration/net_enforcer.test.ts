@@ -487,7 +487,7 @@ attempt(use)`,
     expect((await trySocket('rawIcmp', 'scoped')).result).toBe('ok');
   });
 
-  test('sockets made before the rule are refused at connect, sendto and bind, one decision each', async () => {
+  test('sockets made before the rule are refused at connect, sendto, bind and Fast Open sendto, one decision each', async () => {
     const server = await listenUdp();
     try {
       const running = py(
@@ -495,12 +495,14 @@ attempt(use)`,
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 print("ready", flush=True)
 sys.stdin.readline()
 attempt(lambda: s.connect(("127.0.0.1", ${server.port})))
 attempt(lambda: s.sendto(b"x", ("127.0.0.1", ${server.port})))
 attempt(lambda: t.connect(("127.0.0.1", ${server.port})))
-attempt(lambda: b.bind(("::1", 0)))`,
+attempt(lambda: b.bind(("::1", 0)))
+attempt(lambda: f.sendto(b"x", socket.MSG_FASTOPEN, ("127.0.0.1", ${server.port})))`,
         'scoped',
         PYTHON,
         'pipe',
@@ -509,12 +511,14 @@ attempt(lambda: b.bind(("::1", 0)))`,
       scopedEnforcer.setRules([rule({ ruleId: 71, protoClass: ProtoClass.Udp }), rule({ ruleId: 72, protoClass: ProtoClass.Tcp })]);
       running.child.stdin!.end('go\n');
       const r = await running.done;
-      expect(r.results).toEqual(['EPERM', 'EPERM', 'EPERM', 'EPERM']);
-      expect((await decisionsFor(r.pid, 4)).map((d) => [d.ruleId, d.resource, d.ret])).toEqual([
+      // connect, sendto (unconnected UDP), connect, bind, TCP Fast Open sendto (a connect in disguise)
+      expect(r.results).toEqual(['EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM']);
+      expect((await decisionsFor(r.pid, 5)).map((d) => [d.ruleId, d.resource, d.ret])).toEqual([
         [71, 'udp', -1],
         [71, 'udp', -1],
         [72, 'tcp', -1],
         [71, 'udp', -1],
+        [72, 'tcp', -1],
       ]);
     } finally {
       server.close();
