@@ -97,6 +97,58 @@ const SOCKETS = {
 } as const;
 type SocketKind = keyof typeof SOCKETS;
 
+/** Makes a UDP socket through io_uring (IORING_OP_SOCKET); argv[1] "async" forces an io-wq worker. */
+const IO_URING_SOCKET_C = `#define _GNU_SOURCE
+/* Makes a socket through io_uring (IORING_OP_SOCKET); argv[1] "async" forces an io-wq worker.
+ * Prints "<pid> ok" or "<pid> <errno name>". */
+#include <errno.h>
+#include <linux/io_uring.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	struct io_uring_params p;
+	memset(&p, 0, sizeof(p));
+	int fd = syscall(__NR_io_uring_setup, 4, &p);
+	if (fd < 0) { printf("%d setup-%s\\n", getpid(), strerrorname_np(errno)); return 1; }
+	size_t sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+	size_t cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+	size_t ring_len = sq_len > cq_len ? sq_len : cq_len;
+	char *ring = mmap(0, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+	struct io_uring_sqe *sqes = mmap(0, p.sq_entries * sizeof(*sqes), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+	if (ring == MAP_FAILED || sqes == MAP_FAILED) { printf("%d mmap-failed\\n", getpid()); return 1; }
+	unsigned *tail = (unsigned *)(ring + p.sq_off.tail);
+	unsigned *mask = (unsigned *)(ring + p.sq_off.ring_mask);
+	unsigned *array = (unsigned *)(ring + p.sq_off.array);
+	unsigned idx = *tail & *mask;
+	struct io_uring_sqe *sqe = &sqes[idx];
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = IORING_OP_SOCKET;
+	sqe->fd = AF_INET;
+	sqe->off = SOCK_DGRAM;
+	sqe->len = 0;
+	if (argc > 1 && strcmp(argv[1], "async") == 0) sqe->flags |= IOSQE_ASYNC;
+	array[idx] = idx;
+	__atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
+	if (syscall(__NR_io_uring_enter, fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) {
+		printf("%d enter-%s\\n", getpid(), strerrorname_np(errno)); return 1;
+	}
+	unsigned *chead = (unsigned *)(ring + p.cq_off.head);
+	unsigned *cmask = (unsigned *)(ring + p.cq_off.ring_mask);
+	struct io_uring_cqe *cqes = (struct io_uring_cqe *)(ring + p.cq_off.cqes);
+	struct io_uring_cqe *cqe = &cqes[*chead & *cmask];
+	if (cqe->res < 0) printf("%d %s\\n", getpid(), strerrorname_np(-cqe->res));
+	else printf("%d ok\\n", getpid());
+	return 0;
+}
+`;
+
 interface ChildResult {
   /** pid and result of the last attempt() */
   pid: number;
@@ -452,6 +504,31 @@ attempt(use)`,
     } finally {
       ts.close();
       for (const m of mounted) execFileSync('umount', [m]);
+    }
+  });
+
+  test('io_uring: a socket made by IORING_OP_SOCKET, inline or in an io-wq worker, is refused', async () => {
+    const src = path.join(work, 'iou.c');
+    const exe = path.join(work, 'iou');
+    fs.writeFileSync(src, IO_URING_SOCKET_C);
+    try {
+      execFileSync('gcc', ['-O1', '-Wall', '-Werror', '-o', exe, src], { stdio: 'pipe' });
+    } catch (err) {
+      throw new Error(`cannot compile the io_uring client (gcc is needed, as for the native addon): ${(err as Error).message}`);
+    }
+    expect((await start(exe, []).done).result).toBe('ok');
+    const ts = new NetEnforcer(addon, ring, rootCgroup);
+    try {
+      ts.apply([{ ruleId: 46, action: 'Block', operation: 'Network', protocol: 'udp', fromSource: [{ kind: 'path', path: exe }] }]);
+      const inline = await start(exe, []).done;
+      expect(inline.result).toBe('EPERM');
+      const worker = await start(exe, ['async']).done;
+      expect(worker.result).toBe('EPERM');
+      expect((await decisionsFor(inline.pid)).map((d) => [d.ruleId, d.exe])).toEqual([[46, exe]]);
+      // the io-wq worker is a thread of the submitting process: same tgid and executable
+      expect((await decisionsFor(worker.pid)).map((d) => [d.ruleId, d.exe])).toEqual([[46, exe]]);
+    } finally {
+      ts.close();
     }
   });
 
