@@ -4,6 +4,7 @@
 #include "file_enforcer.h"
 
 #include <dirent.h>
+#include <glob.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -315,6 +316,36 @@ const std::string& Cgroup2Root() {
   return root;
 }
 
+// The system's dynamic loaders, by inode. `ld.so /blocked/bin` runs a program
+// without exec'ing it: the loader reads and maps it with a plain open. A copy
+// of the loader is a different inode and is not recognised (see the report).
+const std::vector<FileInodeId>& DynamicLoaders() {
+  static const std::vector<FileInodeId> loaders = [] {
+    std::vector<FileInodeId> out;
+    const char* patterns[] = {"/lib*/ld-linux*.so*", "/lib/*/ld-linux*.so*", "/usr/lib*/ld-linux*.so*",
+                              "/usr/lib/*/ld-linux*.so*", "/lib*/ld-musl-*.so*", "/usr/lib*/ld-musl-*.so*",
+                              "/lib*/ld64.so*", "/lib/*/ld64.so*", "/lib*/ld.so*"};
+    for (const char* pattern : patterns) {
+      glob_t g;
+      if (glob(pattern, 0, nullptr, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+          struct stat st;
+          if (stat(g.gl_pathv[i], &st) != 0 || !S_ISREG(st.st_mode)) continue;
+          FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+          if (std::find(out.begin(), out.end(), id) == out.end()) out.push_back(id);
+        }
+      }
+      globfree(&g);
+    }
+    return out;
+  }();
+  return loaders;
+}
+
+// FAN_* bits for the inode marks of a rule's files: process rules also watch
+// plain opens, which count as exec when the opener is a dynamic loader.
+uint64_t FileMarkMask(bool exec) { return exec ? (FAN_OPEN_EXEC_PERM | FAN_OPEN_PERM) : FAN_OPEN_PERM; }
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -341,6 +372,7 @@ FileEnforcer::FileEnforcer(std::shared_ptr<EventSink> sink) : sink_(std::move(si
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) fail("eventfd");
   Cgroup2Root();  // read /proc/self/mounts now, not in the answerer
+  DynamicLoaders();
   record_.assign(sizeof(struct ew_decision_event) + 8, 0);
   table_ = std::make_shared<FileRuleTable>();
   answer_thread_ = std::thread([this] { AnswerLoop(); });
@@ -526,10 +558,23 @@ FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const st
   Decision d;
   if (table.rules.empty()) return d;
   const bool exec_event = (m.mask & FAN_OPEN_EXEC_PERM) != 0;
+  int loader = -1;  // whether the opener runs a dynamic loader; -1: not looked up yet
+  auto opener_is_loader = [&]() {
+    if (loader < 0) {
+      LoadExe(facts);
+      const auto& loaders = DynamicLoaders();
+      loader = facts->exe_id_ok && std::find(loaders.begin(), loaders.end(), facts->exe_id) != loaders.end();
+    }
+    return loader == 1;
+  };
   std::vector<uint32_t> candidates;
   auto add = [&](uint32_t i, bool direct) {
     const CompiledFileRule& r = table.rules[i];
-    if (r.exec != exec_event) return;
+    if (r.exec && !exec_event) {
+      if (!opener_is_loader()) return;  // reading a binary is not running it
+    } else if (r.exec != exec_event) {
+      return;
+    }
     if (r.is_dir && !direct && !r.recursive) return;
     if (std::find(candidates.begin(), candidates.end(), i) == candidates.end()) candidates.push_back(i);
   };
@@ -748,7 +793,6 @@ bool FileEnforcer::PlanMark(FileEnforcerPlan* plan, int dirfd, const char* path,
 void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec) {
   FileRuleTable& table = *plan->table;
   const std::string where = "rule " + std::to_string(spec.rule_id) + " (rules[" + std::to_string(spec_index) + "])";
-  const uint64_t perm = spec.exec ? FAN_OPEN_EXEC_PERM : FAN_OPEN_PERM;
   int fd = open(spec.path.c_str(), O_PATH | O_CLOEXEC);  // follows symlinks, like the open it guards
   if (fd < 0) {
     int err = errno;
@@ -767,7 +811,7 @@ void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t 
         std::string target = JoinPath(dir, name.c_str());
         table.rules[index].target = target;
         table.by_path[target].push_back(index);
-        plan->watches[dir].exact_names[name] |= perm;
+        plan->watches[dir].exact_names[name] |= FileMarkMask(spec.exec);
         plan->errors.push_back(where + ": " + spec.path + " does not exist (" + ErrnoText(err) +
                                "); not enforced until it is created in " + dir);
         return;
@@ -788,14 +832,14 @@ void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t 
   if (target.empty()) target = spec.path;
   table.rules[index].target = target;
   table.by_path[target].push_back(index);
-  if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, perm, false, target, where))
+  if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, FileMarkMask(spec.exec), false, target, where))
     table.by_inode[id].push_back(index);
   close(fd);
   // A package upgrade or `mv new target` puts a new inode at the path: watch for it.
   size_t slash = target.rfind('/');
   if (slash != std::string::npos && slash + 1 < target.size())
     plan->watches[slash == 0 ? std::string("/") : target.substr(0, slash)].exact_names[target.substr(slash + 1)] |=
-        perm;
+        FileMarkMask(spec.exec);
 }
 
 void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec) {
@@ -862,7 +906,7 @@ void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t sp
       struct stat now;
       if (fstat(fd, &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino) {
         FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
-        if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, perm, false, child, where))
+        if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, FileMarkMask(spec.exec), false, child, where))
           table.by_inode[id].push_back(index);
       }
       close(fd);

@@ -18,6 +18,9 @@ import type { PathRule, SourceMatch } from '../../agent/src/policy/types';
 import { ADDON, BUSYBOX, busyboxCopy, makeTempDir, run, waitFor } from '../helpers/system';
 
 const PYTHON = '/usr/bin/python3';
+const LOADER = ['/lib64/ld-linux-x86-64.so.2', '/lib/ld-linux-aarch64.so.1', '/lib/ld-linux-armhf.so.3'].find((p) =>
+  fs.existsSync(p),
+);
 
 function requireEnvironment(): void {
   const problems: string[] = [];
@@ -25,6 +28,8 @@ function requireEnvironment(): void {
   if (!fs.existsSync(ADDON)) problems.push(`native addon not built (${ADDON}): run npm run build:native`);
   if (!fs.existsSync(BUSYBOX)) problems.push(`${BUSYBOX} missing: install busybox-static`);
   if (!fs.existsSync(PYTHON)) problems.push(`${PYTHON} missing (used to call openat2)`);
+  if (!LOADER) problems.push('no glibc dynamic loader found (used to run a program through ld.so)');
+  if (!fs.existsSync('/usr/bin/true')) problems.push('/usr/bin/true missing (a dynamically linked program)');
   if (problems.length) throw new Error(`file enforcer tests cannot run: ${problems.join('; ')}`);
 }
 
@@ -162,6 +167,23 @@ describe('compat file enforcer (fanotify)', () => {
     expect(run(tools, ['wc', '-c', prog]).stdout.trim()).toBe(`${fs.statSync(BUSYBOX).size} ${prog}`);
     expect(run(neighbour, ['true']).status).toBe(0);
     expect(fe.stats()).toMatchObject({ denied: 6, marks: 1 });
+  });
+
+  test('running a blocked dynamic program through the dynamic loader (ld.so prog) is blocked too', () => {
+    const dir = caseDir();
+    const prog = path.join(dir, 'true');
+    fs.copyFileSync('/usr/bin/true', prog);
+    fs.chmodSync(prog, 0o755);
+    expect(run(LOADER as string, [prog]).status).toBe(0);
+    const fe = enforcer();
+    expect(fe.setRules([rule({ ruleId: 121, exec: true, path: prog })]).errors).toEqual([]);
+    const viaLoader = run(LOADER as string, [prog]);
+    expect(viaLoader.status).not.toBe(0);
+    expect(viaLoader.stderr).toMatch(/Operation not permitted/);
+    expect(run(prog, []).spawnError).toBe('EPERM');
+    // other programs still run through the loader; the blocked one can still be read
+    expect(run(LOADER as string, ['/usr/bin/true']).status).toBe(0);
+    expect(run(tools, ['wc', '-c', prog]).status).toBe(0);
   });
 
   test('a symlink in the rule path is resolved, and a new file replacing the target is blocked too', async () => {
@@ -363,6 +385,20 @@ describe('compat file enforcer (fanotify)', () => {
       resource: fs.realpathSync(file),
     });
     expect(fe.stats().denied).toBe(0);
+  });
+
+  test('an audited open of a file in an audited directory is asked by both fanotify groups but reported once', async () => {
+    const dir = caseDir();
+    const file = writeFile(path.join(dir, 'd', 'f'), 'f');
+    const fe = enforcer();
+    expect(fe.setRules([rule({ ruleId: 651, path: path.join(dir, 'd'), isDir: true, action: Action.Audit })]).errors).toEqual([]);
+    const before = fe.stats().events;
+    const first = spawnSync(tools, ['cat', file, file], { encoding: 'utf8' }); // two opens by one process
+    expect(first.stdout).toBe('ff');
+    expect(fe.stats().events - before).toBe(4); // inode group + directory group, per open
+    const events = await decisionsOf(651, 2);
+    expect(events).toHaveLength(2);
+    expect(events.every((d) => d.pid === first.pid && d.action === Action.Audit)).toBe(true);
   });
 
   test('Block wins over Audit; each Block produces exactly one decision with pid, resource and exe', async () => {
