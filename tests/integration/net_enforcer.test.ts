@@ -26,50 +26,27 @@ import type {
   NativeNetEnforcer,
   NativeNetRule,
 } from '../../agent/src/native';
+import { decodeBatch, DecisionEvent } from '../../agent/src/events';
 import { NetEnforcer, resolveExecutableInode, statDevToKernelDev } from '../../agent/src/net_enforcer';
 import { ADDON, BUSYBOX, busyboxCopy, cgroup2Path, makeTempDir, waitFor } from '../helpers/system';
 
 const PYTHON = fs.existsSync('/usr/bin/python3') ? fs.realpathSync('/usr/bin/python3') : '/usr/bin/python3';
 
-// Decision records (bpf/include/edgeward_abi.h), read locally until the
-// shared decoder (agent/src/events.ts) exists.
-interface Decision {
-  pid: number;
-  comm: string;
-  ruleId: number;
-  action: number;
-  operation: number;
-  enforcer: number;
-  ret: number;
-  flags: number;
-  resource: string;
-  exe: string;
-}
+/** What the tests check of a decision record (decoded by agent/src/events.ts). */
+type Decision = Pick<
+  DecisionEvent,
+  'pid' | 'comm' | 'ruleId' | 'action' | 'operation' | 'enforcer' | 'ret' | 'flags' | 'resource' | 'exe'
+>;
 
-function readDecisions(batch: Buffer, out: Decision[]): void {
-  for (let off = 0; off + 4 <= batch.length; ) {
-    const kind = batch.readUInt16LE(off);
-    const size = batch.readUInt16LE(off + 2);
-    if (size < 64 || off + size > batch.length) throw new Error(`bad record at ${off}: kind ${kind} size ${size}`);
-    if (kind === EventKind.Decision) {
-      const r = batch.subarray(off, off + size);
-      const resourceLen = r.readUInt32LE(80);
-      const exeLen = r.readUInt32LE(84);
-      out.push({
-        pid: r.readUInt32LE(16),
-        comm: r.subarray(48, 64).toString('latin1').replace(/\0.*$/s, ''),
-        ruleId: r.readUInt32LE(64),
-        action: r.readUInt8(68),
-        operation: r.readUInt8(69),
-        enforcer: r.readUInt8(70),
-        ret: r.readInt32LE(72),
-        flags: r.readInt32LE(76),
-        resource: r.subarray(88, 88 + resourceLen).toString('utf8'),
-        exe: r.subarray(88 + resourceLen + 1, 88 + resourceLen + 1 + exeLen).toString('utf8'),
-      });
-    }
-    off += size;
+/** Appends the batch's decisions to `out`; returns how many records did not decode. */
+function readDecisions(batch: Buffer, out: Decision[]): number {
+  const { events, errors } = decodeBatch(batch);
+  for (const e of events) {
+    if (e.kind !== EventKind.Decision) continue;
+    const { pid, comm, ruleId, action, operation, enforcer, ret, flags, resource, exe } = e;
+    out.push({ pid, comm, ruleId, action, operation, enforcer, ret, flags, resource, exe });
   }
+  return errors;
 }
 
 // Child programs -------------------------------------------------------------
@@ -213,6 +190,7 @@ describe('compat network enforcer (cgroup-bpf) on the real kernel', () => {
   let rootEnforcer: NativeNetEnforcer;
   let scopedEnforcer: NativeNetEnforcer;
   let decisions: Decision[] = [];
+  let undecodable = 0; // records agent/src/events.ts rejected
   let work: string;
   let rootCgroup: string;
   let testCgroup: string;
@@ -279,7 +257,9 @@ describe('compat network enforcer (cgroup-bpf) on the real kernel', () => {
     testCgroup = path.join(rootCgroup, `edgeward-net-test-${process.pid}`);
     fs.mkdirSync(testCgroup);
 
-    sink = new addon.EventSink((batch) => readDecisions(batch, decisions));
+    sink = new addon.EventSink((batch) => {
+      undecodable += readDecisions(batch, decisions);
+    });
     // A poll interval longer than decisionsFor() waits: decisions must arrive
     // through their urgent wake-up. (close() waits up to one interval.)
     ring = new addon.EventRing(sink, { ringBufferBytes: 1 << 20, pollIntervalMs: 5_000 });
@@ -291,6 +271,9 @@ describe('compat network enforcer (cgroup-bpf) on the real kernel', () => {
     rootEnforcer?.setRules([]);
     scopedEnforcer?.setRules([]);
     decisions = [];
+    const bad = undecodable;
+    undecodable = 0;
+    expect(bad).toBe(0);
   });
 
   afterAll(async () => {
