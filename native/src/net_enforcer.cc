@@ -83,7 +83,8 @@ class NetEnforcer {
     for (const auto& [key, value] : rules) {
       if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0) {
         throw std::runtime_error("NetEnforcer.setRules: updating rule " + std::to_string(value.rule_id) +
-                                 " failed: " + ErrnoText(errno) + "; the map now holds part of the new set");
+                                 " failed: " + ErrnoText(errno) +
+                                 "; the old rules and part of the new ones are in force");
       }
     }
     for (const ew_net_rule_key& key : Keys()) {
