@@ -11,7 +11,10 @@
  *   socket is used, so a socket made by an allowed process and handed to a
  *   blocked one (SCM_RIGHTS, fork, pidfd_getfd) or made before the rules
  *   were loaded is refused there. They only report refusals: an audited
- *   socket was already reported once, when it was created.
+ *   socket was already reported once, when it was created. These hooks
+ *   exist for TCP and UDP only: a ping or raw socket handed over is not
+ *   checked again, and neither are sends on an already connected socket
+ *   or accept() on an already listening one.
  *
  * cgroup programs may call bpf_get_current_task_btf() and
  * bpf_probe_read_kernel(): both are in bpf_base_func_proto() for
@@ -43,7 +46,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* cgroup programs: 1 lets the operation through, 0 refuses it with EPERM. */
 #define EW_CG_ALLOW 1
 #define EW_CG_REFUSE 0
-
 
 /*
  * Rule sets are capped at EW_MAX_NET_RULES; twice that fits the old and the
