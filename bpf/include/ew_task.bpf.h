@@ -191,6 +191,34 @@ static long ew_path_step(__u64 index, void *ctx)
 	return 0;
 }
 
+#define EW_PIPEFS_MAGIC 0x50495045
+#define EW_SOCKFS_MAGIC 0x534F434B
+
+/*
+ * Names a disconnected dentry without a name (pipes, sockets) as d_path()
+ * does through d_dname: "pipe:[ino]", "socket:[ino]".
+ */
+static __always_inline void ew_path_pseudo(struct ew_path_walk *w, struct dentry *d)
+{
+	char name[40];
+	__u64 args[1];
+	unsigned long magic = BPF_CORE_READ(d, d_sb, s_magic);
+	long n;
+
+	args[0] = BPF_CORE_READ(d, d_inode, i_ino);
+	if (magic == EW_PIPEFS_MAGIC)
+		n = bpf_snprintf(name, sizeof(name), "pipe:[%lu]", args, sizeof(args));
+	else if (magic == EW_SOCKFS_MAGIC)
+		n = bpf_snprintf(name, sizeof(name), "socket:[%lu]", args, sizeof(args));
+	else
+		n = bpf_snprintf(name, sizeof(name), "anon_inode:[%lu]", args, sizeof(args));
+	if (n <= 1 || n > (long)sizeof(name))
+		return;
+	struct ew_dentry_view v = {.name = (const unsigned char *)name, .len = n - 1};
+	if (!ew_path_prepend(w, &v, 1))
+		w->flags |= EW_STR_TRUNCATED;
+}
+
 /*
  * Writes the absolute path of `path` (NUL-terminated) into `out`, which holds
  * EW_PATH_MAX bytes. Returns its length without the NUL; ORs EW_STR_TRUNCATED
@@ -234,7 +262,9 @@ static __always_inline __u32 ew_resolve_path(const struct path *path, char *out,
 	if (w.relative) {
 		struct ew_dentry_view v;
 		ew_read_dentry(w.dentry, &v);
-		if (!ew_path_prepend(&w, &v, 1))
+		if (v.len == 0)
+			ew_path_pseudo(&w, w.dentry);
+		else if (!ew_path_prepend(&w, &v, 1))
 			w.flags |= EW_STR_TRUNCATED;
 	}
 	if (w.pos == EW_PATH_MAX - 1 && !w.relative) {

@@ -316,6 +316,16 @@ describe('kernel event monitor (real kernel)', () => {
       await c.waitFor('open of the unlinked file', opened(`${doomed} (deleted)`));
     });
 
+    test('a pipe opened through /dev/fd is named like /proc/PID/fd shows it', async () => {
+      const child = await runChild('/bin/bash', ['-c', 'exec cat <(echo hi)']);
+      expect(child.stdout).toBe('hi\n');
+      const open = await c.waitFor<FileOpenEvent>(
+        'open of the pipe',
+        (e) => e.kind === EventKind.FileOpen && e.pid === child.pid && e.ret >= 0 && e.path.startsWith('pipe:'),
+      );
+      expect(open.path).toMatch(/^pipe:\[\d+\]$/);
+    });
+
     test('a path longer than PATH_MAX keeps its leaf end and is flagged truncated', async () => {
       const name = 'n'.repeat(250);
       const base = path.join(work, 'long');
