@@ -157,8 +157,9 @@ struct FileEnforcerPlan {
 // What the answerer learns about the acting task, read from /proc only when a
 // rule needs it (the cheap path of an unmatched event reads nothing).
 struct ProcessFacts {
-  explicit ProcessFacts(pid_t t) : tid(t) {}
-  pid_t tid;
+  ProcessFacts(pid_t t, bool is_tid) : tid(t), tid_known(is_tid) {}
+  pid_t tid;  // the acting thread (its thread group leader without FAN_REPORT_TID)
+  bool tid_known;
   bool exe_done = false;
   bool exe_id_ok = false;
   FileInodeId exe_id{0, 0};
@@ -225,6 +226,7 @@ void LoadStatus(ProcessFacts* f) {
 void LoadOpenFlags(ProcessFacts* f) {
   if (f->flags_done) return;
   f->flags_done = true;
+  if (!f->tid_known) return;  // another thread's registers would be read: unknown, a write
   std::string s;
   if (!ReadSmallFile(ProcPath(f->tid, "syscall"), &s, 512)) return;
   const char* p = s.c_str();
@@ -355,7 +357,10 @@ FileEnforcer::FileEnforcer(std::shared_ptr<EventSink> sink) : sink_(std::move(si
   // the open flags. FAN_UNLIMITED_QUEUE: on overflow the kernel would drop
   // a permission event and ALLOW the open, so a flood could slip opens past.
   // FAN_NONBLOCK: the answerer polls together with the stop eventfd.
-  const unsigned init_flags =
+  // Kernels without FAN_REPORT_TID (before 4.20) refuse it with EINVAL: fall
+  // back to thread-group ids; the open flags are then unknown (readOnly rules
+  // refuse every open of their files).
+  unsigned init_flags =
       FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS;
   auto fail = [this](const char* what) {
     int err = errno;
@@ -365,7 +370,12 @@ FileEnforcer::FileEnforcer(std::shared_ptr<EventSink> sink) : sink_(std::move(si
   };
   for (int g : {kFileGroup, kDirGroup}) {
     fan_fd_[g] = fanotify_init(init_flags, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
-    if (fan_fd_[g] < 0) fail("fanotify_init(FAN_CLASS_CONTENT | FAN_REPORT_TID)");
+    if (fan_fd_[g] < 0 && errno == EINVAL && (init_flags & FAN_REPORT_TID)) {
+      init_flags &= ~FAN_REPORT_TID;
+      report_tid_ = false;
+      fan_fd_[g] = fanotify_init(init_flags, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+    }
+    if (fan_fd_[g] < 0) fail("fanotify_init(FAN_CLASS_CONTENT)");
   }
   inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (inotify_fd_ < 0) fail("inotify_init1");
@@ -491,7 +501,7 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, int grou
     struct stat st;
     if (fstat(m.fd, &st) != 0) throw std::runtime_error("fstat of the event fd");
     std::string path = FdPath(m.fd);
-    ProcessFacts facts(m.pid);
+    ProcessFacts facts(m.pid, report_tid_);
     d = Decide(*table, m, path, st, &facts);
     const FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
     const bool matched = d.block_rule >= 0 || d.audit_rule >= 0;

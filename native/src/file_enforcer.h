@@ -158,6 +158,7 @@ class FileEnforcer {
 
   std::shared_ptr<EventSink> sink_;
   int fan_fd_[2] = {-1, -1};  // permission groups: kFileGroup, kDirGroup
+  bool report_tid_ = true;    // events name the thread (FAN_REPORT_TID)
   int inotify_fd_ = -1;  // new subdirectories, replaced targets
   int wake_fd_ = -1;     // eventfd: stops both threads
   std::atomic<bool> closed_{false};

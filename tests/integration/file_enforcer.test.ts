@@ -247,8 +247,25 @@ describe('compat file enforcer (fanotify)', () => {
     expect(openat2(file, fs.constants.O_WRONLY)).toBe('EPERM');
     expect(openat2(file, fs.constants.O_RDONLY)).toBe('EPERM');
     expect(fs.readFileSync(file, 'utf8')).toBe('v1');
+    // the flags are read from the acting thread (FAN_REPORT_TID), not the
+    // thread group leader (here blocked in join(), which would count as unknown)
+    const threaded = run(PYTHON, [
+      '-c',
+      `import errno, os, sys, threading
+res = {}
+def attempt(name, flags):
+    try:
+        os.close(os.open(sys.argv[1], flags)); res[name] = 'ok'
+    except OSError as e:
+        res[name] = errno.errorcode[e.errno]
+for name, flags in (('read', os.O_RDONLY), ('write', os.O_WRONLY)):
+    t = threading.Thread(target=attempt, args=(name, flags)); t.start(); t.join()
+print(res['read'], res['write'])`,
+      file,
+    ]);
+    expect(threaded.stdout.trim()).toBe('ok EPERM');
 
-    const events = await decisionsOf(301, 9);
+    const events = await decisionsOf(301, 10);
     const writes = events.filter((d) => d.flags !== -1 && (d.flags & O_ACCMODE) !== fs.constants.O_RDONLY);
     expect(writes.length).toBeGreaterThan(0);
     expect(events.every((d) => d.action === Action.Block && d.operation === OperationCode.File)).toBe(true);
