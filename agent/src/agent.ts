@@ -27,8 +27,10 @@ export interface PolicyLoadSummary {
   files: number;
   policies: number;
   rules: number;
-  /** formatted, one line each */
+  /** policies refused: formatted, one line each */
   errors: string[];
+  /** rules accepted but not (yet) in force on this node, e.g. their file does not exist */
+  warnings: string[];
 }
 
 export interface AgentStatus {
@@ -139,21 +141,25 @@ export class Agent {
     this.generation = (this.generation % 4095) + 1;
     const set = renumberRules(compiled.set, this.generation * 2 ** 20);
     let rules = set.pathRules.length + set.networkRules.length;
+    const notInForce: string[] = [];
     if (this.backend) {
       const applied = this.backend.apply(set);
-      errors.push(...applied.errors);
+      // e.g. a rule's file does not exist (yet): the policy is valid, the node differs
+      notInForce.push(...applied.errors);
       rules = applied.rules;
     }
+    for (const w of notInForce) this.log.warn(w);
     this.previousMeta = this.meta;
     this.meta = set.meta;
     for (const e of errors) this.log.error(e);
     const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter(isPolicyFileName).length : 0;
-    this.lastLoad = { files, policies: this.accepted.length, rules, errors };
+    this.lastLoad = { files, policies: this.accepted.length, rules, errors, warnings: notInForce };
     this.log.info(`enforcing ${rules} rules from ${this.accepted.length} policies in ${dir}`, {
       event: 'ready',
       backend: this.backend?.name,
       rules,
       errors: errors.length,
+      warnings: notInForce.length,
     });
     return this.lastLoad;
   }
