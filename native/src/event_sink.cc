@@ -70,13 +70,23 @@ void EventSink::FlushLocked() {
 }
 
 void EventSink::CallJs(Napi::Env env, Napi::Function cb, std::nullptr_t*, std::vector<uint8_t>* batch) {
-  if (env != nullptr && cb != nullptr) {
-    auto* data = batch;
-    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(
-        env, data->data(), data->size(), [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, data);
-    cb.Call({buf});
-  } else {
+  if (env == nullptr || cb == nullptr) {
     delete batch;
+    return;
+  }
+  // At process exit the environment may refuse new objects or calls; no
+  // exception may cross the thread-safe call (it would abort node).
+  Napi::Buffer<uint8_t> buf;
+  try {
+    buf = Napi::Buffer<uint8_t>::New(
+        env, batch->data(), batch->size(), [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, batch);
+  } catch (const Napi::Error&) {
+    delete batch;
+    return;
+  }
+  try {
+    cb.Call({buf});
+  } catch (const Napi::Error&) {
   }
 }
 
