@@ -165,7 +165,7 @@ struct ew_decision_event {
  */
 struct ew_net_rule_key {
 	__u64 workload;
-	__u64 src_dev;       /* new_encode_dev() form, as the kernel's s_dev */
+	__u64 src_dev;       /* MKDEV(major, minor) = major << 20 | minor: the kernel's sb->s_dev, not userspace st_dev */
 	__u64 src_ino;
 	__u32 proto_class;   /* enum ew_proto_class */
 	__u32 _pad;
