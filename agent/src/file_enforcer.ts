@@ -28,6 +28,15 @@ export interface CompatFileRule extends NativeFileRule {
   sourceDirs: NativeSourceDir[];
 }
 
+/** FileEnforcerStats plus the native enforcer's error counters. */
+export interface CompatFileEnforcerStats extends FileEnforcerStats {
+  /** events answered FAN_ALLOW because deciding failed internally */
+  internalErrors: number;
+  /** inotify follow-ups that failed (new subdirectories or replaced targets left unmarked) */
+  watchErrors: number;
+  lastWatchError: string;
+}
+
 const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit };
 const PATH_MAX = 4096;
 
@@ -58,7 +67,9 @@ export function toNativeFileRules(rules: PathRule[]): { rules: CompatFileRule[];
       return;
     }
     if (rule.operation !== 'Process' && rule.operation !== 'File') {
-      errors.push(`path rule ${rule.ruleId} (#${index}): operation must be Process or File, got ${String(rule.operation)}`);
+      errors.push(
+        `path rule ${rule.ruleId} (#${index}): operation must be Process or File, got ${String(rule.operation)}`,
+      );
       return;
     }
     const exec = rule.operation === 'Process';
@@ -136,8 +147,8 @@ export class FileEnforcer {
     }
   }
 
-  stats(): FileEnforcerStats {
-    return this.open().stats();
+  stats(): CompatFileEnforcerStats {
+    return this.open().stats() as CompatFileEnforcerStats;
   }
 
   /** Removes every mark: everything is allowed again. Idempotent. */

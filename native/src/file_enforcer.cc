@@ -38,7 +38,7 @@ constexpr size_t kMaxWatchedDirs = 8192;
 
 constexpr uint64_t kPermEvents = FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM;
 // New subdirectories (recursive rules) and files replacing a rule's target.
-constexpr uint32_t kWatchMask = IN_CREATE | IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW;
+constexpr uint32_t kWatchMask = IN_CREATE | IN_MOVED_TO | IN_ONLYDIR;
 
 std::string ErrnoText(int err) { return std::string(strerror(err)); }
 
@@ -139,19 +139,15 @@ struct FileRuleTable {
   std::unordered_map<std::string, std::vector<uint32_t>> by_dir;   // directory rules
 };
 
-struct PlanWatch {
-  std::unordered_map<std::string, uint64_t> exact_names;
-  uint64_t recursive_mask = 0;
-};
-
 struct FileEnforcerPlan {
   std::shared_ptr<FileRuleTable> table = std::make_shared<FileRuleTable>();
   std::unordered_map<FileInodeId, uint64_t, FileInodeIdHash> marks;  // wanted FAN_* bits
-  std::unordered_map<std::string, PlanWatch> watches;                 // by canonical directory
+  std::unordered_map<int, FileWatchState> watches;                    // added while planning, by wd
   std::vector<std::string> errors;
   size_t dirs = 0;
   bool mark_cap_reported = false;
   bool dir_cap_reported = false;
+  bool watch_cap_reported = false;
 };
 
 // What the answerer learns about the acting task, read from /proc only when a
@@ -803,6 +799,24 @@ bool FileEnforcer::PlanMark(FileEnforcerPlan* plan, int dirfd, const char* path,
 void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec) {
   FileRuleTable& table = *plan->table;
   const std::string where = "rule " + std::to_string(spec.rule_id) + " (rules[" + std::to_string(spec_index) + "])";
+  const uint64_t mask = FileMarkMask(spec.exec);
+  // Watches the target's directory for a new inode taking the name (package
+  // upgrades, `mv new target`), then marks whatever is there now: a file that
+  // arrived before the watch is seen here, one after it by the watcher.
+  auto watch_name = [&](const std::string& dir, const std::string& name, const FileInodeId* marked) {
+    int dfd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return;
+    PlanWatch(plan, ProcFdPath(dfd), dir, name, mask, 0, where);
+    int fd = openat(dfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
+      FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+      if (!marked || !(id == *marked))
+        PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, mask, false, JoinPath(dir, name.c_str()), where);
+    }
+    if (fd >= 0) close(fd);
+    close(dfd);
+  };
   int fd = open(spec.path.c_str(), O_PATH | O_CLOEXEC);  // follows symlinks, like the open it guards
   if (fd < 0) {
     int err = errno;
@@ -814,18 +828,16 @@ void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t 
     int parent = err == ENOENT && !name.empty()
                      ? open(slash == 0 ? "/" : trimmed.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)
                      : -1;
-    if (parent >= 0) {
-      std::string dir = FdPath(parent);
-      close(parent);
-      if (!dir.empty()) {
-        std::string target = JoinPath(dir, name.c_str());
-        table.rules[index].target = target;
-        table.by_path[target].push_back(index);
-        plan->watches[dir].exact_names[name] |= FileMarkMask(spec.exec);
-        plan->errors.push_back(where + ": " + spec.path + " does not exist (" + ErrnoText(err) +
-                               "); not enforced until it is created in " + dir);
-        return;
-      }
+    std::string dir = parent >= 0 ? FdPath(parent) : std::string();
+    if (parent >= 0) close(parent);
+    if (!dir.empty()) {
+      std::string target = JoinPath(dir, name.c_str());
+      table.rules[index].target = target;
+      table.by_path[target].push_back(index);
+      watch_name(dir, name, nullptr);
+      plan->errors.push_back(where + ": " + spec.path + " does not exist (" + ErrnoText(err) +
+                             "); not enforced until it is created in " + dir);
+      return;
     }
     plan->errors.push_back(where + ": " + spec.path + ": " + ErrnoText(err) + " (not enforced)");
     return;
@@ -842,14 +854,12 @@ void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t 
   if (target.empty()) target = spec.path;
   table.rules[index].target = target;
   table.by_path[target].push_back(index);
-  if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, FileMarkMask(spec.exec), false, target, where))
+  if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, mask, false, target, where))
     table.by_inode[id].push_back(index);
   close(fd);
-  // A package upgrade or `mv new target` puts a new inode at the path: watch for it.
   size_t slash = target.rfind('/');
   if (slash != std::string::npos && slash + 1 < target.size())
-    plan->watches[slash == 0 ? std::string("/") : target.substr(0, slash)].exact_names[target.substr(slash + 1)] |=
-        FileMarkMask(spec.exec);
+    watch_name(slash == 0 ? std::string("/") : target.substr(0, slash), target.substr(slash + 1), &id);
 }
 
 void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec) {
@@ -885,7 +895,8 @@ void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t sp
     plan->dirs++;
     PlanMark(plan, dfd, nullptr, FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)},
              perm | FAN_EVENT_ON_CHILD, true, path, where);
-    if (spec.recursive) plan->watches[path].recursive_mask |= perm;
+    // Watched before it is listed: a subdirectory made meanwhile is listed or reported.
+    if (spec.recursive) PlanWatch(plan, ProcFdPath(dfd), path, std::string(), 0, perm, where);
     DIR* dir = fdopendir(dfd);
     if (!dir) {
       plan->errors.push_back(where + ": cannot list " + path + ": " + ErrnoText(errno));
@@ -943,15 +954,42 @@ void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t sp
   }
 }
 
-int FileEnforcer::AddWatchLocked(const std::string& dir, std::unordered_map<int, WatchState>* into,
-                                 std::string* error) {
-  int wd = inotify_add_watch(inotify_fd_, dir.c_str(), kWatchMask);
+int FileEnforcer::AddWatchLocked(const std::string& watch_path, const std::string& dir,
+                                 std::unordered_map<int, FileWatchState>* into, std::string* error) {
+  // Callers pass /proc/self/fd/N of a directory they opened (so the watch is
+  // on that inode) or a canonical path: following the last link is intended.
+  int wd = inotify_add_watch(inotify_fd_, watch_path.c_str(), kWatchMask);
   if (wd < 0) {
     *error = ErrnoText(errno);
     return -1;
   }
-  (*into)[wd].dir = dir;  // same inode under a new path (renamed): the newest path wins
+  (*into)[wd].dir = dir;  // the same inode under a new path (renamed): the newest path wins
   return wd;
+}
+
+bool FileEnforcer::PlanWatch(FileEnforcerPlan* plan, const std::string& watch_path, const std::string& dir,
+                             const std::string& exact_name, uint64_t exact_mask, uint64_t recursive_mask,
+                             const std::string& where) {
+  if (plan->watches.size() >= kMaxWatchedDirs) {
+    if (!plan->watch_cap_reported) {
+      plan->watch_cap_reported = true;
+      plan->errors.push_back(where + ": more than " + std::to_string(kMaxWatchedDirs) + " directories to watch; " +
+                             dir + " and the directories after it are not watched (new subdirectories and replaced " +
+                             "files there are not marked)");
+    }
+    return false;
+  }
+  std::string error;
+  int wd = AddWatchLocked(watch_path, dir, &plan->watches, &error);
+  if (wd < 0) {
+    plan->errors.push_back(where + ": cannot watch " + dir + ": " + error +
+                           " (new subdirectories and replaced files there are not marked)");
+    return false;
+  }
+  FileWatchState& w = plan->watches[wd];
+  if (!exact_name.empty()) w.exact_names[exact_name] |= exact_mask;
+  w.recursive_mask |= recursive_mask;
+  return true;
 }
 
 SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
@@ -961,7 +999,9 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
   FileRuleTable& table = *plan.table;
   table.rules.reserve(rules.size());
 
-  // 1. Compile the rules and add the marks they need (existing ones stay).
+  // 1. Compile the rules, add the marks and watches they need (existing ones
+  //    stay). Each directory is watched before it is listed or its target
+  //    opened, so what appears meanwhile is either seen here or reported.
   for (size_t i = 0; i < rules.size(); i++) {
     const FileRuleSpec& spec = rules[i];
     const std::string where = "rule " + std::to_string(spec.rule_id) + " (rules[" + std::to_string(i) + "])";
@@ -1011,26 +1051,6 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
       PlanExactRule(&plan, index, i, spec);
   }
 
-  // 2. Watch directories for new subdirectories and replaced targets.
-  std::unordered_map<int, WatchState> watches;
-  for (auto& entry : plan.watches) {
-    if (watches.size() >= kMaxWatchedDirs) {
-      plan.errors.push_back("more than " + std::to_string(kMaxWatchedDirs) + " directories to watch; " + entry.first +
-                            " is not watched (new subdirectories and replaced files there are not marked)");
-      continue;
-    }
-    std::string error;
-    int wd = AddWatchLocked(entry.first, &watches, &error);
-    if (wd < 0) {
-      plan.errors.push_back("cannot watch " + entry.first + ": " + error +
-                            " (new subdirectories and replaced files there are not marked)");
-      continue;
-    }
-    WatchState& w = watches[wd];
-    for (auto& name : entry.second.exact_names) w.exact_names[name.first] |= name.second;
-    w.recursive_mask |= entry.second.recursive_mask;
-  }
-
   // 3. Publish the new table.
   {
     std::lock_guard<std::mutex> table_lock(table_mu_);
@@ -1039,8 +1059,8 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
 
   // 4. Drop what is no longer needed.
   for (auto& old : watches_)
-    if (watches.find(old.first) == watches.end()) inotify_rm_watch(inotify_fd_, old.first);
-  watches_.swap(watches);
+    if (plan.watches.find(old.first) == plan.watches.end()) inotify_rm_watch(inotify_fd_, old.first);
+  watches_.swap(plan.watches);
   for (auto it = marks_.begin(); it != marks_.end();) {
     auto want = plan.marks.find(it->first);
     const uint64_t wanted = want == plan.marks.end() ? 0 : want->second;
@@ -1075,17 +1095,17 @@ void FileEnforcer::WalkNewDirLocked(const std::string& top, uint64_t perm) {
                      " marks reached: new directory " + dir + " is not marked (not enforced there)");
       return;
     }
-    // Watch first, then mark, then list: a subdirectory made meanwhile is
-    // either listed here or reported by the watch.
+    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) continue;  // gone again, or not a directory
+    // Watch, then mark, then list: a subdirectory made meanwhile is either
+    // listed here or reported by the watch.
     std::string error;
-    int wd = AddWatchLocked(dir, &watches_, &error);
+    int wd = AddWatchLocked(ProcFdPath(dfd), dir, &watches_, &error);
     if (wd < 0) {
       NoteWatchError("cannot watch new directory " + dir + ": " + error);
-      continue;
+    } else {
+      watches_[wd].recursive_mask |= perm;
     }
-    watches_[wd].recursive_mask |= perm;
-    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0) continue;  // gone again
     struct stat st;
     if (fstat(dfd, &st) == 0 &&
         !MarkLocked(dfd, nullptr, FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)},
@@ -1144,9 +1164,8 @@ void FileEnforcer::WatchLoop() {
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
           std::string error;
-          if (!MarkLocked(AT_FDCWD, ProcFdPath(fd).c_str(),
-                          FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)}, mask, false, path,
-                          &error))
+          const FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+          if (!MarkLocked(AT_FDCWD, ProcFdPath(fd).c_str(), id, mask, false, path, &error))
             NoteWatchError("cannot mark new " + path + ": " + error);
         }
         if (fd >= 0) close(fd);

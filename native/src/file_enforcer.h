@@ -66,6 +66,14 @@ struct FileRuleSpec {
   std::vector<SourceDirSpec> source_dirs;    // executables under these directories
 };
 
+// What an inotify watch is for: rule targets in the directory (re-marked when
+// a new file takes their name) and recursive rules (new subdirectories).
+struct FileWatchState {
+  std::string dir;                                        // canonical path when watched
+  std::unordered_map<std::string, uint64_t> exact_names;  // rule target names -> FAN_* mask
+  uint64_t recursive_mask = 0;                            // recursive rules covering the directory
+};
+
 struct FileEnforcerStats {
   uint64_t events;           // permission events answered
   uint64_t denied;
@@ -120,11 +128,6 @@ class FileEnforcer {
     int group;
     uint64_t at_ns;
   };
-  struct WatchState {
-    std::string dir;                                       // canonical path when watched
-    std::unordered_map<std::string, uint64_t> exact_names; // rule targets in this directory -> mask
-    uint64_t recursive_mask = 0;                           // recursive rules covering this directory
-  };
   struct Decision {
     int block_rule = -1;  // index in the table
     int audit_rule = -1;
@@ -153,7 +156,12 @@ class FileEnforcer {
   bool PlanMark(FileEnforcerPlan* plan, int fd_or_dirfd, const char* path_or_null, const FileInodeId& id,
                 uint64_t mask, bool dir, const std::string& found_at, const std::string& where);
   void WalkNewDirLocked(const std::string& dir, uint64_t perm);
-  int AddWatchLocked(const std::string& dir, std::unordered_map<int, WatchState>* into, std::string* error);
+  // Watches `watch_path` (a path, or /proc/self/fd/N of the open directory)
+  // and records it in `into` under `dir`; -1 with *error on failure.
+  int AddWatchLocked(const std::string& watch_path, const std::string& dir,
+                     std::unordered_map<int, FileWatchState>* into, std::string* error);
+  bool PlanWatch(FileEnforcerPlan* plan, const std::string& watch_path, const std::string& dir,
+                 const std::string& exact_name, uint64_t exact_mask, uint64_t recursive_mask, const std::string& where);
   void NoteWatchError(const std::string& message);
 
   std::shared_ptr<EventSink> sink_;
@@ -171,7 +179,7 @@ class FileEnforcer {
 
   std::mutex marks_mu_;  // guards marks_, watches_; held by setRules and the watcher, never by the answerer
   std::unordered_map<FileInodeId, MarkState, FileInodeIdHash> marks_;
-  std::unordered_map<int, WatchState> watches_;  // by inotify wd
+  std::unordered_map<int, FileWatchState> watches_;  // by inotify wd
   std::atomic<uint64_t> mark_count_{0};
 
   // Marks that could not be removed by path (the inode moved away): the
