@@ -16,7 +16,7 @@ const path = require('path');
 const { startAgent, REPO } = require('./lib/agent');
 const { buildTools } = require('./lib/build');
 const { makeWorkDir, writeConfig, emptyPolicyDir, compatFixture } = require('./lib/fixtures');
-const { runChild, runLoadgen, rssKiB, sleep } = require('./lib/proc');
+const { runChild, runLoadgen, rssKiB, memoryKiB, sleep } = require('./lib/proc');
 const { summary, bracketedRatios } = require('./lib/stats');
 const { formatReport, evaluateTargets } = require('./lib/report');
 
@@ -125,14 +125,43 @@ async function calibrate(env, ops, seconds) {
 
 async function runOps(env, ops, counts) {
   const r = {};
-  for (const op of ops) r[op] = (await runLoadgen(env.tools.loadgen, opArgs(op, env, counts[op]))).ns_per_op;
+  // the median of the loop's 16 slices: robust to other work stealing the CPU now and then
+  for (const op of ops) r[op] = (await runLoadgen(env.tools.loadgen, opArgs(op, env, counts[op]))).ns_per_op_median_chunk;
   return r;
+}
+
+/** A measurement with a dead agent would be a baseline in disguise. */
+function assertAlive(agent, name) {
+  if (agent.exited() !== undefined || rssKiB(agent.pid) === undefined) {
+    throw new Error(`agent (${name}) ended (${agent.exited()}) during the measurement; its log:\n${agent.stderr().slice(-4000)}`);
+  }
+}
+
+/**
+ * Does the agent keep running after "ready" on its own? Each configuration
+ * is started plainly and watched for `ms`; if one ends by itself the rest of
+ * the run preloads bench/lib/keepalive.js and the report says so.
+ */
+async function lifetimeCheck(env, names, ms, log) {
+  const result = {};
+  for (const name of names) {
+    const cfg = env.configs[name];
+    const agent = await startAgent({ configFile: cfg.configFile, policyDir: cfg.policyDir });
+    const t0 = Date.now();
+    while (agent.exited() === undefined && Date.now() - t0 < ms) await sleep(25);
+    const alive = agent.exited() === undefined;
+    result[name] = alive ? { alive: true } : { alive: false, endedAfterReadyMs: Date.now() - t0, exit: agent.exited() };
+    await agent.stop();
+    if (!alive) log(`WARNING: agent (${name}) ended by itself ${result[name].endedAfterReadyMs} ms after ready (exit ${result[name].exit}); measuring it with bench/lib/keepalive.js preloaded`);
+  }
+  env.keepAlive = Object.values(result).some((r) => !r.alive);
+  return result;
 }
 
 /** Starts an agent configuration, checks it is the configuration it claims to be. */
 async function startConfig(env, name) {
   const cfg = env.configs[name];
-  const agent = await startAgent({ configFile: cfg.configFile, policyDir: cfg.policyDir });
+  const agent = await startAgent({ configFile: cfg.configFile, policyDir: cfg.policyDir, keepAlive: env.keepAlive });
   if (agent.ready.errors) {
     await agent.stop();
     throw new Error(`agent configuration ${name} loaded with ${agent.ready.errors} errors:\n${agent.stderr()}`);
@@ -168,9 +197,10 @@ async function opsPart(env, opts, log) {
       if (name) {
         const agent = await startConfig(env, name);
         measured = await runOps(env, ops, counts);
+        assertAlive(agent, name);
         series[name].startMs.push(agent.startMs);
         series[name].rssKiB.push(rssKiB(agent.pid));
-        await agent.stop();
+        env.agentExits.push({ config: name, exit: await agent.stop() });
       }
       const before = baselines[baselines.length - 1];
       const after = await runOps(env, ops, counts);
@@ -218,14 +248,25 @@ async function eventsPart(env, log) {
 // ---- rss part: the agent's memory idle and under load ---------------------
 
 async function rssPart(env, log) {
-  log(`rss: agent (monitor process+file+network) and a bare node process, idle ${env.plan.idleMs / 1000} s, then load`);
+  log(`rss: agent (compat+rules, then monitor on) and a bare node process, idle ${env.plan.idleMs / 1000} s, then load`);
   const bare = require('child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
   try {
+    // the deployment default (process events only) with the 1000 rules, idle
+    const compat = await startConfig(env, 'compat');
+    let compatIdle;
+    try {
+      await sleep(env.plan.idleMs);
+      assertAlive(compat, 'compat (rss)');
+      compatIdle = memoryKiB(compat.pid);
+    } finally {
+      env.agentExits.push({ config: 'compat (rss)', exit: await compat.stop() });
+    }
     const agent = await startConfig(env, 'monitor');
     try {
       await sleep(env.plan.idleMs);
-      const idle = rssKiB(agent.pid);
-      const bareIdle = rssKiB(bare.pid);
+      assertAlive(agent, 'monitor (rss)');
+      const idle = memoryKiB(agent.pid);
+      const bareIdle = memoryKiB(bare.pid);
       const underLoad = [];
       for (const rate of [100000, 200000]) {
         let peak = 0;
@@ -236,9 +277,17 @@ async function rssPart(env, log) {
         peak = Math.max(peak, rssKiB(agent.pid) ?? 0);
         underLoad.push({ offeredRate: rate, generatedRate: gen.rate, peakKiB: peak, afterKiB: rssKiB(agent.pid) });
       }
-      return { agentIdleKiB: idle, bareNodeKiB: bareIdle, underLoad, agentAlive: rssKiB(agent.pid) !== undefined };
+      assertAlive(agent, 'monitor (rss)');
+      return {
+        agentIdleKiB: idle.rss,
+        compatIdleKiB: compatIdle.rss,
+        bareNodeKiB: bareIdle.rss,
+        // anonymous / file-backed (node's own binary, mapped BPF maps) / shmem parts
+        breakdown: { compatIdle, monitorIdle: idle, bareNode: bareIdle },
+        underLoad,
+      };
     } finally {
-      await agent.stop();
+      env.agentExits.push({ config: 'monitor (rss)', exit: await agent.stop() });
     }
   } finally {
     bare.kill();
@@ -260,6 +309,10 @@ async function main() {
       plan: plan(opts.quick),
       tools,
       openTarget: compat.unprotected,
+      /** how each agent run ended after SIGTERM: 0 is a clean stop */
+      agentExits: [],
+      /** preload bench/lib/keepalive.js (set by lifetimeCheck) */
+      keepAlive: false,
       configs: {
         monitor: {
           configFile: writeConfig(workDir, 'monitor', { monitor: { process: true, file: true, network: true } }),
@@ -276,9 +329,15 @@ async function main() {
       },
     };
     const results = { machine: machineInfo(), mode: opts.quick ? 'quick' : 'full', plan: env.plan };
+    const needed = [...new Set([...(opts.parts.includes('ops') ? opts.configs : []), ...(opts.parts.includes('rss') ? ALL_CONFIGS : [])])];
+    if (needed.length) {
+      results.lifetime = await lifetimeCheck(env, needed, opts.quick ? 2000 : 3000, log);
+      results.keepAlive = env.keepAlive;
+    }
     if (opts.parts.includes('ops')) results.ops = await opsPart(env, opts, log);
     if (opts.parts.includes('events')) results.events = await eventsPart(env, log);
     if (opts.parts.includes('rss')) results.rss = await rssPart(env, log);
+    results.agentExits = env.agentExits;
     results.elapsedSeconds = (Date.now() - started) / 1000;
     results.targets = evaluateTargets(results);
     process.stdout.write(opts.json ? JSON.stringify(results, null, 2) + '\n' : formatReport(results));

@@ -29,13 +29,15 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 
 /**
  * Starts the agent and resolves once it logs {"event":"ready"} on stderr.
- * Returns { pid, ready (the ready log line), startMs, logs(), stop() }.
+ * Returns { pid, ready (the ready log line), startMs, logs(), stderr(),
+ * exited() (undefined while it runs), stop() }. keepAlive: see keepalive.js.
  */
-function startAgent({ configFile, policyDir, readyTimeoutMs = 60_000 }) {
+function startAgent({ configFile, policyDir, keepAlive = false, readyTimeoutMs = 60_000 }) {
   const started = Date.now();
+  const preload = keepAlive ? ['--require', path.join(__dirname, 'keepalive.js')] : [];
   const child = spawn(
     process.execPath,
-    [CLI, 'agent', '--config', configFile, '--policies', policyDir, '--log-format', 'json'],
+    [...preload, CLI, 'agent', '--config', configFile, '--policies', policyDir, '--log-format', 'json'],
     // stdout carries alerts only; nothing in the bench reads them.
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -81,11 +83,20 @@ function startAgent({ configFile, policyDir, readyTimeoutMs = 60_000 }) {
       // keep the head (startup) and a bounded tail
       if (err.length > 2 * STDERR_KEEP) err = err.slice(0, STDERR_KEEP) + err.slice(-STDERR_KEEP);
       if (settled) return;
+      // a fatal start error ends the wait at once (with keepalive.js the
+      // process would otherwise linger until the timeout)
+      const fatal = /^edgeward: /m.test(err) || logs().some((l) => l.level === 'error' && /^cannot start/.test(l.message));
+      if (fatal) {
+        settled = true;
+        clearTimeout(timer);
+        stop().then(() => reject(new Error(`agent failed to start; its log:\n${err}`)));
+        return;
+      }
       const ready = logs().find((l) => l.event === 'ready');
       if (ready) {
         settled = true;
         clearTimeout(timer);
-        resolve({ pid: child.pid, ready, startMs: Date.now() - started, logs, stderr: () => err, stop });
+        resolve({ pid: child.pid, ready, startMs: Date.now() - started, logs, stderr: () => err, stop, exited: () => exited });
       }
     });
     exitPromise.then((code) => {

@@ -52,6 +52,18 @@ function rssKiB(pid) {
   }
 }
 
+/** VmRSS and its parts (RssAnon, RssFile, RssShmem) in KiB, or undefined once gone. */
+function memoryKiB(pid) {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
+    const m = { rss: field('VmRSS'), anon: field('RssAnon'), file: field('RssFile'), shmem: field('RssShmem') };
+    return Number.isNaN(m.rss) ? undefined : m;
+  } catch {
+    return undefined;
+  }
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { runChild, runLoadgen, rssKiB, sleep };
+module.exports = { runChild, runLoadgen, rssKiB, memoryKiB, sleep };
