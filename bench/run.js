@@ -31,6 +31,8 @@ const USAGE = `usage: node bench/run.js [--quick] [--json] [--rounds N] [--only 
 must run as root after \`npm run build\`.
 `;
 
+class UsageError extends Error {}
+
 const ALL_PARTS = ['ops', 'events', 'rss'];
 const ALL_CONFIGS = ['monitor', 'compat'];
 const ALL_OPS = ['open', 'exec', 'connect'];
@@ -38,7 +40,7 @@ const ALL_OPS = ['open', 'exec', 'connect'];
 function parseList(value, allowed, what) {
   if (value === 'none') return [];
   const list = value.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const v of list) if (!allowed.includes(v)) throw new Error(`${what}: unknown "${v}" (allowed: ${allowed.join(', ')})`);
+  for (const v of list) if (!allowed.includes(v)) throw new UsageError(`${what}: unknown "${v}" (allowed: ${allowed.join(', ')})`);
   return list;
 }
 
@@ -48,21 +50,21 @@ function parseArgs(argv) {
     const a = argv[i];
     const value = () => {
       const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
+      if (v === undefined) throw new UsageError(`${a} needs a value`);
       return v;
     };
     if (a === '--quick') opts.quick = true;
     else if (a === '--json') opts.json = true;
     else if (a === '--rounds') {
       opts.rounds = Number(value());
-      if (!Number.isInteger(opts.rounds) || opts.rounds < 1 || opts.rounds > 20) throw new Error('--rounds must be an integer in 1..20');
+      if (!Number.isInteger(opts.rounds) || opts.rounds < 1 || opts.rounds > 20) throw new UsageError('--rounds must be an integer in 1..20');
     } else if (a === '--only') opts.parts = parseList(value(), ALL_PARTS, '--only');
     else if (a === '--configs') opts.configs = parseList(value(), ALL_CONFIGS, '--configs');
     else if (a === '--ops') opts.ops = parseList(value(), ALL_OPS, '--ops');
     else if (a === '--help' || a === '-h') {
       process.stdout.write(USAGE);
       process.exit(0);
-    } else throw new Error(`unknown option ${a}`);
+    } else throw new UsageError(`unknown option ${a}`);
   }
   opts.rounds ??= opts.quick ? 2 : 5;
   return opts;
@@ -229,6 +231,7 @@ async function opsPart(env, opts, log) {
     }
   }
   result.agentStartMs = Object.fromEntries(configs.map((c) => [c, summary(series[c].startMs)]));
+  result.agentRssAfterOpsKiB = Object.fromEntries(configs.map((c) => [c, summary(series[c].rssKiB)]));
   return result;
 }
 
@@ -360,6 +363,6 @@ function checkBlocked(compat) {
 }
 
 main().catch((err) => {
-  process.stderr.write(`bench: ${err.message}\n`);
-  process.exitCode = 1;
+  process.stderr.write(`bench: ${err.message}\n${err instanceof UsageError ? USAGE : ''}`);
+  process.exitCode = err instanceof UsageError ? 2 : 1;
 });

@@ -100,7 +100,14 @@ function formatReport(r) {
         ...configs.map((c) => `${ratioText(o.configs[c].ratio)}  ${ns(o.configs[c].ns.median)}`),
       ]);
     }
-    lines.push(table(rows), '');
+    lines.push(table(rows));
+    const starts = Object.entries(r.ops.agentStartMs ?? {});
+    if (starts.length) {
+      lines.push(
+        `agent start to "ready" (median): ${starts.map(([c, s]) => `${CONFIG_LABEL[c] ?? c} ${(s.median / 1000).toFixed(2)} s`).join(', ')}`,
+      );
+    }
+    lines.push('');
   }
   if (r.events) {
     lines.push('Monitor events into JS (EventPipeline in a node process, process+file monitor, decoded)');
