@@ -139,9 +139,9 @@ async function main() {
   } finally {
     pipeline.close();
   }
-  // Exit at once once the result is out: the addon can abort during the
-  // environment's teardown (a batch queued before close() runs then; see
-  // docs/PERFORMANCE.md), which must not turn a finished measurement into a failure.
+  // Exit as soon as the result is out: a fault in the addon's teardown (it
+  // once aborted on a batch still queued at exit) must not turn a finished
+  // measurement into a failure.
   process.stdout.write(JSON.stringify({ options, steps }) + '\n', () => process.exit(0));
 }
 
