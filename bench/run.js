@@ -161,9 +161,9 @@ async function lifetimeCheck(env, names, ms, log) {
 }
 
 /** Starts an agent configuration, checks it is the configuration it claims to be. */
-async function startConfig(env, name) {
+async function startConfig(env, name, { memoryReport = false } = {}) {
   const cfg = env.configs[name];
-  const agent = await startAgent({ configFile: cfg.configFile, policyDir: cfg.policyDir, keepAlive: env.keepAlive });
+  const agent = await startAgent({ configFile: cfg.configFile, policyDir: cfg.policyDir, keepAlive: env.keepAlive, memoryReport });
   if (agent.ready.errors) {
     await agent.stop();
     throw new Error(`agent configuration ${name} loaded with ${agent.ready.errors} errors:\n${agent.stderr()}`);
@@ -255,21 +255,24 @@ async function rssPart(env, log) {
   const bare = require('child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
   try {
     // the deployment default (process events only) with the 1000 rules, idle
-    const compat = await startConfig(env, 'compat');
+    const compat = await startConfig(env, 'compat', { memoryReport: true });
     let compatIdle;
+    let compatJs;
     try {
       await sleep(env.plan.idleMs);
       assertAlive(compat, 'compat (rss)');
       compatIdle = memoryKiB(compat.pid);
+      compatJs = await compat.memoryUsage();
     } finally {
       env.agentExits.push({ config: 'compat (rss)', exit: await compat.stop() });
     }
-    const agent = await startConfig(env, 'monitor');
+    const agent = await startConfig(env, 'monitor', { memoryReport: true });
     try {
       await sleep(env.plan.idleMs);
       assertAlive(agent, 'monitor (rss)');
       const idle = memoryKiB(agent.pid);
       const bareIdle = memoryKiB(bare.pid);
+      const monitorJs = await agent.memoryUsage();
       const underLoad = [];
       for (const rate of [100000, 200000]) {
         let peak = 0;
@@ -287,6 +290,8 @@ async function rssPart(env, log) {
         bareNodeKiB: bareIdle.rss,
         // anonymous / file-backed (node's own binary, mapped BPF maps) / shmem parts
         breakdown: { compatIdle, monitorIdle: idle, bareNode: bareIdle },
+        // process.memoryUsage() inside the agent (bytes): JS heap vs the rest
+        jsMemory: { compatIdle: compatJs, monitorIdle: monitorJs },
         underLoad,
       };
     } finally {

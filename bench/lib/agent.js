@@ -32,9 +32,12 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
  * Returns { pid, ready (the ready log line), startMs, logs(), stderr(),
  * exited() (undefined while it runs), stop() }. keepAlive: see keepalive.js.
  */
-function startAgent({ configFile, policyDir, keepAlive = false, readyTimeoutMs = 60_000 }) {
+function startAgent({ configFile, policyDir, keepAlive = false, memoryReport = false, readyTimeoutMs = 60_000 }) {
   const started = Date.now();
-  const preload = keepAlive ? ['--require', path.join(__dirname, 'keepalive.js')] : [];
+  const preload = [
+    ...(keepAlive ? ['--require', path.join(__dirname, 'keepalive.js')] : []),
+    ...(memoryReport ? ['--require', path.join(__dirname, 'memreport.js')] : []),
+  ];
   const child = spawn(
     process.execPath,
     [...preload, CLI, 'agent', '--config', configFile, '--policies', policyDir, '--log-format', 'json'],
@@ -96,7 +99,16 @@ function startAgent({ configFile, policyDir, keepAlive = false, readyTimeoutMs =
       if (ready) {
         settled = true;
         clearTimeout(timer);
-        resolve({ pid: child.pid, ready, startMs: Date.now() - started, logs, stderr: () => err, stop, exited: () => exited });
+        resolve({
+          pid: child.pid,
+          ready,
+          startMs: Date.now() - started,
+          logs,
+          stderr: () => err,
+          stop,
+          exited: () => exited,
+          memoryUsage: () => requestMemoryUsage(child, logs),
+        });
       }
     });
     exitPromise.then((code) => {
@@ -106,6 +118,18 @@ function startAgent({ configFile, policyDir, keepAlive = false, readyTimeoutMs =
       reject(new Error(`agent exited (${code}) before it was ready; its log:\n${err}`));
     });
   });
+}
+
+/** With memreport.js preloaded: the agent's process.memoryUsage(), or undefined. */
+async function requestMemoryUsage(child, logs) {
+  const before = logs().filter((l) => l.benchMemory).length;
+  child.kill('SIGUSR2');
+  for (let i = 0; i < 40; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    const reports = logs().filter((l) => l.benchMemory);
+    if (reports.length > before) return reports[reports.length - 1].benchMemory;
+  }
+  return undefined;
 }
 
 module.exports = { startAgent, REPO, CLI };

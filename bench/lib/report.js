@@ -145,7 +145,20 @@ function formatReport(r) {
       ['agent idle, 5 s after ready: monitor on (process+file+network)', mib(r.rss.agentIdleKiB), ...parts(b.monitorIdle)],
       ...r.rss.underLoad.map((u) => [`agent (monitor on) peak, ${u.offeredRate / 1000}k opens/s offered`, mib(u.peakKiB), '', '', '']),
     ];
-    lines.push(table(rows), '');
+    lines.push(table(rows));
+    for (const [key, label] of [
+      ['compatIdle', 'compat idle'],
+      ['monitorIdle', 'monitor idle'],
+    ]) {
+      const js = r.rss.jsMemory?.[key];
+      if (js) {
+        const m = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+        lines.push(
+          `  ${label}, inside the agent: V8 heap ${m(js.heapUsed)} used of ${m(js.heapTotal)}, external ${m(js.external)} (array buffers ${m(js.arrayBuffers)})`,
+        );
+      }
+    }
+    lines.push('');
   }
   const died = Object.entries(r.lifetime ?? {}).filter(([, l]) => !l.alive);
   if (died.length) {
