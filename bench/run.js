@@ -190,7 +190,7 @@ async function opsPart(env, opts, log) {
   log(`ops: counts per loop ${JSON.stringify(counts)}, ${rounds} rounds, configurations ${configs.join(', ') || '(baseline only)'}`);
   const baselines = [await runOps(env, ops, counts)];
   // per configuration: measured runs and the baselines just before/after each
-  const series = Object.fromEntries(configs.map((c) => [c, { measured: [], before: [], after: [], startMs: [], rssKiB: [] }]));
+  const series = Object.fromEntries(configs.map((c) => [c, { measured: [], before: [], after: [], startMs: [], stopMs: [], rssKiB: [] }]));
   const order = configs.length ? configs : [null];
   for (let round = 0; round < rounds; round++) {
     const thisRound = round % 2 ? [...order].reverse() : order;
@@ -203,6 +203,7 @@ async function opsPart(env, opts, log) {
         series[name].startMs.push(agent.startMs);
         series[name].rssKiB.push(rssKiB(agent.pid));
         env.agentExits.push({ config: name, exit: await agent.stop() });
+        series[name].stopMs.push(agent.stopMs());
       }
       const before = baselines[baselines.length - 1];
       const after = await runOps(env, ops, counts);
@@ -231,6 +232,7 @@ async function opsPart(env, opts, log) {
     }
   }
   result.agentStartMs = Object.fromEntries(configs.map((c) => [c, summary(series[c].startMs)]));
+  result.agentStopMs = Object.fromEntries(configs.map((c) => [c, summary(series[c].stopMs)]));
   result.agentRssAfterOpsKiB = Object.fromEntries(configs.map((c) => [c, summary(series[c].rssKiB)]));
   return result;
 }

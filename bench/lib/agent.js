@@ -66,11 +66,15 @@ function startAgent({ configFile, policyDir, keepAlive = false, memoryReport = f
         }
       })
       .filter(Boolean);
+  let stopMs;
   const stop = async () => {
-    if (exited === undefined) child.kill('SIGTERM');
+    const t0 = Date.now();
+    const wasRunning = exited === undefined;
+    if (wasRunning) child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     const code = await exitPromise;
     clearTimeout(timer);
+    if (wasRunning && stopMs === undefined) stopMs = Date.now() - t0;
     return code;
   };
   return new Promise((resolve, reject) => {
@@ -107,6 +111,8 @@ function startAgent({ configFile, policyDir, keepAlive = false, memoryReport = f
           stderr: () => err,
           stop,
           exited: () => exited,
+          /** SIGTERM to exit, once stopped */
+          stopMs: () => stopMs,
           memoryUsage: () => requestMemoryUsage(child, logs),
         });
       }

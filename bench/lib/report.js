@@ -101,11 +101,13 @@ function formatReport(r) {
       ]);
     }
     lines.push(table(rows));
-    const starts = Object.entries(r.ops.agentStartMs ?? {});
-    if (starts.length) {
-      lines.push(
-        `agent start to "ready" (median): ${starts.map(([c, s]) => `${CONFIG_LABEL[c] ?? c} ${(s.median / 1000).toFixed(2)} s`).join(', ')}`,
-      );
+    const secs = (s) => `${(s.median / 1000).toFixed(2)} s`;
+    for (const [key, what] of [
+      ['agentStartMs', 'start to "ready"'],
+      ['agentStopMs', 'SIGTERM to exit'],
+    ]) {
+      const e = Object.entries(r.ops[key] ?? {});
+      if (e.length) lines.push(`agent ${what} (median): ${e.map(([c, s]) => `${CONFIG_LABEL[c] ?? c} ${secs(s)}`).join(', ')}`);
     }
     lines.push('');
   }
