@@ -23,6 +23,8 @@ import type { RuleMeta } from './policy/types';
 import { probe, ProbeReport } from './probe';
 import { ProcessTable } from './process_table';
 
+const HOUSEKEEPING_MS = 10_000;
+
 export interface PolicyLoadSummary {
   files: number;
   policies: number;
@@ -54,6 +56,8 @@ export class Agent {
   /** policies in force (the last good version of each) */
   private accepted: LoadedPolicy[] = [];
   private auditOnly: AuditOnlyBackend | undefined;
+  private housekeeping: NodeJS.Timeout | undefined;
+  private lostReported = 0;
   private alertCount = 0;
   private generation = 0;
   private lastLoad: PolicyLoadSummary | undefined;
@@ -109,6 +113,23 @@ export class Agent {
       this.log.warn(`backend ${report.backend}: nothing is refused; rules are matched against monitored events and alerted`);
     }
     this.reload();
+    // The native threads do not keep node's event loop alive; this timer does,
+    // and it makes lost events visible instead of silent.
+    this.housekeeping = setInterval(() => this.checkPipeline(), HOUSEKEEPING_MS);
+  }
+
+  /** Warns when the kernel or userspace dropped events since the last check. */
+  private checkPipeline(): void {
+    const s = this.pipeline?.stats();
+    if (!s) return;
+    const lost = s.kernelDropped + s.userspaceDropped + s.decodeErrors;
+    if (lost > this.lostReported) {
+      this.log.warn(
+        `events lost since start: ${s.kernelDropped} (ring buffer full), ${s.userspaceDropped} (agent behind), ${s.decodeErrors} (undecodable); raise monitor.ringBufferBytes or observe fewer groups`,
+        { event: 'events-lost', ...s },
+      );
+      this.lostReported = lost;
+    }
   }
 
   /** Loads the policy directory again and replaces the rules in force. */
@@ -180,6 +201,8 @@ export class Agent {
 
   /** Detaches every program and mark; after it nothing is enforced. */
   async stop(): Promise<void> {
+    if (this.housekeeping) clearInterval(this.housekeeping);
+    this.housekeeping = undefined;
     this.backend?.close();
     this.backend = undefined;
     this.pipeline?.close();
