@@ -9,6 +9,9 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "test.sh: integration tests need root (they attach kernel programs)" >&2
   exit 1
 fi
+# The agent mounts these itself; tests that drive the addon directly need them too.
+grep -qs ' /sys/kernel/security securityfs ' /proc/mounts || mount -t securityfs none /sys/kernel/security || true
+grep -qs ' /sys/kernel/tracing tracefs ' /proc/mounts || mount -t tracefs none /sys/kernel/tracing || true
 mkdir -p build
 status=0
 npx jest --runInBand --json --outputFile=build/jest-results.json "$@" || status=$?
