@@ -536,6 +536,10 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, int grou
 // allowed (Audited) open reaches the second group too. The task sleeps in the
 // same open meanwhile, so the next event of this tid for the same inode and
 // event type from the other group is that open's second ask.
+// Generous: a loaded machine may take long between the two asks; a wrong
+// pairing can only hide a second Audit report, never a Block.
+constexpr uint64_t kPairWindowNs = 10ull * 1000000000ull;
+
 bool FileEnforcer::FirstReportOfOpen(const struct fanotify_event_metadata& m, int group, const FileInodeId& id,
                                      int action) {
   if (action == EW_ACTION_NONE && pending_audit_.empty()) return false;  // the cheap path
@@ -543,7 +547,7 @@ bool FileEnforcer::FirstReportOfOpen(const struct fanotify_event_metadata& m, in
   auto it = pending_audit_.find(m.pid);
   if (it != pending_audit_.end()) {
     const bool second_ask = it->second.group != group && it->second.id == id &&
-                            it->second.mask == (m.mask & kPermEvents) && now - it->second.at_ns < 1000000000ull;
+                            it->second.mask == (m.mask & kPermEvents) && now - it->second.at_ns < kPairWindowNs;
     pending_audit_.erase(it);
     // The open was reported as Audited already; a Block (rules replaced
     // between the two asks) is still reported.
@@ -552,7 +556,7 @@ bool FileEnforcer::FirstReportOfOpen(const struct fanotify_event_metadata& m, in
   if (action == EW_ACTION_AUDIT) {
     if (pending_audit_.size() > 4096) {
       for (auto p = pending_audit_.begin(); p != pending_audit_.end();)
-        p = now - p->second.at_ns > 1000000000ull ? pending_audit_.erase(p) : std::next(p);
+        p = now - p->second.at_ns > kPairWindowNs ? pending_audit_.erase(p) : std::next(p);
     }
     pending_audit_[m.pid] = PendingAudit{id, m.mask & kPermEvents, group, now};
   }
