@@ -492,29 +492,40 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, int grou
   }
   Decision d;
   size_t record_size = 0;
+  std::shared_ptr<const FileRuleTable> table;
+  std::string path;
+  std::unique_ptr<ProcessFacts> facts;
+  FileInodeId id{0, 0};
   try {
-    std::shared_ptr<const FileRuleTable> table = Snapshot();
+    table = Snapshot();
     struct stat st;
     if (fstat(m.fd, &st) != 0) throw std::runtime_error("fstat of the event fd");
-    std::string path = FdPath(m.fd);
-    ProcessFacts facts(m.pid, report_tid_);
-    d = Decide(*table, m, path, st, &facts);
-    const FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
-    const bool matched = d.block_rule >= 0 || d.audit_rule >= 0;
-    const int action = d.block_rule >= 0 ? EW_ACTION_BLOCK : matched ? EW_ACTION_AUDIT : EW_ACTION_NONE;
-    if (FirstReportOfOpen(m, group, id, action)) {
-      // Read the report while the task still waits: its exe and comm are
-      // the ones that acted, not what it execs into next.
-      EmitDecision(*table, d, m, path, &facts);
-      record_size = reinterpret_cast<const struct ew_event_header*>(record_.data())->size;
-    } else if (!matched && stale_count_.load() > 0) {
-      DropStaleMark(m, group, id, path);
-    }
+    id = FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+    path = FdPath(m.fd);
+    facts.reset(new ProcessFacts(m.pid, report_tid_));
+    d = Decide(*table, m, path, st, facts.get());
   } catch (...) {
     // Never leave a task hanging on an internal failure: allow and count it.
     internal_errors_++;
     d = Decision{};
-    record_size = 0;
+    facts.reset();
+  }
+  if (facts) {
+    try {
+      const bool matched = d.block_rule >= 0 || d.audit_rule >= 0;
+      const int action = d.block_rule >= 0 ? EW_ACTION_BLOCK : matched ? EW_ACTION_AUDIT : EW_ACTION_NONE;
+      if (FirstReportOfOpen(m, group, id, action)) {
+        // Read the report while the task still waits: its exe and comm are
+        // the ones that acted, not what it execs into next.
+        EmitDecision(*table, d, m, path, facts.get());
+        record_size = reinterpret_cast<const struct ew_event_header*>(record_.data())->size;
+      } else if (!matched && stale_count_.load() > 0) {
+        DropStaleMark(m, group, id, path);
+      }
+    } catch (...) {
+      internal_errors_++;  // the report is lost; the decision stands
+      record_size = 0;
+    }
   }
   if (perm) {
     struct fanotify_response resp = {m.fd, static_cast<__u32>(d.block_rule >= 0 ? FAN_DENY : FAN_ALLOW)};
@@ -531,15 +542,15 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, int grou
   }
 }
 
+// Generous: a loaded machine may take long between the two asks; a wrong
+// pairing can only hide a second Audit report, never a Block.
+constexpr uint64_t kPairWindowNs = 10ull * 1000000000ull;
+
 // A file in a rule directory has marks in both groups, and the kernel asks
 // the groups one after the other: a Block from the first ends the open, but an
 // allowed (Audited) open reaches the second group too. The task sleeps in the
 // same open meanwhile, so the next event of this tid for the same inode and
 // event type from the other group is that open's second ask.
-// Generous: a loaded machine may take long between the two asks; a wrong
-// pairing can only hide a second Audit report, never a Block.
-constexpr uint64_t kPairWindowNs = 10ull * 1000000000ull;
-
 bool FileEnforcer::FirstReportOfOpen(const struct fanotify_event_metadata& m, int group, const FileInodeId& id,
                                      int action) {
   if (action == EW_ACTION_NONE && pending_audit_.empty()) return false;  // the cheap path
@@ -1055,13 +1066,13 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
       PlanExactRule(&plan, index, i, spec);
   }
 
-  // 3. Publish the new table.
+  // 2. Publish the new table.
   {
     std::lock_guard<std::mutex> table_lock(table_mu_);
     table_ = plan.table;
   }
 
-  // 4. Drop what is no longer needed.
+  // 3. Drop what is no longer needed.
   for (auto& old : watches_)
     if (plan.watches.find(old.first) == plan.watches.end()) inotify_rm_watch(inotify_fd_, old.first);
   watches_.swap(plan.watches);
