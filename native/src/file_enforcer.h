@@ -17,6 +17,22 @@
 // group, removing a directory rule would let opens of a still-blocked file in
 // it slip through (measured: dozens per 4 s under rule churn). Split, each
 // group's deletions only touch its own, no longer wanted, events.
+//
+// Limits (as an attacker sees them):
+// - Decisions happen at open/exec time: fds and mappings opened before a rule
+//   keep working; truncate(2), rename over, unlink, chmod are not opens.
+// - A copy of a blocked binary (cp, memfd) is a new inode: not blocked. So is
+//   a copy of the dynamic loader running it (the loader itself is recognised).
+// - Files created in a rule directory after setRules are matched by path only
+//   (a hard link to them made elsewhere is not); open_by_handle_at reaches
+//   them through a disconnected dentry without the directory's event.
+// - New subdirectories (recursive rules) and files replacing a rule's target
+//   are marked when inotify reports them: opens in that short window pass.
+// - readOnly: flags come from /proc/<tid>/syscall; openat2 (flags in racy user
+//   memory), io_uring, 32-bit syscalls on 64-bit kernels count as writes.
+// - The agent's own process is not exempt: it is refused like any other (the
+//   answerer only opens /proc and its own fds, so it cannot deadlock).
+// - Closing the groups (agent exit, crash, kill) allows everything.
 #pragma once
 
 #include <sys/fanotify.h>
