@@ -28,14 +28,8 @@ export interface CompatFileRule extends NativeFileRule {
   sourceDirs: NativeSourceDir[];
 }
 
-/** FileEnforcerStats plus the native enforcer's error counters. */
-export interface CompatFileEnforcerStats extends FileEnforcerStats {
-  /** events answered FAN_ALLOW because deciding failed internally */
-  internalErrors: number;
-  /** inotify follow-ups that failed (new subdirectories or replaced targets left unmarked) */
-  watchErrors: number;
-  lastWatchError: string;
-}
+/** The native enforcer's counters (events, denials, marks, internal and watch errors). */
+export type CompatFileEnforcerStats = FileEnforcerStats;
 
 const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit };
 const PATH_MAX = 4096;

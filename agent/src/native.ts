@@ -83,8 +83,12 @@ export interface NativeFileRule {
   recursive: boolean;
   /** file rules: only opens for writing match */
   readOnly: boolean;
-  /** absolute executable paths; empty: any process */
+  /** absolute executable paths; empty: any process (unless sourceDirs is set) */
   sources: string[];
+  /** matched unless the acting process's uid owns the file */
+  ownerOnly?: boolean;
+  /** fromSource directories: the acting executable's path under one of them */
+  sourceDirs?: Array<{ path: string; recursive: boolean }>;
 }
 
 export interface FileEnforcerStats {
@@ -93,6 +97,11 @@ export interface FileEnforcerStats {
   denied: number;
   /** inodes and directories marked */
   marks: number;
+  /** events answered "allow" because of an internal failure (counted, never left hanging) */
+  internalErrors: number;
+  /** failures watching directories for new subdirectories or replaced targets */
+  watchErrors: number;
+  lastWatchError: string;
 }
 
 export interface NativeFileEnforcer {
