@@ -148,6 +148,15 @@ function formatReport(r) {
       ...r.rss.underLoad.map((u) => [`agent (monitor on) peak, ${u.offeredRate / 1000}k opens/s offered`, mib(u.peakKiB), '', '', '']),
     ];
     lines.push(table(rows));
+    const lost = r.rss.agentEventsLost;
+    if (lost !== undefined) {
+      const last = lost[lost.length - 1];
+      lines.push(
+        last
+          ? `  the agent itself reported lost events under that load: ${last.kernelDropped} kernel, ${last.userspaceDropped} userspace, ${last.decodeErrors} undecodable`
+          : '  the agent itself reported no lost events under that load (its 10 s housekeeping check)',
+      );
+    }
     for (const [key, label] of [
       ['compatIdle', 'compat idle'],
       ['monitorIdle', 'monitor idle'],
