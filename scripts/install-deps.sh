@@ -8,6 +8,8 @@ PACKAGES=(
   cmake make g++                                                  # native addon (cmake-js)
   nodejs npm                                                      # runtime (skipped if node exists)
   busybox-static util-linux procps iproute2                       # tests: test binaries, unshare, ps
+  qemu-system-x86 cpio xz-utils zstd kmod                         # tests/vm: BPF-LSM kernel in a guest
+  mosquitto mosquitto-clients openssl                             # hub sync tests: real broker, TLS
 )
 
 missing=()

@@ -1,6 +1,8 @@
-// The agent end to end on the real kernel: bin/edgeward agent with a policy
+// The enforcement conformance suite: bin/edgeward agent with a policy
 // directory of KubeArmorHostPolicy files; programs, files and sockets are
 // really refused, and every decision is one alert with KubeArmor's fields.
+// One source for every backend: EDGEWARD_BACKEND picks it (default compat;
+// tests/vm runs this file in a BPF-LSM guest with EDGEWARD_BACKEND=bpf-lsm).
 import * as fs from 'fs';
 import * as path from 'path';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
@@ -21,7 +23,9 @@ spec:
 ${spec}`;
 }
 
-describe('edgeward agent on the real kernel (compat backend)', () => {
+const BACKEND = process.env.EDGEWARD_BACKEND ?? 'compat';
+
+describe(`edgeward agent on the real kernel (${BACKEND} backend)`, () => {
   let work: string;
   let policies: string;
   let blocked: string; // a busybox copy whose exec is blocked
@@ -108,7 +112,7 @@ describe('edgeward agent on the real kernel (compat backend)', () => {
 `,
       ),
     );
-    agent = await startAgent({ policies, workDir: work });
+    agent = await startAgent({ policies, workDir: work, extraArgs: ['--backend', BACKEND] });
   });
 
   afterAll(async () => {
@@ -116,6 +120,11 @@ describe('edgeward agent on the real kernel (compat backend)', () => {
   });
 
   const alertsFor = (resource: string) => agent!.alerts().filter((a) => a.Resource === resource);
+
+  test('the requested backend is the one enforcing (no silent fallback)', () => {
+    const ready = agent!.logs().find((l) => l.event === 'ready');
+    expect(ready?.backend).toBe(BACKEND);
+  });
 
   test('(8) the broken policy is reported with file, field and reason', () => {
     const errors = agent!.logs().filter((l) => l.level === 'error').map((l) => String(l.message));
