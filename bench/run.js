@@ -16,7 +16,7 @@ const path = require('path');
 const { startAgent, REPO } = require('./lib/agent');
 const { buildTools } = require('./lib/build');
 const { makeWorkDir, writeConfig, emptyPolicyDir, compatFixture } = require('./lib/fixtures');
-const { runChild, runLoadgen, rssKiB, memoryKiB, sleep } = require('./lib/proc');
+const { runChild, runLoadgen, rssKiB, memoryKiB, cpuSeconds, sleep } = require('./lib/proc');
 const { summary, bracketedRatios } = require('./lib/stats');
 const { formatReport, evaluateTargets } = require('./lib/report');
 
@@ -274,16 +274,22 @@ async function rssPart(env, log) {
       assertAlive(agent, 'monitor (rss)');
       const idle = memoryKiB(agent.pid);
       const bareIdle = memoryKiB(bare.pid);
+      const idleCpu0 = cpuSeconds(agent.pid);
+      await sleep(1000);
+      const idleCores = cpuSeconds(agent.pid) - idleCpu0;
       const monitorJs = await agent.memoryUsage();
       const underLoad = [];
       for (const rate of [100000, 200000]) {
         let peak = 0;
         const timer = setInterval(() => (peak = Math.max(peak, rssKiB(agent.pid) ?? 0)), 100);
+        const cpu0 = cpuSeconds(agent.pid);
         const gen = await runLoadgen(env.tools.loadgen, ['events', String(rate), String(env.plan.loadSeconds), env.openTarget]);
         clearInterval(timer);
         await sleep(300);
+        // the agent's CPU over the load (and the 0.3 s drain after it), in cores
+        const cores = (cpuSeconds(agent.pid) - cpu0) / (gen.seconds + 0.3);
         peak = Math.max(peak, rssKiB(agent.pid) ?? 0);
-        underLoad.push({ offeredRate: rate, generatedRate: gen.rate, peakKiB: peak, afterKiB: rssKiB(agent.pid) });
+        underLoad.push({ offeredRate: rate, generatedRate: gen.rate, peakKiB: peak, afterKiB: rssKiB(agent.pid), agentCores: cores });
       }
       // The agent warns ("event":"events-lost", with its pipeline counters) on
       // its next housekeeping tick (every 10 s) after losing events.
@@ -294,6 +300,7 @@ async function rssPart(env, log) {
         agentIdleKiB: idle.rss,
         compatIdleKiB: compatIdle.rss,
         bareNodeKiB: bareIdle.rss,
+        agentIdleCores: idleCores,
         // anonymous / file-backed (node's own binary, mapped BPF maps) / shmem parts
         breakdown: { compatIdle, monitorIdle: idle, bareNode: bareIdle },
         // process.memoryUsage() inside the agent (bytes): JS heap vs the rest

@@ -64,6 +64,20 @@ function memoryKiB(pid) {
   }
 }
 
+/** CPU time (user + system, all threads) a process has used, in seconds; undefined once gone. */
+function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after the ")" that ends the command name: utime is the 12th, stime the 13th
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+// USER_HZ; 100 on every Linux architecture node runs on
+const CLOCK_TICKS = 100;
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { runChild, runLoadgen, rssKiB, memoryKiB, sleep };
+module.exports = { runChild, runLoadgen, rssKiB, memoryKiB, cpuSeconds, sleep };

@@ -147,7 +147,12 @@ function formatReport(r) {
       ['agent idle, 5 s after ready: monitor on (process+file+network)', mib(r.rss.agentIdleKiB), ...parts(b.monitorIdle)],
       ...r.rss.underLoad.map((u) => [`agent (monitor on) peak, ${u.offeredRate / 1000}k opens/s offered`, mib(u.peakKiB), '', '', '']),
     ];
+    const cpu = [
+      ...(r.rss.agentIdleCores !== undefined ? [`${(r.rss.agentIdleCores * 100).toFixed(1)}% idle`] : []),
+      ...r.rss.underLoad.map((u) => `${(u.agentCores * 100).toFixed(0)}% at ${(u.generatedRate / 1000).toFixed(0)}k opens/s`),
+    ];
     lines.push(table(rows));
+    lines.push(`  agent (monitor on) CPU, % of one core: ${cpu.join(', ')}`);
     const lost = r.rss.agentEventsLost;
     if (lost !== undefined) {
       const last = lost[lost.length - 1];
