@@ -6,7 +6,7 @@
 import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
 import * as yaml from 'js-yaml';
 import configSchema from '../../policies/agent-config.schema.json';
-import { fieldPath, readLimitedTextFile, suggestKey } from './policy/loader';
+import { fieldPath, readLimitedTextFile, suggestKey, typeName } from './policy/loader';
 
 export type BackendChoice = 'auto' | 'bpf-lsm' | 'compat' | 'audit-only';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -81,15 +81,6 @@ let validator: ValidateFunction | undefined;
 function validate(): ValidateFunction {
   if (!validator) validator = new Ajv({ allErrors: true, strict: true, verbose: true }).compile(configSchema);
   return validator;
-}
-
-function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  if (typeof v === 'string') return 'a string';
-  if (typeof v === 'number') return Number.isInteger(v) ? 'an integer' : 'a number';
-  return `a ${typeof v}`;
 }
 
 function segmentsOf(pointer: string): Array<string | number> {

@@ -345,7 +345,12 @@ export function decodeBatch(buf: Buffer): DecodedBatch {
   return { events, errors };
 }
 
-/** One record of `size` bytes at `o` (the header fits); undefined when malformed. */
+/**
+ * One record of `size` bytes at `o` (the header fits); undefined when malformed.
+ * The header fields are written out in each kind's object literal on purpose:
+ * one literal per kind gives V8 one stable shape per kind and allocates no
+ * intermediate header object on a path that carries 150k events/s.
+ */
 function decodeRecord(buf: Buffer, o: number, size: number): EwEvent | undefined {
   const kind = buf.readUInt16LE(o + H_KIND);
   switch (kind) {

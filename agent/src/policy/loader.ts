@@ -243,7 +243,8 @@ function pointerSegments(pointer: string, root: unknown): Array<string | number>
   return out;
 }
 
-function typeName(v: unknown): string {
+/** How a YAML value's type reads in an error message ("a list", "an integer"). */
+export function typeName(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
