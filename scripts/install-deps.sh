@@ -10,6 +10,7 @@ PACKAGES=(
   busybox-static util-linux procps iproute2                       # tests: test binaries, unshare, ps
   qemu-system-x86 cpio xz-utils zstd kmod                         # tests/vm: BPF-LSM kernel in a guest
   mosquitto mosquitto-clients openssl                             # hub sync tests: real broker, TLS
+  docker.io                                                       # container identity tests: real dockerd
 )
 
 missing=()

@@ -9,6 +9,7 @@ import { AlertBuilder, BootClock, DecisionFacts, KubeArmorAlert } from './alerts
 import { AuditOnlyBackend } from './audit_only_backend';
 import type { EnforcementBackend } from './backend';
 import { CompatBackend } from './compat_backend';
+import { ContainerRegistry } from './containers';
 import type { AgentConfig } from './config';
 import type { EwEvent } from './events';
 import { ensureKernelFilesystems } from './kernel_fs';
@@ -24,6 +25,8 @@ import { probe, ProbeReport } from './probe';
 import { ProcessTable } from './process_table';
 
 const HOUSEKEEPING_MS = 10_000;
+const DOCKER_SOCKET = '/var/run/docker.sock';
+const DOCKER_WAIT_MS = 3_000;
 
 export interface PolicyLoadSummary {
   files: number;
@@ -57,6 +60,7 @@ export class Agent {
   private accepted: LoadedPolicy[] = [];
   private auditOnly: AuditOnlyBackend | undefined;
   private housekeeping: NodeJS.Timeout | undefined;
+  private containers: ContainerRegistry | undefined;
   private lostReported = 0;
   private alertCount = 0;
   private generation = 0;
@@ -79,7 +83,7 @@ export class Agent {
   }
 
   /** Everything up to "enforcing". Throws when the agent cannot run at all. */
-  start(): void {
+  async start(): Promise<void> {
     for (const problem of ensureKernelFilesystems()) this.log.warn(problem);
     const report = probe(this.native, this.config.backend);
     this.report = report;
@@ -91,7 +95,16 @@ export class Agent {
 
     // audit-only sees violations only through the monitor: observe everything.
     const auditOnly = report.backend === 'audit-only';
-    const builder = new AlertBuilder(this.hostName(), new BootClock(readUptime()), this.processes, (id) => this.lookupMeta(id));
+    this.containers = new ContainerRegistry({ log: (level, message) => this.log[level](message) });
+    void this.containers.start();
+    const containers = this.containers;
+    const builder = new AlertBuilder(
+      this.hostName(),
+      new BootClock(readUptime()),
+      this.processes,
+      (id) => this.lookupMeta(id),
+      (mntNs, pid) => (mntNs !== undefined ? containers.byMountNamespace(mntNs) : undefined) ?? containers.byPid(pid),
+    );
     this.pipeline = new EventPipeline(
       this.native,
       {
@@ -112,6 +125,9 @@ export class Agent {
       this.backend = this.auditOnly;
       this.log.warn(`backend ${report.backend}: nothing is refused; rules are matched against monitored events and alerted`);
     }
+    // Alerts name containers: know the running ones before saying "ready"
+    // (bounded: a node without dockerd must not wait).
+    if (fs.existsSync(DOCKER_SOCKET)) await this.containers.waitConnected(DOCKER_WAIT_MS);
     this.reload();
     // The native threads do not keep node's event loop alive; this timer does,
     // and it makes lost events visible instead of silent.
@@ -202,6 +218,7 @@ export class Agent {
   /** Detaches every program and mark; after it nothing is enforced. */
   async stop(): Promise<void> {
     if (this.housekeeping) clearInterval(this.housekeeping);
+    this.containers?.stop();
     this.housekeeping = undefined;
     this.backend?.close();
     this.backend = undefined;

@@ -1,5 +1,6 @@
 // Turns enforcer decisions into alerts with KubeArmor's field names, so
 // existing KubeArmor consumers (karmor, SIEM parsers) read them unchanged.
+import * as fs from 'fs';
 import { Action, EnforcerCode, OperationCode } from './abi';
 import type { RuleMeta } from './policy/types';
 import type { ProcessTable } from './process_table';
@@ -8,6 +9,12 @@ export interface KubeArmorAlert {
   Timestamp: number;
   UpdatedTime: string;
   HostName: string;
+  /** container fields: present when the process runs in a known container */
+  NamespaceName?: string;
+  ContainerID?: string;
+  ContainerName?: string;
+  ContainerImage?: string;
+  Labels?: string;
   HostPPID: number;
   HostPID: number;
   PPID: number;
@@ -45,6 +52,39 @@ export interface DecisionFacts {
   flags: number;
   resource: string;
   exe: string;
+  /** mount namespace of the acting process, when the record carries it */
+  mntNs?: number;
+}
+
+/** What the alert needs of a container (agent/src/containers.ts). */
+export interface ContainerFacts {
+  id: string;
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  namespaceName: string;
+}
+
+export type ContainerResolver = (mntNs: number | undefined, hostPid: number) => ContainerFacts | undefined;
+
+/** A process's pid inside its own pid namespace (last NSpid field), or undefined when gone. */
+export function namespacePid(hostPid: number, procRoot = '/proc'): number | undefined {
+  try {
+    const m = /^NSpid:\t([\d\t ]+)$/m.exec(fs.readFileSync(`${procRoot}/${hostPid}/status`, 'latin1'));
+    if (!m) return undefined;
+    const ids = m[1].trim().split(/\s+/);
+    return Number(ids[ids.length - 1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** KubeArmor prints labels as "k=v,k2=v2"; sorted for stable output. */
+export function formatLabels(labels: Record<string, string>): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(',');
 }
 
 const OPERATION_NAMES: Record<number, KubeArmorAlert['Operation']> = {
@@ -101,6 +141,7 @@ export class AlertBuilder {
     private readonly clock: BootClock,
     private readonly processes: ProcessTable,
     private readonly ruleMeta: (ruleId: number) => RuleMeta | undefined,
+    private readonly container: ContainerResolver = () => undefined,
   ) {}
 
   /** undefined when the decision names no rule the agent knows (e.g. a rule set just replaced). */
@@ -132,14 +173,27 @@ export class AlertBuilder {
         data = 'syscall=SYS_SOCKET';
     }
     const source = actor;
+    const c = this.container(d.mntNs, d.pid);
+    // KubeArmor reports PID/PPID as seen inside the container, HostPID/HostPPID on the host.
+    const pid = c ? namespacePid(d.pid) ?? d.pid : d.pid;
+    const ppid = c ? namespacePid(d.ppid) ?? d.ppid : d.ppid;
     return {
       Timestamp: Math.floor(wall / 1000),
       UpdatedTime: isoMicros(wall),
       HostName: this.hostName,
+      ...(c
+        ? {
+            NamespaceName: c.namespaceName,
+            ContainerID: c.id,
+            ContainerName: c.name,
+            ContainerImage: c.image,
+            Labels: formatLabels(c.labels),
+          }
+        : {}),
       HostPPID: d.ppid,
       HostPID: d.pid,
-      PPID: d.ppid,
-      PID: d.pid,
+      PPID: ppid,
+      PID: pid,
       UID: d.uid,
       ParentProcessName: parentName,
       ProcessName: processName,

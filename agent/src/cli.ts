@@ -99,7 +99,7 @@ async function runAgent(argv: string[]): Promise<number> {
 
   const agent = new Agent(config);
   try {
-    agent.start();
+    await agent.start();
   } catch (err) {
     agent.log.error(`cannot start: ${(err as Error).message}`);
     await agent.stop();

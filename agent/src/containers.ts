@@ -1,0 +1,236 @@
+// Docker identities: which container a process belongs to. Containers are
+// listed at start and followed through dockerd's event stream; a process is
+// mapped to its container by its mount namespace, which `docker exec`
+// processes and every descendant share with the container's init (cgroup v2
+// ids are not usable for this: dockerd may run with cgroup v1, as here).
+import Dockerode from 'dockerode';
+import * as fs from 'fs';
+
+export interface ContainerIdentity {
+  id: string;
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  /** KubeArmor's NamespaceName: label kubearmor.io/namespace, else "container_namespace" */
+  namespaceName: string;
+  /** host pid of the container's init process */
+  pid: number;
+  /** mount and pid namespace inode numbers of the container */
+  mntNs: number;
+  pidNs: number;
+}
+
+export interface ContainerRegistryOptions {
+  socketPath?: string;
+  /** first reconnect delay after dockerd goes away; doubles up to maxReconnectMs */
+  reconnectMs?: number;
+  maxReconnectMs?: number;
+  /** how long an exited container stays resolvable, for alerts that arrive late */
+  exitedGraceMs?: number;
+  log?: (level: 'info' | 'warn', message: string) => void;
+  procRoot?: string;
+}
+
+export const NAMESPACE_LABEL = 'kubearmor.io/namespace';
+export const DEFAULT_NAMESPACE = 'container_namespace';
+
+/** The inode number in a /proc/<pid>/ns/<kind> link ("mnt:[4026532180]"). */
+export function namespaceInode(link: string): number | undefined {
+  const m = /^[a-z_]+:\[(\d+)\]$/.exec(link);
+  return m ? Number(m[1]) : undefined;
+}
+
+type ContainerListener = (event: 'added' | 'removed' | 'renamed', c: ContainerIdentity) => void;
+
+export class ContainerRegistry {
+  private readonly docker: Dockerode;
+  private readonly byId = new Map<string, ContainerIdentity>();
+  private readonly byMnt = new Map<number, ContainerIdentity>();
+  private readonly listeners: ContainerListener[] = [];
+  private stream: NodeJS.ReadableStream | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private reconnectDelay: number;
+  private stopped = false;
+  private connected = false;
+  private unreachableReported = false;
+  private readonly procRoot: string;
+
+  constructor(private readonly opts: ContainerRegistryOptions = {}) {
+    this.docker = new Dockerode({ socketPath: opts.socketPath ?? '/var/run/docker.sock' });
+    this.reconnectDelay = opts.reconnectMs ?? 500;
+    this.procRoot = opts.procRoot ?? '/proc';
+  }
+
+  /** Connects, lists running containers, follows events; never throws: retries while dockerd is away. */
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    const s = this.stream as (NodeJS.ReadableStream & { destroy?: () => void }) | undefined;
+    s?.destroy?.();
+    this.stream = undefined;
+  }
+
+  isConnected(): boolean {
+    return this.connected;
+  }
+
+  on(listener: ContainerListener): void {
+    this.listeners.push(listener);
+  }
+
+  list(): ContainerIdentity[] {
+    return [...this.byId.values()];
+  }
+
+  byMountNamespace(mntNs: number): ContainerIdentity | undefined {
+    return this.byMnt.get(mntNs);
+  }
+
+  /** The container of a running host pid, via its mount namespace; undefined for host processes. */
+  byPid(pid: number): ContainerIdentity | undefined {
+    try {
+      const ns = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/mnt`));
+      return ns === undefined ? undefined : this.byMnt.get(ns);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Waits until the registry has listed containers (tests, probe). */
+  async waitConnected(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.connected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    return this.connected;
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      // Subscribe first, then list: a container started in between is seen by one or both.
+      const stream = (await this.docker.getEvents({ filters: { type: ['container'] } })) as NodeJS.ReadableStream;
+      this.stream = stream;
+      let buffered = '';
+      stream.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString('utf8');
+        let nl: number;
+        while ((nl = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, nl).trim();
+          buffered = buffered.slice(nl + 1);
+          if (line) void this.onEvent(line);
+        }
+      });
+      const lost = () => this.onDisconnect();
+      stream.on('end', lost);
+      stream.on('error', lost);
+      const running = await this.docker.listContainers();
+      const seen = new Set<string>();
+      for (const c of running) {
+        seen.add(c.Id);
+        await this.inspectAndAdd(c.Id);
+      }
+      // containers that stopped while we were disconnected
+      for (const id of [...this.byId.keys()]) if (!seen.has(id)) this.remove(id);
+      this.connected = true;
+      this.reconnectDelay = this.opts.reconnectMs ?? 500;
+      this.opts.log?.('info', `docker: following ${this.byId.size} running containers`);
+    } catch (err) {
+      // Said once per outage: a node without Docker should not fill the log.
+      if (!this.unreachableReported) {
+        this.opts.log?.('warn', `docker: not reachable (${(err as Error).message}); retrying in the background`);
+        this.unreachableReported = true;
+      }
+      this.scheduleReconnect();
+      return;
+    }
+    this.unreachableReported = false;
+  }
+
+  private onDisconnect(): void {
+    if (this.stopped || !this.connected) return;
+    this.connected = false;
+    this.stream = undefined;
+    this.opts.log?.('warn', 'docker: event stream lost; keeping known containers and reconnecting');
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    const delay = this.reconnectDelay;
+    this.reconnectDelay = Math.min(delay * 2, this.opts.maxReconnectMs ?? 10_000);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.connect();
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+
+  private async onEvent(line: string): Promise<void> {
+    let ev: { status?: string; Action?: string; id?: string; Actor?: { ID?: string; Attributes?: Record<string, string> } };
+    try {
+      ev = JSON.parse(line);
+    } catch {
+      return;
+    }
+    const action = ev.Action ?? ev.status ?? '';
+    const id = ev.Actor?.ID ?? ev.id;
+    if (!id) return;
+    if (action === 'start' || action === 'restart' || action === 'unpause') await this.inspectAndAdd(id);
+    else if (action === 'die' || action === 'destroy') this.remove(id);
+    else if (action === 'rename') {
+      const c = this.byId.get(id);
+      const name = ev.Actor?.Attributes?.name;
+      if (c && name) {
+        c.name = name.replace(/^\//, '');
+        for (const l of this.listeners) l('renamed', c);
+      }
+    }
+  }
+
+  private async inspectAndAdd(id: string): Promise<void> {
+    try {
+      const info = await this.docker.getContainer(id).inspect();
+      const pid = info.State?.Pid ?? 0;
+      if (!info.State?.Running || pid <= 0) return;
+      const mntNs = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/mnt`));
+      const pidNs = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/pid`));
+      if (mntNs === undefined || pidNs === undefined) return;
+      const labels = info.Config?.Labels ?? {};
+      const previous = this.byId.get(id);
+      if (previous) this.byMnt.delete(previous.mntNs);
+      const c: ContainerIdentity = {
+        id: info.Id,
+        name: info.Name.replace(/^\//, ''),
+        image: info.Config?.Image ?? '',
+        labels,
+        namespaceName: labels[NAMESPACE_LABEL] ?? DEFAULT_NAMESPACE,
+        pid,
+        mntNs,
+        pidNs,
+      };
+      this.byId.set(c.id, c);
+      this.byMnt.set(mntNs, c);
+      for (const l of this.listeners) l('added', c);
+    } catch (err) {
+      // exited between the event and the inspect: nothing to follow
+      this.opts.log?.('warn', `docker: cannot inspect ${id.slice(0, 12)}: ${(err as Error).message}`);
+    }
+  }
+
+  private remove(id: string): void {
+    const c = this.byId.get(id);
+    if (!c) return;
+    this.byId.delete(id);
+    for (const l of this.listeners) l('removed', c);
+    // Late alerts (decided just before the exit) still resolve for a while.
+    const t = setTimeout(() => {
+      if (this.byMnt.get(c.mntNs) === c) this.byMnt.delete(c.mntNs);
+    }, this.opts.exitedGraceMs ?? 30_000);
+    t.unref();
+  }
+}
