@@ -325,6 +325,9 @@ async function main() {
   const log = (msg) => process.stderr.write(`bench: ${msg}\n`);
   const started = Date.now();
   const workDir = makeWorkDir();
+  // also on Ctrl-C (lib/agent.js exits the process after stopping the agents)
+  const cleanup = () => fs.rmSync(workDir, { recursive: true, force: true });
+  process.on('exit', cleanup);
   try {
     const tools = buildTools(workDir);
     const compat = compatFixture(workDir, { fileRules: 1000, unrelatedBinary: tools.noop });
@@ -365,7 +368,7 @@ async function main() {
     results.targets = evaluateTargets(results);
     process.stdout.write(opts.json ? JSON.stringify(results, null, 2) + '\n' : formatReport(results));
   } finally {
-    fs.rmSync(workDir, { recursive: true, force: true });
+    cleanup();
   }
 }
 
