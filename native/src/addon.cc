@@ -17,6 +17,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   InitMonitor(env, exports);
   InitNetEnforcer(env, exports);
   InitFileEnforcer(env, exports);
+  InitLsmEnforcer(env, exports);
   return exports;
 }
 

@@ -9,4 +9,5 @@ void InitEventRing(Napi::Env env, Napi::Object exports);   // event_ring.cc
 void InitMonitor(Napi::Env env, Napi::Object exports);     // monitor.cc
 void InitNetEnforcer(Napi::Env env, Napi::Object exports); // net_enforcer.cc
 void InitFileEnforcer(Napi::Env env, Napi::Object exports);// file_enforcer.cc
+void InitLsmEnforcer(Napi::Env env, Napi::Object exports); // lsm_enforcer.cc
 }  // namespace edgeward

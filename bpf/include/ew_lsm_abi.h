@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Rule maps of the bpf-lsm enforcer (bpf/lsm_enforcer.bpf.c), shared with
+ * native/src/lsm_enforcer.cc. Kept beside edgeward_abi.h so the LSM layout
+ * can change without touching the records every object writes.
+ *
+ * Rule sets come in generations: the programs read `lsm_active` (0 or 1)
+ * once per hook call and use that generation's info and inner maps only.
+ * Userspace builds the other generation beside it, then switches the index.
+ */
+#ifndef EW_LSM_ABI_H
+#define EW_LSM_ABI_H
+
+#include "edgeward_abi.h"
+
+/* Layout version of the maps below (pinned state from another version is replaced). */
+#define EW_LSM_LAYOUT_VERSION 1
+
+/*
+ * How a path rule's target relates to the inode being checked. Each key's
+ * value holds one verdict per variant:
+ *   variant = match * 4 + readOnly * 2 + ownerOnly.
+ */
+enum ew_lsm_match {
+	EW_LSM_MATCH_EXACT = 0,     /* the target is the file itself */
+	EW_LSM_MATCH_CHILD = 1,     /* the target is the file's directory (non-recursive dir rule) */
+	EW_LSM_MATCH_RECURSIVE = 2, /* the target is any directory above the file */
+};
+#define EW_LSM_VARIANTS 12
+#define EW_LSM_VARIANT(match, read_only, owner_only) ((match) * 4 + (read_only) * 2 + (owner_only))
+
+/*
+ * A path rule target: the inode (kernel sb->s_dev in MKDEV form, i_ino) of
+ * a file or directory, for `op` (EW_OP_PROCESS: exec, EW_OP_FILE: open).
+ * src_dev/src_ino: the acting process's executable (fromSource); 0/0 for
+ * rules without a source.
+ */
+struct ew_lsm_path_key {
+	__u64 workload; /* 0: the host (per-container workloads later) */
+	__u64 dev;
+	__u64 ino;
+	__u64 src_dev;
+	__u64 src_ino;
+	__u32 op;       /* enum ew_operation: EW_OP_PROCESS or EW_OP_FILE */
+	__u32 _pad;
+};
+
+struct ew_lsm_verdict {
+	__u32 rule_id;
+	__u32 action;   /* enum ew_action; EW_ACTION_NONE: no rule of this variant */
+};
+
+struct ew_lsm_path_value {
+	struct ew_lsm_verdict v[EW_LSM_VARIANTS];
+	/* on the any-source entry (src 0/0): entries with a source exist for
+	 * this target, look the acting executable up too */
+	__u32 has_sourced;
+	__u32 _pad;
+};
+
+/*
+ * Per-generation summary, so hooks skip what no rule can match. Indexed by
+ * enum ew_operation (1 process, 2 file; 0 unused).
+ */
+struct ew_lsm_gen_info {
+	__u32 path_entries[3];      /* entries of this op: 0 = nothing to look up */
+	__u32 dir_entries[3];       /* entries with a directory (child or recursive) verdict */
+	__u32 recursive_entries[3]; /* entries with a recursive verdict: walk above the parent */
+	__u32 net_entries;
+	/*
+	 * Applied when the directory walk is cut (deeper than EW_LSM_WALK_MAX):
+	 * the strongest recursive any-source verdict of the op, by
+	 * readOnly * 2 + ownerOnly, so a path too deep to walk is treated as
+	 * inside every recursive directory rule (fail-safe).
+	 */
+	struct ew_lsm_verdict deep[3][4];
+	__u64 generation;           /* userspace's counter, for stats */
+};
+
+/*
+ * Directory levels (d_parent steps plus mount crossings) walked above a
+ * file. A path within PATH_MAX has at most 2048 components ("a/"), so only
+ * paths reached relatively can be deeper.
+ */
+#define EW_LSM_WALK_MAX 2048
+
+/* Entries per generation; a rule set needing more is refused as a whole. */
+#define EW_LSM_MAX_PATH_ENTRIES 65536
+#define EW_LSM_MAX_NET_ENTRIES EW_MAX_NET_RULES
+
+#endif /* EW_LSM_ABI_H */

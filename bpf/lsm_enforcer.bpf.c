@@ -1,0 +1,650 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * bpf-lsm enforcer: process, file and network rules decided in the kernel,
+ * before the operation, for every process on the node.
+ *
+ * - bprm_check_security: exec (Process rules). The caller's executable
+ *   (current->mm->exe_file, still the old image) is the fromSource.
+ * - mmap_file / file_mprotect with PROT_EXEC: code of a file named by an
+ *   exact Process rule mapped by anything but the kernel's exec of it (the
+ *   dynamic loader run as `ld.so /blocked`, dlopen, mprotect).
+ * - file_open: File rules; a write is FMODE_WRITE, O_TRUNC or a file this
+ *   open created (readOnly rules match writes only).
+ * - socket_create (Block and Audit reported), socket_connect/bind/listen/
+ *   accept/sendmsg (refusals reported): Network protocol rules, also for a
+ *   socket made before the rules or handed over by another process.
+ *
+ * Rules are keyed by inode (lsm_path_rules) and by executable inode +
+ * protocol class (lsm_net_rules), in two generations: each hook reads
+ * lsm_active once and uses that generation only, so a rule set is replaced
+ * by switching one index (see include/ew_lsm_abi.h, native/src/lsm_enforcer.cc).
+ * Block wins over Audit; Audit is decided here too (ret 0, reported).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "ew_events.bpf.h"
+#include "ew_lsm_abi.h"
+#include "ew_net_classify.bpf.h"
+#include "ew_task.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define EW_EPERM 1
+
+/* Macros of the kernel headers (not in vmlinux.h); equal on 6.1 and 6.18. */
+#define EW_FMODE_WRITE 0x2
+#define EW_FMODE_CREATED 0x100000
+#define EW_O_TRUNC 01000
+#define EW_PROT_EXEC 0x4
+#define EW_PF_KTHREAD 0x00200000
+
+/* Maps -------------------------------------------------------------------- */
+
+/* lsm_active[0]: the generation (0 or 1) in force. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} lsm_active SEC(".maps");
+
+/* lsm_gen_info[gen]: what the generation holds (lets hooks skip lookups). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct ew_lsm_gen_info);
+} lsm_gen_info SEC(".maps");
+
+/*
+ * lsm_path_rules[gen] / lsm_net_rules[gen]: the generation's rule maps,
+ * made by userspace for each rule set like these templates. Not
+ * preallocated: memory follows the entries loaded.
+ */
+struct ew_lsm_path_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EW_LSM_MAX_PATH_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct ew_lsm_path_key)); /* sizes, not types: clang */
+	__uint(value_size, sizeof(struct ew_lsm_path_value)); /* emits inner types as FWD */
+};
+
+struct ew_lsm_net_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EW_LSM_MAX_NET_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct ew_net_rule_key));
+	__uint(value_size, sizeof(struct ew_net_rule_value));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct ew_lsm_path_map);
+} lsm_path_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct ew_lsm_net_map);
+} lsm_net_rules SEC(".maps");
+
+/* One decision record per CPU: too big for the 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ew_decision_event);
+} lsm_decision_scratch SEC(".maps");
+
+/* The executable's path, resolved at a fixed offset then copied after the resource. */
+struct ew_lsm_exe_path {
+	char path[EW_PATH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ew_lsm_exe_path);
+} lsm_exe_scratch SEC(".maps");
+
+/* The acting process ------------------------------------------------------ */
+
+struct ew_lsm_actor {
+	__u64 exe_dev; /* current->mm->exe_file's inode; 0/0 for kernel threads */
+	__u64 exe_ino;
+	__u32 fsuid;
+};
+
+/* Kernel threads act for the kernel (firmware loads, NFS, ...): never refused. */
+static __always_inline int ew_is_kthread(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	return (BPF_CORE_READ(task, flags) & EW_PF_KTHREAD) != 0;
+}
+
+static __always_inline void ew_actor(struct ew_lsm_actor *a)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+
+	a->exe_dev = 0;
+	a->exe_ino = 0;
+	if (inode) {
+		a->exe_ino = BPF_CORE_READ(inode, i_ino);
+		a->exe_dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	}
+	a->fsuid = BPF_CORE_READ(task, cred, fsuid.val);
+}
+
+static __always_inline __u32 ew_active_gen(void)
+{
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&lsm_active, &zero);
+	return gen ? (*gen & 1) : 0;
+}
+
+/* A verdict in one scalar: what subprograms return and take (scalars only, at most five). */
+#define EW_PACK(v) (((__u64)(v).rule_id << 32) | (v).action)
+
+static __always_inline struct ew_lsm_verdict ew_unpack(__u64 packed)
+{
+	struct ew_lsm_verdict v = {.rule_id = packed >> 32, .action = packed & 0xff};
+	return v;
+}
+
+/* Path rules ---------------------------------------------------------------- */
+
+/* What a path decision needs besides the inode being checked. */
+struct ew_lsm_path_query {
+	__u32 gen;
+	__u32 op;
+	__u32 ro_ok;  /* readOnly variants apply (the access is a write) */
+	__u32 oo_ok;  /* ownerOnly variants apply (the actor does not own the file) */
+	__u64 exe_dev;
+	__u64 exe_ino;
+};
+
+/* Keeps the stronger of *best and v (Block > Audit; ties keep the first found). */
+static __always_inline void ew_keep(struct ew_lsm_verdict *best, const struct ew_lsm_verdict *v)
+{
+	__u32 action = v->action;
+	if (action > best->action && action <= EW_ACTION_BLOCK) {
+		best->action = action;
+		best->rule_id = v->rule_id;
+	}
+}
+
+/* The verdicts of `val` for match kind `match` that apply to the query. */
+static __always_inline void ew_pick(const struct ew_lsm_path_value *val, __u32 match,
+				    const struct ew_lsm_path_query *q, struct ew_lsm_verdict *best)
+{
+	ew_keep(best, &val->v[EW_LSM_VARIANT(match, 0, 0)]);
+	if (q->oo_ok)
+		ew_keep(best, &val->v[EW_LSM_VARIANT(match, 0, 1)]);
+	if (q->ro_ok) {
+		ew_keep(best, &val->v[EW_LSM_VARIANT(match, 1, 0)]);
+		if (q->oo_ok)
+			ew_keep(best, &val->v[EW_LSM_VARIANT(match, 1, 1)]);
+	}
+}
+
+/*
+ * The verdicts on one target inode for the match kinds `match` and (when
+ * `also_child`) EW_LSM_MATCH_CHILD: the any-source entry, then the actor's
+ * executable's entry when the target has sourced rules.
+ */
+static __always_inline void ew_check_target(void *rules, __u64 dev, __u64 ino, __u32 match, int also_child,
+					    const struct ew_lsm_path_query *q, struct ew_lsm_verdict *best)
+{
+	struct ew_lsm_path_key key = {};
+	struct ew_lsm_path_value *val;
+
+	key.workload = 0; /* host rules; per-container workloads come later */
+	key.dev = dev;
+	key.ino = ino;
+	key.op = q->op;
+	val = bpf_map_lookup_elem(rules, &key);
+	if (!val)
+		return; /* no rule of this op names the inode */
+	ew_pick(val, match, q, best);
+	if (also_child)
+		ew_pick(val, EW_LSM_MATCH_CHILD, q, best);
+	if (!val->has_sourced || !q->exe_ino)
+		return;
+	key.src_dev = q->exe_dev;
+	key.src_ino = q->exe_ino;
+	val = bpf_map_lookup_elem(rules, &key);
+	if (!val)
+		return;
+	ew_pick(val, match, q, best);
+	if (also_child)
+		ew_pick(val, EW_LSM_MATCH_CHILD, q, best);
+}
+
+/* State of the walk up the directories above a file. */
+struct ew_lsm_walk {
+	struct dentry *dentry; /* last directory checked (the file at first) */
+	struct mount *mnt;     /* the mount `dentry` is seen through */
+	struct dentry *mnt_root;
+	struct ew_lsm_path_query q;
+	struct ew_lsm_verdict best;
+	__u32 recursive; /* look above the parent (the generation has recursive rules) */
+	__u32 ended;     /* reached the top (or a directory not worth climbing past) */
+};
+
+/*
+ * Directories are found by the filesystem's own tree (d_parent), not by the
+ * path the file was opened through: a bind mount of a subdirectory, a
+ * chroot or a mount namespace leads to the same directory inodes. At a
+ * filesystem's root the walk continues from where the mount it was reached
+ * through is mounted, if that mount shows the whole filesystem.
+ */
+static long ew_lsm_walk_step(__u64 index, void *ctx)
+{
+	struct ew_lsm_walk *w = ctx;
+	struct dentry *d = w->dentry;
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	struct mount *mnt = w->mnt;
+
+	if (parent && parent != d) {
+		w->dentry = parent;
+	} else if (d == w->mnt_root) {
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+		if (!up || up == mnt) {
+			w->ended = 1;
+			return 1;
+		}
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		w->mnt_root = BPF_CORE_READ(up, mnt.mnt_root);
+	} else {
+		/* root of a filesystem seen through a bind mount of a subtree:
+		 * where the whole filesystem is mounted is not known here */
+		w->ended = 1;
+		return 1;
+	}
+
+	struct dentry *dir = w->dentry; /* a local: BPF_CORE_READ(w->x) would relocate against struct ew_lsm_walk */
+	struct inode *inode = BPF_CORE_READ(dir, d_inode);
+	if (!inode) {
+		w->ended = 1;
+		return 1;
+	}
+	__u32 gen = w->q.gen & 1;
+	void *rules = bpf_map_lookup_elem(&lsm_path_rules, &gen);
+	if (!rules) {
+		w->ended = 1;
+		return 1;
+	}
+	__u64 dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	__u64 ino = BPF_CORE_READ(inode, i_ino);
+	ew_check_target(rules, dev, ino, EW_LSM_MATCH_RECURSIVE, index == 0, &w->q, &w->best);
+	if (!w->recursive) {
+		w->ended = 1; /* non-recursive rules only: the parent was all */
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The verdict for `op` on `file` (the inode opened or executed) by the
+ * current task: exact rules on the inode, directory rules on the
+ * directories above it (Block > Audit).
+ */
+static __noinline __u64 ew_path_decide(struct file *file, __u32 op, __u32 write, __u32 exact_only)
+{
+	__u32 gen = ew_active_gen();
+	struct ew_lsm_gen_info *info = bpf_map_lookup_elem(&lsm_gen_info, &gen);
+	void *rules = bpf_map_lookup_elem(&lsm_path_rules, &gen);
+	__u32 opi = op & 3;
+
+	if (!info || !rules || !file || !info->path_entries[opi])
+		return 0;
+
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	if (!inode)
+		return 0;
+	struct ew_lsm_actor actor;
+	ew_actor(&actor);
+
+	struct ew_lsm_walk w = {};
+	w.q.gen = gen;
+	w.q.op = op;
+	w.q.ro_ok = write ? 1 : 0;
+	w.q.oo_ok = BPF_CORE_READ(inode, i_uid.val) != actor.fsuid;
+	w.q.exe_dev = actor.exe_dev;
+	w.q.exe_ino = actor.exe_ino;
+
+	__u64 dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	__u64 ino = BPF_CORE_READ(inode, i_ino);
+	ew_check_target(rules, dev, ino, EW_LSM_MATCH_EXACT, 0, &w.q, &w.best);
+	if (exact_only || !info->dir_entries[opi])
+		return EW_PACK(w.best);
+
+	const struct path *fpath = (const struct path *)__builtin_preserve_access_index(&file->f_path);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(fpath, mnt);
+	w.dentry = BPF_CORE_READ(fpath, dentry);
+	if (!w.dentry || !vfsmnt)
+		return EW_PACK(w.best);
+	w.mnt = ew_vfsmnt_mount(vfsmnt);
+	w.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	w.recursive = info->recursive_entries[opi] != 0;
+
+	bpf_loop(EW_LSM_WALK_MAX, ew_lsm_walk_step, &w, 0);
+	if (!w.ended) {
+		/* deeper than the walk goes: inside every recursive rule (fail-safe) */
+		__u32 idx = (w.q.ro_ok ? 2 : 0) + (w.q.oo_ok ? 1 : 0);
+		ew_keep(&w.best, &info->deep[opi][0]);
+		if (idx & 1)
+			ew_keep(&w.best, &info->deep[opi][1]);
+		if (idx & 2) {
+			ew_keep(&w.best, &info->deep[opi][2]);
+			if (idx & 1)
+				ew_keep(&w.best, &info->deep[opi][3]);
+		}
+	}
+	return EW_PACK(w.best);
+}
+
+/* Reporting ------------------------------------------------------------------ */
+
+/* The current executable's path into the record's exe string, after `res_len` bytes of resource. */
+static __always_inline __u32 ew_fill_exe(struct ew_decision_event *e, __u32 res_len)
+{
+	__u32 zero = 0, exe_len = 0, flags = 0;
+	struct ew_lsm_exe_path *exe_path = bpf_map_lookup_elem(&lsm_exe_scratch, &zero);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+
+	if (!exe_path)
+		return 0;
+	exe_path->path[0] = 0;
+	if (exe)
+		exe_len = ew_resolve_file(exe, exe_path->path, &flags);
+	if (exe_len >= EW_PATH_MAX)
+		exe_len = EW_PATH_MAX - 1;
+	if (res_len >= EW_PATH_MAX)
+		res_len = EW_PATH_MAX - 1;
+	bpf_probe_read_kernel(&e->strings[res_len + 1], exe_len + 1, exe_path->path);
+	return exe_len;
+}
+
+static __always_inline void ew_send(struct ew_decision_event *e, __u64 verdict, __u8 operation,
+				    __s32 ret, __s32 flags, __u32 res_len, __u32 exe_len)
+{
+	__u64 size = offsetof(struct ew_decision_event, strings) + res_len + 1 + exe_len + 1;
+	e->resource_len = res_len;
+	e->exe_len = exe_len;
+	e->rule_id = verdict >> 32;
+	e->action = verdict & 0xff;
+	e->operation = operation;
+	e->enforcer = EW_ENFORCER_BPF_LSM;
+	e->_pad = 0;
+	e->ret = ret;
+	e->flags = flags;
+	ew_fill_header(&e->h, EW_EVENT_DECISION, size);
+	ew_output(e, size, 1);
+}
+
+/* Reports a path decision: resource = the file's path. Decisions are rare (Block/Audit only). */
+static __noinline int ew_report_file(struct file *file, __u64 verdict, __u32 operation, __s32 ret, __s32 flags)
+{
+	__u32 zero = 0, res_flags = 0, res_len;
+	struct ew_decision_event *e = bpf_map_lookup_elem(&lsm_decision_scratch, &zero);
+
+	if (!e)
+		return 0;
+	res_len = ew_resolve_file(file, e->strings, &res_flags);
+	if (res_len >= EW_PATH_MAX)
+		res_len = EW_PATH_MAX - 1;
+	__u32 exe_len = ew_fill_exe(e, res_len);
+	ew_send(e, verdict, operation, ret, flags, res_len, exe_len);
+	return 0;
+}
+
+/* Applies a path verdict: Block refuses with EPERM, Audit allows; both reported. */
+static __always_inline int ew_path_enforce(struct file *file, struct ew_lsm_verdict v, __u8 operation,
+					   __s32 flags)
+{
+	if (v.action == EW_ACTION_BLOCK) {
+		ew_report_file(file, EW_PACK(v), operation, -EW_EPERM, flags);
+		return -EW_EPERM;
+	}
+	if (v.action == EW_ACTION_AUDIT)
+		ew_report_file(file, EW_PACK(v), operation, 0, flags);
+	return 0;
+}
+
+/* Process rules ---------------------------------------------------------------- */
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(ew_lsm_bprm_check, struct linux_binprm *bprm, int ret)
+{
+	if (ret)
+		return ret;
+	if (ew_is_kthread())
+		return 0;
+	/* bprm->file: the program being started, resolved (also for execveat
+	 * of an O_PATH fd); called again for a script's interpreter */
+	struct file *file = BPF_CORE_READ(bprm, file);
+	struct ew_lsm_verdict v = ew_unpack(ew_path_decide(file, EW_OP_PROCESS, 0, 0));
+	return ew_path_enforce(file, v, EW_OP_PROCESS, 0);
+}
+
+/*
+ * Executable mappings of a file an exact Process rule names, other than the
+ * kernel mapping the program it is starting (already decided at exec: by
+ * then exe_file is the new program). Directory rules are not applied here:
+ * shared libraries live in directories too.
+ */
+static __always_inline int ew_check_exec_mapping(struct file *file)
+{
+	if (!file || ew_is_kthread())
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct inode *exe = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	if (!inode || inode == exe)
+		return 0;
+	struct ew_lsm_verdict v = ew_unpack(ew_path_decide(file, EW_OP_PROCESS, 0, 1));
+	return ew_path_enforce(file, v, EW_OP_PROCESS, 0);
+}
+
+SEC("lsm/mmap_file")
+int BPF_PROG(ew_lsm_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags, int ret)
+{
+	if (ret)
+		return ret;
+	if (!(prot & EW_PROT_EXEC))
+		return 0;
+	return ew_check_exec_mapping(file);
+}
+
+SEC("lsm/file_mprotect")
+int BPF_PROG(ew_lsm_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot, unsigned long prot,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	if (!(prot & EW_PROT_EXEC))
+		return 0;
+	return ew_check_exec_mapping(BPF_CORE_READ(vma, vm_file));
+}
+
+/* File rules --------------------------------------------------------------------- */
+
+SEC("lsm/file_open")
+int BPF_PROG(ew_lsm_file_open, struct file *file, int ret)
+{
+	if (ret)
+		return ret;
+	if (ew_is_kthread())
+		return 0;
+	__u32 mode = BPF_CORE_READ(file, f_mode);
+	__u32 flags = BPF_CORE_READ(file, f_flags);
+	/* O_TRUNC truncates even with O_RDONLY; a created file is a write to its directory */
+	int write = (mode & EW_FMODE_WRITE) || (flags & EW_O_TRUNC) || (mode & EW_FMODE_CREATED);
+	struct ew_lsm_verdict v = ew_unpack(ew_path_decide(file, EW_OP_FILE, write, 0));
+	return ew_path_enforce(file, v, EW_OP_FILE, (__s32)flags);
+}
+
+/* Network rules ------------------------------------------------------------------ */
+
+static __always_inline void ew_net_lookup(void *rules, struct ew_net_rule_key *key, __u32 cls,
+					  struct ew_lsm_verdict *best, __u32 *best_cls)
+{
+	struct ew_net_rule_value *rule;
+
+	key->proto_class = cls;
+	rule = bpf_map_lookup_elem(rules, key);
+	if (!rule)
+		return;
+	if (rule->action > best->action && rule->action <= EW_ACTION_BLOCK) {
+		best->action = rule->action;
+		best->rule_id = rule->rule_id;
+		*best_cls = cls;
+	}
+}
+
+/*
+ * The verdict for a socket of (family, type, protocol): the executable's
+ * rules, then any-source ones. Packed, with the matching class in bits 8..15.
+ */
+static __noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol)
+{
+	struct ew_lsm_verdict best = {};
+	__u32 cls = 0;
+	__u32 gen = ew_active_gen();
+	struct ew_lsm_gen_info *info = bpf_map_lookup_elem(&lsm_gen_info, &gen);
+	void *rules = bpf_map_lookup_elem(&lsm_net_rules, &gen);
+
+	if (!info || !rules || !info->net_entries)
+		return 0;
+	__u32 classes = ew_net_classify(family, type, protocol);
+	__u32 first = classes & 0xff, second = classes >> 8;
+	if (!first)
+		return 0;
+
+	struct ew_lsm_actor actor;
+	struct ew_net_rule_key key = {};
+	ew_actor(&actor);
+	key.workload = 0;
+	if (actor.exe_ino) {
+		key.src_dev = actor.exe_dev;
+		key.src_ino = actor.exe_ino;
+		ew_net_lookup(rules, &key, first, &best, &cls);
+		if (second)
+			ew_net_lookup(rules, &key, second, &best, &cls);
+	}
+	key.src_dev = 0;
+	key.src_ino = 0;
+	ew_net_lookup(rules, &key, first, &best, &cls);
+	if (second)
+		ew_net_lookup(rules, &key, second, &best, &cls);
+	return EW_PACK(best) | (cls << 8);
+}
+
+/* Reports a network decision: resource = the protocol class's name. */
+static __noinline int ew_report_net(__u64 verdict, __u32 cls, __s32 ret)
+{
+	__u32 zero = 0, len;
+	struct ew_decision_event *e = bpf_map_lookup_elem(&lsm_decision_scratch, &zero);
+
+	if (!e)
+		return 0;
+	cls &= 7;
+	len = ew_net_class_name_lens[cls] & 7;
+	__builtin_memcpy(e->strings, ew_net_class_names[cls], 8);
+	__u32 exe_len = ew_fill_exe(e, len);
+	ew_send(e, verdict, EW_OP_NETWORK, ret, (__s32)cls, len, exe_len);
+	return 0;
+}
+
+/* `report_audit`: at creation Audit is reported; at use only refusals (the
+ * audit was reported when the socket was made). */
+static __always_inline int ew_net_enforce(__u32 family, __u32 type, __u32 protocol, int report_audit)
+{
+	__u64 packed = ew_net_decide(family, type, protocol);
+	struct ew_lsm_verdict v = ew_unpack(packed);
+	__u32 cls = (packed >> 8) & 0xff;
+
+	if (v.action == EW_ACTION_BLOCK) {
+		ew_report_net(EW_PACK(v), cls, -EW_EPERM);
+		return -EW_EPERM;
+	}
+	if (v.action == EW_ACTION_AUDIT && report_audit)
+		ew_report_net(EW_PACK(v), cls, 0);
+	return 0;
+}
+
+static __always_inline int ew_net_on_use(struct socket *sock)
+{
+	if (!sock || ew_is_kthread())
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u32 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u32 type = BPF_CORE_READ(sock, type);
+	__u32 protocol = BPF_CORE_READ(sk, sk_protocol);
+	return ew_net_enforce(family, type, protocol, 0);
+}
+
+SEC("lsm/socket_create")
+int BPF_PROG(ew_lsm_socket_create, int family, int type, int protocol, int kern, int ret)
+{
+	if (ret)
+		return ret;
+	if (kern || ew_is_kthread())
+		return 0; /* the kernel's own sockets */
+	return ew_net_enforce(family, type, protocol, 1);
+}
+
+SEC("lsm/socket_connect")
+int BPF_PROG(ew_lsm_socket_connect, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
+{
+	if (ret)
+		return ret;
+	return ew_net_on_use(sock);
+}
+
+SEC("lsm/socket_bind")
+int BPF_PROG(ew_lsm_socket_bind, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
+{
+	if (ret)
+		return ret;
+	return ew_net_on_use(sock);
+}
+
+SEC("lsm/socket_listen")
+int BPF_PROG(ew_lsm_socket_listen, struct socket *sock, int backlog, int ret)
+{
+	if (ret)
+		return ret;
+	return ew_net_on_use(sock);
+}
+
+SEC("lsm/socket_accept")
+int BPF_PROG(ew_lsm_socket_accept, struct socket *sock, struct socket *newsock, int ret)
+{
+	if (ret)
+		return ret;
+	return ew_net_on_use(sock);
+}
+
+/* Each send: unconnected UDP names its peer here, and a socket handed over keeps no other check. */
+SEC("lsm/socket_sendmsg")
+int BPF_PROG(ew_lsm_socket_sendmsg, struct socket *sock, struct msghdr *msg, int size, int ret)
+{
+	if (ret)
+		return ret;
+	return ew_net_on_use(sock);
+}

@@ -1,0 +1,576 @@
+// LsmEnforcer (see lsm_enforcer.h) and its JS wrapper.
+//
+// Update protocol (one rule set = one generation):
+//   1. next = 1 - active.
+//   2. New inner hash maps are created and filled with the whole set; any
+//      failure here closes them and throws: nothing in force changed.
+//   3. lsm_gen_info[next], lsm_path_rules[next], lsm_net_rules[next] are
+//      written (the outer maps take a reference to the new inner maps and
+//      drop the ones of two sets ago).
+//   4. lsm_active[0] = next: a single 4-byte array store, the switch.
+// Hooks read lsm_active once per call, so each call decides with one whole
+// set. The generation replaced in step 3 went out of force one whole update
+// earlier; no hook call still uses it (calls are microseconds, an update is
+// at least the dozens of syscalls above).
+#include "lsm_enforcer.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <napi.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <tuple>
+
+#include "event_ring.h"
+#include "lsm_enforcer.skel.h"
+#include "modules.h"
+
+namespace edgeward {
+
+namespace {
+
+std::string ErrnoText(int err) {
+  const char* name = strerrorname_np(err);
+  return std::string(name ? name : "E?") + ": " + strerror(err);
+}
+
+// libbpf's messages while loading, to explain a failure in the JS error
+// (loading happens on the JS thread only).
+std::string g_libbpf_log;
+
+int CaptureLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
+  va_list copy;
+  va_copy(copy, args);
+  int len = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  if (len <= 0) return 0;
+  std::string line(static_cast<size_t>(len) + 1, '\0');
+  vsnprintf(&line[0], line.size(), fmt, args);
+  line.resize(static_cast<size_t>(len));
+  if (level != LIBBPF_DEBUG) g_libbpf_log += line;
+  if (getenv("EDGEWARD_LIBBPF_DEBUG") != nullptr) fputs(line.c_str(), stderr);
+  return 0;
+}
+
+std::string LogTail(const std::string& log, size_t lines) {
+  size_t pos = log.size();
+  while (lines-- > 0 && pos > 0) {
+    size_t nl = log.rfind('\n', pos - 1);
+    if (nl == std::string::npos) return log;
+    pos = nl;
+  }
+  return log.substr(pos == 0 ? 0 : pos + 1);
+}
+
+// Every program of the skeleton with its name.
+std::vector<std::pair<const char*, bpf_program*>> Programs(lsm_enforcer* skel) {
+  return {
+      {"bprm_check_security", skel->progs.ew_lsm_bprm_check},
+      {"mmap_file", skel->progs.ew_lsm_mmap_file},
+      {"file_mprotect", skel->progs.ew_lsm_file_mprotect},
+      {"file_open", skel->progs.ew_lsm_file_open},
+      {"socket_connect", skel->progs.ew_lsm_socket_connect},
+      {"socket_bind", skel->progs.ew_lsm_socket_bind},
+      {"socket_listen", skel->progs.ew_lsm_socket_listen},
+      {"socket_accept", skel->progs.ew_lsm_socket_accept},
+      {"socket_sendmsg", skel->progs.ew_lsm_socket_sendmsg},
+      {"socket_create", skel->progs.ew_lsm_socket_create},
+  };
+}
+
+// Closes an fd on scope exit unless released.
+class FdGuard {
+ public:
+  explicit FdGuard(int fd) : fd_(fd) {}
+  ~FdGuard() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+// A new inner map shaped like the BPF templates (type, sizes, capacity and
+// flags must equal the outer map's template for the kernel to accept it).
+int CreateInner(const char* name, uint32_t key_size, uint32_t value_size, uint32_t max_entries) {
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+  return bpf_map_create(BPF_MAP_TYPE_HASH, name, key_size, value_size, max_entries, &opts);
+}
+
+template <typename K, typename V>
+void Fill(int fd, const std::vector<std::pair<K, V>>& entries, const char* what) {
+  for (const auto& [key, value] : entries) {
+    if (bpf_map_update_elem(fd, &key, &value, BPF_NOEXIST) != 0) {
+      throw std::runtime_error(std::string("LsmEnforcer.setRules: writing a ") + what + " entry failed: " +
+                               ErrnoText(errno) + "; the previous rule set stays in force");
+    }
+  }
+}
+
+}  // namespace
+
+ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets) {
+  ew_lsm_gen_info info = {};
+  for (const auto& [key, value] : paths) {
+    uint32_t op = key.op & 3;
+    info.path_entries[op]++;
+    bool dir = false, recursive = false;
+    for (int ro = 0; ro < 2; ro++) {
+      for (int oo = 0; oo < 2; oo++) {
+        if (value.v[EW_LSM_VARIANT(EW_LSM_MATCH_CHILD, ro, oo)].action != EW_ACTION_NONE) dir = true;
+        const ew_lsm_verdict& r = value.v[EW_LSM_VARIANT(EW_LSM_MATCH_RECURSIVE, ro, oo)];
+        if (r.action == EW_ACTION_NONE) continue;
+        dir = recursive = true;
+        // deep: the strongest recursive verdict without a source
+        ew_lsm_verdict& deep = info.deep[op][ro * 2 + oo];
+        if (key.src_ino == 0 && r.action > deep.action) deep = r;
+      }
+    }
+    if (dir) info.dir_entries[op]++;
+    if (recursive) info.recursive_entries[op]++;
+  }
+  info.net_entries = static_cast<uint32_t>(nets.size());
+  return info;
+}
+
+LsmEnforcer::LsmEnforcer(std::shared_ptr<EventRing> ring) : ring_(std::move(ring)) {
+  try {
+    Open();
+  } catch (...) {
+    Close();
+    throw;
+  }
+}
+
+LsmEnforcer::~LsmEnforcer() { Close(); }
+
+void LsmEnforcer::Open() {
+  skel_ = lsm_enforcer::open();
+  if (skel_ == nullptr) throw std::runtime_error("LsmEnforcer: opening the BPF object failed: " + ErrnoText(errno));
+  int err = ring_->ReuseMaps(skel_->obj);
+  if (err != 0) throw std::runtime_error("LsmEnforcer: reusing the event ring's maps failed: " + ErrnoText(-err));
+
+  g_libbpf_log.clear();
+  libbpf_print_fn_t previous = libbpf_set_print(CaptureLibbpf);
+  err = lsm_enforcer::load(skel_);
+  libbpf_set_print(previous);
+  if (err != 0) {
+    throw std::runtime_error("LsmEnforcer: loading the LSM programs failed: " + ErrnoText(-err) +
+                             " (needs root, BTF and a kernel booted with bpf in lsm=)\n" + LogTail(g_libbpf_log, 12));
+  }
+  for (const auto& [name, prog] : Programs(skel_)) {
+    bpf_link* link = bpf_program__attach_lsm(prog);
+    if (link == nullptr) {
+      int e = errno;
+      throw std::runtime_error(std::string("LsmEnforcer: attaching lsm/") + name + " failed: " + ErrnoText(e));
+    }
+    links_.emplace_back(name, link);
+  }
+}
+
+int LsmEnforcer::MapFd(const char* which) const {
+  std::string w = which;
+  if (w == "active") return bpf_map__fd(skel_->maps.lsm_active);
+  if (w == "info") return bpf_map__fd(skel_->maps.lsm_gen_info);
+  if (w == "path") return bpf_map__fd(skel_->maps.lsm_path_rules);
+  return bpf_map__fd(skel_->maps.lsm_net_rules);
+}
+
+void LsmEnforcer::SetRules(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets) {
+  if (paths.size() > EW_LSM_MAX_PATH_ENTRIES || nets.size() > EW_LSM_MAX_NET_ENTRIES) {
+    throw std::range_error("LsmEnforcer.setRules: " + std::to_string(paths.size()) + " path entries (at most " +
+                           std::to_string(EW_LSM_MAX_PATH_ENTRIES) + ") and " + std::to_string(nets.size()) +
+                           " network entries (at most " + std::to_string(EW_LSM_MAX_NET_ENTRIES) +
+                           "); the rule set was refused, the previous one stays in force");
+  }
+  const uint32_t next = 1 - active_;
+  FdGuard path_fd(CreateInner("ew_lsm_path", sizeof(ew_lsm_path_key), sizeof(ew_lsm_path_value),
+                              EW_LSM_MAX_PATH_ENTRIES));
+  if (path_fd.get() < 0) {
+    throw std::runtime_error("LsmEnforcer.setRules: creating the path rule map failed: " + ErrnoText(errno));
+  }
+  FdGuard net_fd(CreateInner("ew_lsm_net", sizeof(ew_net_rule_key), sizeof(ew_net_rule_value),
+                             EW_LSM_MAX_NET_ENTRIES));
+  if (net_fd.get() < 0) {
+    throw std::runtime_error("LsmEnforcer.setRules: creating the network rule map failed: " + ErrnoText(errno));
+  }
+  Fill(path_fd.get(), paths, "path rule");
+  Fill(net_fd.get(), nets, "network rule");
+
+  ew_lsm_gen_info info = LsmGenInfo(paths, nets);
+  info.generation = generation_ + 1;
+  auto fail = [](const char* step) {
+    throw std::runtime_error(std::string("LsmEnforcer.setRules: ") + step + " failed: " + ErrnoText(errno) +
+                             "; the previous rule set stays in force");
+  };
+  // The generation being written is not in force: these three are not seen yet.
+  if (bpf_map_update_elem(MapFd("info"), &next, &info, BPF_ANY) != 0) fail("writing the generation summary");
+  int pfd = path_fd.get(), nfd = net_fd.get();
+  if (bpf_map_update_elem(MapFd("path"), &next, &pfd, BPF_ANY) != 0) fail("installing the path rule map");
+  if (bpf_map_update_elem(MapFd("net"), &next, &nfd, BPF_ANY) != 0) fail("installing the network rule map");
+  const uint32_t zero = 0;
+  if (bpf_map_update_elem(MapFd("active"), &zero, &next, BPF_ANY) != 0) fail("switching to the new rule set");
+
+  if (path_fd_[next] >= 0) close(path_fd_[next]);
+  if (net_fd_[next] >= 0) close(net_fd_[next]);
+  path_fd_[next] = path_fd.release();
+  net_fd_[next] = net_fd.release();
+  path_count_[next] = static_cast<uint32_t>(paths.size());
+  net_count_[next] = static_cast<uint32_t>(nets.size());
+  active_ = next;
+  generation_++;
+}
+
+void LsmEnforcer::EnableStats() {
+  if (stats_fd_ >= 0) return;
+  stats_fd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (stats_fd_ < 0) {
+    int e = errno;
+    stats_fd_ = -1;
+    throw std::runtime_error("LsmEnforcer.enableStats: BPF_ENABLE_STATS failed: " + ErrnoText(e));
+  }
+}
+
+LsmEnforcerStats LsmEnforcer::Stats() const {
+  LsmEnforcerStats s = {};
+  s.generation = generation_;
+  s.active = active_;
+  s.path_entries = path_count_[active_];
+  s.net_entries = net_count_[active_];
+  for (const auto& [name, prog] : Programs(skel_)) {
+    bpf_prog_info info = {};
+    uint32_t len = sizeof(info);
+    LsmProgramStats p = {name, 0, 0};
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0) {
+      p.run_count = info.run_cnt;
+      p.run_time_ns = info.run_time_ns;
+    }
+    s.programs.push_back(p);
+  }
+  return s;
+}
+
+std::vector<std::string> LsmEnforcer::Attached() const {
+  std::vector<std::string> names;
+  for (const auto& link : links_) names.push_back(link.first);
+  return names;
+}
+
+void LsmEnforcer::Close() {
+  for (auto& link : links_) bpf_link__destroy(link.second);
+  links_.clear();
+  if (skel_ != nullptr) lsm_enforcer::destroy(skel_);
+  skel_ = nullptr;
+  for (int g = 0; g < 2; g++) {
+    if (path_fd_[g] >= 0) close(path_fd_[g]);
+    if (net_fd_[g] >= 0) close(net_fd_[g]);
+    path_fd_[g] = net_fd_[g] = -1;
+  }
+  if (stats_fd_ >= 0) close(stats_fd_);
+  stats_fd_ = -1;
+  ring_.reset();
+}
+
+// JS wrapper -------------------------------------------------------------------
+
+namespace {
+
+const char kUsage[] = "LsmEnforcer(ring: EventRing)";
+
+// Reads and checks fields of one JS object; errors name the element and field.
+class FieldReader {
+ public:
+  FieldReader(Napi::Env env, std::string prefix) : env_(env), prefix_(std::move(prefix)) {}
+
+  [[noreturn]] void Fail(const char* field, const std::string& what, Napi::Value got) const {
+    std::string shown = got.IsUndefined() ? "undefined" : got.ToString().Utf8Value();
+    throw Napi::TypeError::New(env_, prefix_ + field + " must be " + what + ", got " + shown);
+  }
+
+  uint32_t Uint32(Napi::Object o, const char* field, uint32_t min, uint32_t max, const std::string& what) const {
+    Napi::Value v = o.Get(field);
+    if (!v.IsNumber()) Fail(field, what, v);
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<uint64_t>(d))) Fail(field, what, v);
+    return static_cast<uint32_t>(d);
+  }
+
+  uint64_t BigUint64(Napi::Object o, const char* field) const {
+    Napi::Value v = o.Get(field);
+    const char* what = "a bigint in 0n..2n**64n-1n";
+    if (!v.IsBigInt()) Fail(field, what, v);
+    bool lossless = false;
+    uint64_t n = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) Fail(field, what, v);
+    return n;
+  }
+
+  bool Bool(Napi::Object o, const char* field) const {
+    Napi::Value v = o.Get(field);
+    if (!v.IsBoolean()) Fail(field, "a boolean", v);
+    return v.As<Napi::Boolean>().Value();
+  }
+
+  // Common checks of workload and a (dev, ino) pair that may be 0/0.
+  void Workload(Napi::Object o, uint64_t workload) const {
+    // The programs only look up the host workload; a container rule would never apply.
+    if (workload != 0) Fail("workload", "0n (the host; per-container workloads are not supported yet)", o.Get("workload"));
+  }
+  void Device(Napi::Object o, const char* field, uint64_t dev) const {
+    if (dev > UINT32_MAX) Fail(field, "a kernel dev_t (major << 20 | minor, below 2n**32n)", o.Get(field));
+  }
+
+ private:
+  Napi::Env env_;
+  std::string prefix_;
+};
+
+struct PathKeyLess {
+  bool operator()(const ew_lsm_path_key& a, const ew_lsm_path_key& b) const {
+    return std::tie(a.workload, a.dev, a.ino, a.src_dev, a.src_ino, a.op) <
+           std::tie(b.workload, b.dev, b.ino, b.src_dev, b.src_ino, b.op);
+  }
+};
+
+struct NetKeyLess {
+  bool operator()(const ew_net_rule_key& a, const ew_net_rule_key& b) const {
+    return std::tie(a.workload, a.src_dev, a.src_ino, a.proto_class) <
+           std::tie(b.workload, b.src_dev, b.src_ino, b.proto_class);
+  }
+};
+
+LsmPathEntry ReadPathEntry(Napi::Env env, Napi::Value item, uint32_t index) {
+  std::string prefix = "LsmEnforcer.setRules: paths[" + std::to_string(index) + "].";
+  FieldReader r(env, prefix);
+  if (!item.IsObject()) throw Napi::TypeError::New(env, prefix.substr(0, prefix.size() - 1) + " must be an object");
+  Napi::Object o = item.As<Napi::Object>();
+  ew_lsm_path_key key = {};
+  ew_lsm_path_value value = {};
+  key.workload = r.BigUint64(o, "workload");
+  r.Workload(o, key.workload);
+  key.op = r.Uint32(o, "op", EW_OP_PROCESS, EW_OP_FILE, "1 (Process) or 2 (File)");
+  key.dev = r.BigUint64(o, "dev");
+  key.ino = r.BigUint64(o, "ino");
+  r.Device(o, "dev", key.dev);
+  if (key.dev == 0 || key.ino == 0) r.Fail(key.dev == 0 ? "dev" : "ino", "non-zero (a target inode)", o.Get(key.dev == 0 ? "dev" : "ino"));
+  key.src_dev = r.BigUint64(o, "srcDev");
+  key.src_ino = r.BigUint64(o, "srcIno");
+  r.Device(o, "srcDev", key.src_dev);
+  if ((key.src_dev == 0) != (key.src_ino == 0)) {
+    const char* f = key.src_dev == 0 ? "srcDev" : "srcIno";
+    r.Fail(f, "non-zero when the other of srcDev/srcIno is (both 0n: any source)", o.Get(f));
+  }
+  value.has_sourced = r.Bool(o, "hasSourced") ? 1 : 0;
+  if (value.has_sourced && key.src_ino != 0) {
+    r.Fail("hasSourced", "false on an entry with a source (it belongs on the any-source entry)", o.Get("hasSourced"));
+  }
+  Napi::Value vs = o.Get("verdicts");
+  if (!vs.IsArray() || vs.As<Napi::Array>().Length() != EW_LSM_VARIANTS) {
+    r.Fail("verdicts", "an array of " + std::to_string(EW_LSM_VARIANTS) + " {ruleId, action}", vs);
+  }
+  Napi::Array arr = vs.As<Napi::Array>();
+  for (uint32_t i = 0; i < EW_LSM_VARIANTS; i++) {
+    Napi::Value v = arr.Get(i);
+    FieldReader vr(env, prefix + "verdicts[" + std::to_string(i) + "].");
+    if (!v.IsObject()) r.Fail("verdicts", "an array of {ruleId, action} objects", vs);
+    Napi::Object vo = v.As<Napi::Object>();
+    value.v[i].rule_id = vr.Uint32(vo, "ruleId", 0, UINT32_MAX, "an integer in 0..4294967295");
+    value.v[i].action = vr.Uint32(vo, "action", EW_ACTION_NONE, EW_ACTION_BLOCK, "0 (none), 1 (Audit) or 2 (Block)");
+  }
+  return {key, value};
+}
+
+LsmNetEntry ReadNetEntry(Napi::Env env, Napi::Value item, uint32_t index) {
+  std::string prefix = "LsmEnforcer.setRules: net[" + std::to_string(index) + "].";
+  FieldReader r(env, prefix);
+  if (!item.IsObject()) throw Napi::TypeError::New(env, prefix.substr(0, prefix.size() - 1) + " must be an object");
+  Napi::Object o = item.As<Napi::Object>();
+  ew_net_rule_key key = {};
+  ew_net_rule_value value = {};
+  value.rule_id = r.Uint32(o, "ruleId", 0, UINT32_MAX, "an integer in 0..4294967295");
+  value.action = r.Uint32(o, "action", EW_ACTION_AUDIT, EW_ACTION_BLOCK, "1 (Audit) or 2 (Block)");
+  key.proto_class = r.Uint32(o, "protoClass", EW_PROTO_TCP, EW_PROTO_RAW, "an integer in 1..5 (tcp, udp, icmp, icmpv6, raw)");
+  key.workload = r.BigUint64(o, "workload");
+  r.Workload(o, key.workload);
+  key.src_dev = r.BigUint64(o, "srcDev");
+  key.src_ino = r.BigUint64(o, "srcIno");
+  r.Device(o, "srcDev", key.src_dev);
+  if ((key.src_dev == 0) != (key.src_ino == 0)) {
+    const char* f = key.src_dev == 0 ? "srcDev" : "srcIno";
+    r.Fail(f, "non-zero when the other of srcDev/srcIno is (both 0n: any source)", o.Get(f));
+  }
+  return {key, value};
+}
+
+Napi::Array ArrayField(Napi::Env env, Napi::Object set, const char* field, uint32_t max) {
+  Napi::Value v = set.Get(field);
+  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string("LsmEnforcer.setRules: set.") + field + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > max) {
+    throw Napi::RangeError::New(env, std::string("LsmEnforcer.setRules: ") + std::to_string(a.Length()) + " " + field +
+                                         " entries, at most " + std::to_string(max) +
+                                         " are supported; the rule set was refused, the previous one stays in force");
+  }
+  return a;
+}
+
+}  // namespace
+
+class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function fn = DefineClass(env, "LsmEnforcer",
+                                    {InstanceMethod("setRules", &LsmEnforcerWrap::SetRules),
+                                     InstanceMethod("stats", &LsmEnforcerWrap::Stats),
+                                     InstanceMethod("enableStats", &LsmEnforcerWrap::EnableStats),
+                                     InstanceMethod("attached", &LsmEnforcerWrap::Attached),
+                                     InstanceMethod("close", &LsmEnforcerWrap::Close)});
+    exports.Set("LsmEnforcer", fn);
+    exports.Set("lsmLimits", Limits(env));
+  }
+
+  explicit LsmEnforcerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LsmEnforcerWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1) throw Napi::TypeError::New(env, kUsage);
+    std::shared_ptr<EventRing> ring = EventRingWrap::Unwrap(info[0]);
+    try {
+      enforcer_ = std::make_unique<LsmEnforcer>(ring);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+
+ private:
+  static Napi::Object Limits(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("maxPathEntries", EW_LSM_MAX_PATH_ENTRIES);
+    o.Set("maxNetEntries", EW_LSM_MAX_NET_ENTRIES);
+    o.Set("variants", EW_LSM_VARIANTS);
+    o.Set("walkMax", EW_LSM_WALK_MAX);
+    o.Set("layoutVersion", EW_LSM_LAYOUT_VERSION);
+    return o;
+  }
+
+  LsmEnforcer& Open(Napi::Env env) {
+    if (!enforcer_) throw Napi::Error::New(env, "LsmEnforcer is closed");
+    return *enforcer_;
+  }
+
+  Napi::Value SetRules(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    LsmEnforcer& enforcer = Open(env);
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      throw Napi::TypeError::New(env, "LsmEnforcer.setRules(set: {paths: NativeLsmPathEntry[], net: NativeNetRule[]})");
+    }
+    Napi::Object set = info[0].As<Napi::Object>();
+    Napi::Array paths = ArrayField(env, set, "paths", EW_LSM_MAX_PATH_ENTRIES);
+    Napi::Array nets = ArrayField(env, set, "net", EW_LSM_MAX_NET_ENTRIES);
+
+    // Everything is validated before the kernel is touched.
+    std::vector<LsmPathEntry> path_entries;
+    path_entries.reserve(paths.Length());
+    std::map<ew_lsm_path_key, uint32_t, PathKeyLess> seen;
+    for (uint32_t i = 0; i < paths.Length(); i++) {
+      LsmPathEntry e = ReadPathEntry(env, paths.Get(i), i);
+      auto [it, inserted] = seen.emplace(e.first, i);
+      if (!inserted) {
+        throw Napi::TypeError::New(env, "LsmEnforcer.setRules: paths[" + std::to_string(i) + "] has the same target, op and source as paths[" +
+                                            std::to_string(it->second) + "]: merge their verdicts into one entry");
+      }
+      path_entries.push_back(e);
+    }
+    // A sourced entry is only looked up when its target's any-source entry says so.
+    for (uint32_t i = 0; i < path_entries.size(); i++) {
+      const ew_lsm_path_key& k = path_entries[i].first;
+      if (k.src_ino == 0) continue;
+      ew_lsm_path_key any = k;
+      any.src_dev = any.src_ino = 0;
+      auto it = seen.find(any);
+      if (it == seen.end() || !path_entries[it->second].second.has_sourced) {
+        throw Napi::TypeError::New(env, "LsmEnforcer.setRules: paths[" + std::to_string(i) +
+                                            "] has a source but no any-source entry of its target has hasSourced: true; it would never apply");
+      }
+    }
+    std::map<ew_net_rule_key, ew_net_rule_value, NetKeyLess> net_map;
+    for (uint32_t i = 0; i < nets.Length(); i++) {
+      LsmNetEntry e = ReadNetEntry(env, nets.Get(i), i);
+      // Two rules on one key (same source and protocol): Block wins, as in the kernel.
+      auto [it, inserted] = net_map.emplace(e.first, e.second);
+      if (!inserted && e.second.action > it->second.action) it->second = e.second;
+    }
+    std::vector<LsmNetEntry> net_entries(net_map.begin(), net_map.end());
+    try {
+      enforcer.SetRules(path_entries, net_entries);
+    } catch (const std::range_error& e) {
+      throw Napi::RangeError::New(env, e.what());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("pathEntries", static_cast<double>(path_entries.size()));
+    out.Set("netEntries", static_cast<double>(net_entries.size()));
+    return out;
+  }
+
+  Napi::Value EnableStats(const Napi::CallbackInfo& info) {
+    try {
+      Open(info.Env()).EnableStats();
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    LsmEnforcerStats s = Open(env).Stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("generation", static_cast<double>(s.generation));
+    o.Set("active", s.active);
+    o.Set("pathEntries", s.path_entries);
+    o.Set("netEntries", s.net_entries);
+    Napi::Array programs = Napi::Array::New(env, s.programs.size());
+    for (size_t i = 0; i < s.programs.size(); i++) {
+      Napi::Object p = Napi::Object::New(env);
+      p.Set("name", s.programs[i].name);
+      p.Set("runCount", static_cast<double>(s.programs[i].run_count));
+      p.Set("runTimeNs", static_cast<double>(s.programs[i].run_time_ns));
+      programs.Set(static_cast<uint32_t>(i), p);
+    }
+    o.Set("programs", programs);
+    return o;
+  }
+
+  Napi::Value Attached(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<std::string> names = Open(env).Attached();
+    Napi::Array a = Napi::Array::New(env, names.size());
+    for (size_t i = 0; i < names.size(); i++) a.Set(static_cast<uint32_t>(i), names[i]);
+    return a;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    enforcer_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<LsmEnforcer> enforcer_;
+};
+
+void InitLsmEnforcer(Napi::Env env, Napi::Object exports) { LsmEnforcerWrap::Init(env, exports); }
+
+}  // namespace edgeward
