@@ -9,6 +9,7 @@ import { AlertBuilder, BootClock, DecisionFacts, KubeArmorAlert } from './alerts
 import { AuditOnlyBackend } from './audit_only_backend';
 import type { EnforcementBackend } from './backend';
 import { CompatBackend } from './compat_backend';
+import { LsmBackend } from './lsm_backend';
 import { ContainerRegistry } from './containers';
 import type { AgentConfig } from './config';
 import type { EwEvent } from './events';
@@ -118,7 +119,14 @@ export class Agent {
       (err) => this.log.error(`event handling failed: ${(err as Error)?.stack ?? err}`),
     );
 
-    if (report.backend === 'compat') {
+    if (report.backend === 'bpf-lsm') {
+      this.backend = new LsmBackend(this.native, this.pipeline.ring, {
+        onReapply: (r) => {
+          this.log.info(`bpf-lsm: rules resolved again (${r.trigger} changed)`);
+          for (const e of r.errors) this.log.warn(e);
+        },
+      });
+    } else if (report.backend === 'compat') {
       this.backend = new CompatBackend(this.native, this.pipeline.sink, this.pipeline.ring, report.features.cgroup2Path);
     } else {
       this.auditOnly = new AuditOnlyBackend();
