@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { AUDIT_ONLY_SUPPORT, BackendName, COMPAT_SUPPORT, RuleKindSupport } from './backend';
+import { LSM_SUPPORT } from './lsm_backend';
 import type { NativeAddon, NativeProbe } from './native';
 
 export type BackendChoice = 'auto' | BackendName;
@@ -44,14 +45,18 @@ export function chooseBackend(
     features.cgroup2Path === '' && 'no cgroup v2 mount',
   ].filter(Boolean) as string[];
 
+  // the probe loads AND attaches an LSM program; listed alone is not enough
+  const lsmOk = lsms.includes('bpf') && features.bpfLsm.ok;
   if (!lsms.includes('bpf')) reasons.push('bpf-lsm: "bpf" is not in the active LSM list');
   else if (!features.bpfLsm.ok) reasons.push(`bpf-lsm: loading an LSM program failed (${features.bpfLsm.error})`);
-  else reasons.push('bpf-lsm: available in this kernel, but this build of edgeward does not ship the bpf-lsm backend yet');
+  else reasons.push('bpf-lsm: an LSM program loads and attaches');
 
   if (forced === 'bpf-lsm') {
+    if (lsmOk) return { backend: 'bpf-lsm', reasons: [...reasons, 'bpf-lsm: forced by config'] };
     return { backend: 'bpf-lsm', reasons, error: 'backend bpf-lsm was requested but is not available: ' + reasons[0] };
   }
   if (forced === 'audit-only') return { backend: 'audit-only', reasons: [...reasons, 'audit-only: forced by config'] };
+  if (forced === 'auto' && lsmOk) return { backend: 'bpf-lsm', reasons };
   if (compatOk) return { backend: 'compat', reasons: [...reasons, 'compat: fanotify permission events and cgroup-bpf work'] };
   const why = `compat: ${compatWhyNot.join('; ')}`;
   if (forced === 'compat') return { backend: 'compat', reasons: [...reasons, why], error: `backend compat was requested but is not available: ${why}` };
@@ -59,6 +64,7 @@ export function chooseBackend(
 }
 
 export function supportOf(backend: BackendName): RuleKindSupport {
+  if (backend === 'bpf-lsm') return LSM_SUPPORT;
   return backend === 'compat' ? COMPAT_SUPPORT : AUDIT_ONLY_SUPPORT;
 }
 

@@ -1,5 +1,5 @@
 import type { NativeProbe } from '../../agent/src/native';
-import { chooseBackend } from '../../agent/src/probe';
+import { chooseBackend, supportOf } from '../../agent/src/probe';
 
 function features(over: Partial<NativeProbe> = {}): NativeProbe {
   const ok = { ok: true };
@@ -38,5 +38,31 @@ describe('chooseBackend', () => {
     expect(chooseBackend(features({ cgroupSock: { ok: false, error: 'EPERM' } }), [], 'compat').error).toMatch(/compat was requested/);
     expect(chooseBackend(features(), ['bpf'], 'bpf-lsm').error).toMatch(/bpf-lsm was requested/);
     expect(chooseBackend(features(), [], 'audit-only')).toMatchObject({ backend: 'audit-only' });
+  });
+
+  test('bpf-lsm is preferred when an LSM program loads and attaches and bpf is an active LSM', () => {
+    const c = chooseBackend(features({ bpfLsm: { ok: true } }), ['lockdown', 'capability', 'bpf'], 'auto');
+    expect(c).toMatchObject({ backend: 'bpf-lsm' });
+    expect(c.error).toBeUndefined();
+    expect(c.reasons[0]).toMatch(/bpf-lsm: an LSM program loads and attaches/);
+  });
+
+  test('bpf-lsm is not chosen when bpf is not an active LSM even if the program attached', () => {
+    expect(chooseBackend(features({ bpfLsm: { ok: true } }), ['capability'], 'auto').backend).toBe('compat');
+  });
+
+  test('forcing bpf-lsm where it works, or compat / audit-only where bpf-lsm would be preferred', () => {
+    const lsm = features({ bpfLsm: { ok: true } });
+    expect(chooseBackend(lsm, ['bpf'], 'bpf-lsm')).toMatchObject({ backend: 'bpf-lsm' });
+    expect(chooseBackend(lsm, ['bpf'], 'bpf-lsm').error).toBeUndefined();
+    expect(chooseBackend(lsm, ['bpf'], 'compat')).toMatchObject({ backend: 'compat' });
+    expect(chooseBackend(lsm, ['bpf'], 'compat').error).toBeUndefined();
+    expect(chooseBackend(lsm, ['bpf'], 'audit-only')).toMatchObject({ backend: 'audit-only' });
+  });
+
+  test('bpf-lsm enforces process, file and network rules; capabilities are not supported yet', () => {
+    expect(supportOf('bpf-lsm')).toEqual({ process: 'enforce', file: 'enforce', network: 'enforce', capabilities: 'unsupported' });
+    expect(supportOf('compat').process).toBe('enforce');
+    expect(supportOf('audit-only').process).toBe('audit');
   });
 });

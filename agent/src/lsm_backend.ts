@@ -1,0 +1,133 @@
+// The `bpf-lsm` backend: process, file and network rules decided in the
+// kernel by BPF-LSM programs (agent/src/lsm_enforcer.ts).
+//
+// Rules name inodes, resolved when a set is applied. A rule's file or
+// directory (or a fromSource executable) replaced by a new inode, created
+// after the set, or removed, changes what its path names: the parent
+// directories of every target and source are watched and the set is
+// resolved and switched in again shortly after such a change. Until then
+// (about RESOLVE_DELAY_MS plus the resolve) the new inode is not covered.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import type { ApplyResult, EnforcementBackend, RuleKindSupport } from './backend';
+import { LsmEnforcer, NativeLsmStats } from './lsm_enforcer';
+import type { NativeAddon, NativeEventRing } from './native';
+import type { CompiledPolicySet } from './policy/types';
+
+/** bpf-lsm: exec, open and sockets in the kernel; capabilities not yet. */
+export const LSM_SUPPORT: RuleKindSupport = {
+  process: 'enforce',
+  file: 'enforce',
+  network: 'enforce',
+  capabilities: 'unsupported',
+};
+
+/** Wait after a watched name changes before resolving again (editors replace in several steps). */
+const RESOLVE_DELAY_MS = 50;
+
+export interface LsmBackendOptions {
+  /** called after a set was resolved again because a watched path changed */
+  onReapply?: (result: ApplyResult & { trigger: string }) => void;
+  /** watch rule targets and sources for new inodes (default true) */
+  watchTargets?: boolean;
+}
+
+export class LsmBackend implements EnforcementBackend {
+  readonly name = 'bpf-lsm' as const;
+  readonly support = LSM_SUPPORT;
+  private readonly enforcer: LsmEnforcer;
+  private last: CompiledPolicySet | undefined;
+  private watchers = new Map<string, fs.FSWatcher>(); // by directory
+  private watchedNames = new Map<string, Set<string>>(); // directory -> base names
+  private pending: NodeJS.Timeout | undefined;
+  private pendingTrigger = '';
+  /** watch failures (e.g. ENOSPC: inotify limits), newest last */
+  readonly watchErrors: string[] = [];
+
+  constructor(
+    native: NativeAddon,
+    ring: NativeEventRing,
+    private readonly options: LsmBackendOptions = {},
+  ) {
+    this.enforcer = new LsmEnforcer(native, ring);
+  }
+
+  apply(set: CompiledPolicySet): ApplyResult {
+    this.last = set;
+    const result = this.enforcer.apply(set.pathRules, set.networkRules);
+    if (this.options.watchTargets !== false) this.watch(result.watchPaths);
+    return { errors: result.errors, rules: set.pathRules.length + set.networkRules.length };
+  }
+
+  stats(): NativeLsmStats {
+    return this.enforcer.stats();
+  }
+
+  /** The kernel's per-program run counts and times from now on (bpf_stats). */
+  enableStats(): void {
+    this.enforcer.enableStats();
+  }
+
+  close(): void {
+    if (this.pending) clearTimeout(this.pending);
+    this.pending = undefined;
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+    this.watchedNames.clear();
+    this.enforcer.close();
+  }
+
+  /** Watches the parent directory of each path for its base name. */
+  private watch(paths: string[]): void {
+    const wanted = new Map<string, Set<string>>();
+    for (const p of paths) {
+      const dir = path.dirname(p);
+      const names = wanted.get(dir) ?? new Set<string>();
+      names.add(path.basename(p));
+      wanted.set(dir, names);
+    }
+    for (const [dir, w] of this.watchers) {
+      if (!wanted.has(dir)) {
+        w.close();
+        this.watchers.delete(dir);
+      }
+    }
+    this.watchedNames = wanted;
+    for (const dir of wanted.keys()) {
+      if (this.watchers.has(dir)) continue;
+      try {
+        const w = fs.watch(dir, { persistent: false }, (_event, name) => this.changed(dir, name ? String(name) : undefined));
+        w.on('error', (err) => this.noteWatchError(`${dir}: ${err.message}`));
+        this.watchers.set(dir, w);
+      } catch (err) {
+        // the directory does not exist (yet): the rule is reported as not in force
+        this.noteWatchError(`${dir}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private changed(dir: string, name: string | undefined): void {
+    const names = this.watchedNames.get(dir);
+    if (!names || (name !== undefined && !names.has(name))) return;
+    this.pendingTrigger = path.join(dir, name ?? '');
+    if (this.pending) return;
+    this.pending = setTimeout(() => {
+      this.pending = undefined;
+      if (!this.last) return;
+      let result: ApplyResult;
+      try {
+        result = this.apply(this.last);
+      } catch (err) {
+        result = { errors: [`bpf-lsm: resolving the rules again failed: ${(err as Error).message}`], rules: 0 };
+      }
+      this.options.onReapply?.({ ...result, trigger: this.pendingTrigger });
+    }, RESOLVE_DELAY_MS);
+    this.pending.unref();
+  }
+
+  private noteWatchError(message: string): void {
+    this.watchErrors.push(message);
+    if (this.watchErrors.length > 100) this.watchErrors.shift();
+  }
+}

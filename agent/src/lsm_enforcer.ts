@@ -1,0 +1,428 @@
+// The bpf-lsm enforcer, TypeScript half: turns compiled rules into the
+// kernel entries of bpf/lsm_enforcer.bpf.c (through native/src/lsm_enforcer.cc).
+//
+// Path rules are keyed by inode, not by string:
+// - an exact file (matchPaths) by its (dev, ino): hard links, renames, bind
+//   mounts, symlinks and chroots reach the same inode and are matched;
+// - a directory (matchDirectories) by the directory's (dev, ino), matched by
+//   walking up the file's d_parent chain in the kernel (non-recursive: the
+//   parent only);
+// - fromSource by the executable's (dev, ino) (net_enforcer.ts
+//   resolveExecutableInode: scripts are refused, name their interpreter).
+// dev is the kernel's sb->s_dev (mountinfo's major:minor of the mount the
+// file is on), not st_dev: they differ on btrfs and overlayfs.
+//
+// Inode keys are resolved when a rule set is applied. A file replaced by a
+// new inode at the same path later (an editor's save, a package upgrade) is
+// not the inode the rule names: LsmBackend watches exact targets and applies
+// the set again when their name changes (a short window remains).
+import * as fs from 'fs';
+
+import { Action, ProtoClass } from './abi';
+import { executableResolver, ExecutableInode, MountEntry, mountOf, parseMountInfo, statDevToKernelDev } from './net_enforcer';
+import type { NativeAddon, NativeEventRing, NativeNetRule } from './native';
+import type { NetworkRule, PathRule, Protocol, SourceMatch } from './policy/types';
+
+// Kernel layout (bpf/include/ew_lsm_abi.h) -------------------------------------
+
+export const enum LsmMatch {
+  Exact = 0,
+  Child = 1,
+  Recursive = 2,
+}
+export const LSM_VARIANTS = 12;
+export const LSM_OP_PROCESS = 1;
+export const LSM_OP_FILE = 2;
+
+/** Index of a verdict in an entry: match * 4 + readOnly * 2 + ownerOnly. */
+export function lsmVariant(match: LsmMatch, readOnly: boolean, ownerOnly: boolean): number {
+  return match * 4 + (readOnly ? 2 : 0) + (ownerOnly ? 1 : 0);
+}
+
+// Native API (what native/src/lsm_enforcer.cc exports) ----------------------------
+
+export interface NativeLsmVerdict {
+  ruleId: number;
+  /** EW_ACTION_*: 0 none, 1 Audit, 2 Block */
+  action: number;
+}
+
+/** One key of the path rule map: a target inode for an op, with or without a source executable. */
+export interface NativeLsmPathEntry {
+  workload: bigint; // 0n: host
+  op: number; // 1 Process, 2 File
+  dev: bigint;
+  ino: bigint;
+  /** the source executable's inode, or 0n/0n for any source */
+  srcDev: bigint;
+  srcIno: bigint;
+  /** LSM_VARIANTS verdicts, indexed by lsmVariant() */
+  verdicts: NativeLsmVerdict[];
+  /** any-source entries only: entries with a source exist for this target */
+  hasSourced: boolean;
+}
+
+export interface NativeLsmRuleSet {
+  paths: NativeLsmPathEntry[];
+  net: NativeNetRule[];
+}
+
+export interface NativeLsmProgramStats {
+  name: string;
+  /** kernel bpf_stats: counted while enableStats() is in effect */
+  runCount: number;
+  runTimeNs: number;
+}
+
+export interface NativeLsmStats {
+  generation: number;
+  active: number;
+  pathEntries: number;
+  netEntries: number;
+  programs: NativeLsmProgramStats[];
+}
+
+export interface NativeLsmEnforcer {
+  /** replaces the rule set atomically (two generations, one index switched); throws and keeps the old set on failure */
+  setRules(set: NativeLsmRuleSet): { pathEntries: number; netEntries: number };
+  stats(): NativeLsmStats;
+  /** starts the kernel's per-program run time statistics (BPF_ENABLE_STATS) */
+  enableStats(): void;
+  /** names of the LSM hooks attached */
+  attached(): string[];
+  /** detaches every program: nothing is enforced any more */
+  close(): void;
+}
+
+export interface NativeLsmLimits {
+  maxPathEntries: number;
+  maxNetEntries: number;
+  variants: number;
+  walkMax: number;
+  layoutVersion: number;
+}
+
+/** The addon's bpf-lsm exports (to be merged into NativeAddon in native.ts). */
+export interface NativeLsmAddon {
+  LsmEnforcer: new (ring: NativeEventRing) => NativeLsmEnforcer;
+  lsmLimits: NativeLsmLimits;
+}
+
+export function lsmAddon(addon: NativeAddon): NativeLsmAddon {
+  const a = addon as unknown as Partial<NativeLsmAddon>;
+  if (typeof a.LsmEnforcer !== 'function' || !a.lsmLimits) {
+    throw new Error('the native addon has no LsmEnforcer (rebuild it: npm run build)');
+  }
+  return a as NativeLsmAddon;
+}
+
+// Resolving targets ------------------------------------------------------------------
+
+/** A rule target's identity as the kernel sees it. */
+export interface TargetInode {
+  dev: bigint;
+  ino: bigint;
+  isDir: boolean;
+}
+
+/**
+ * Resolves a rule target to its inode (following symlinks, as opens and
+ * execs do); dev from the mount the resolved path is on. Throws an Error
+ * saying why the path cannot be one.
+ */
+export function resolveTargetInode(path: string, mounts: MountEntry[]): TargetInode {
+  let st: fs.BigIntStats;
+  let real: string;
+  try {
+    st = fs.statSync(path, { bigint: true });
+    real = fs.realpathSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new Error(`cannot stat ${path} (${code})`);
+  }
+  const mount = mountOf(real, mounts);
+  return { dev: mount ? mount.dev : statDevToKernelDev(st.dev), ino: st.ino, isDir: st.isDirectory() };
+}
+
+/** A resolver reading the mount table once (for one apply()). */
+export function targetResolver(): (path: string) => TargetInode {
+  let mounts: MountEntry[] | undefined;
+  return (path) => {
+    mounts ??= parseMountInfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+    return resolveTargetInode(path, mounts);
+  };
+}
+
+export interface LsmResolvers {
+  target: (path: string) => TargetInode;
+  source: (path: string) => ExecutableInode;
+}
+
+// Conversion ------------------------------------------------------------------------------
+
+const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit };
+const PROTO_CLASS: Record<Protocol, ProtoClass> = {
+  tcp: ProtoClass.Tcp,
+  udp: ProtoClass.Udp,
+  icmp: ProtoClass.Icmp,
+  icmpv6: ProtoClass.Icmpv6,
+  raw: ProtoClass.Raw,
+};
+const PATH_MAX = 4096;
+
+function own<T>(table: Record<string, T>, key: unknown): T | undefined {
+  return typeof key === 'string' && Object.prototype.hasOwnProperty.call(table, key) ? table[key] : undefined;
+}
+
+function pathProblem(p: unknown): string | undefined {
+  if (typeof p !== 'string' || p.length === 0) return 'is not a path';
+  if (!p.startsWith('/')) return `${p} is not absolute`;
+  if (p.includes('\0')) return 'contains a NUL byte';
+  if (Buffer.byteLength(p) >= PATH_MAX) return `is longer than ${PATH_MAX - 1} bytes`;
+  return undefined;
+}
+
+/** The kernel entries for a rule set, the paths to watch, and a line per rule (or source) not enforced. */
+export interface LsmRuleSet extends NativeLsmRuleSet {
+  errors: string[];
+  /**
+   * every target and source path of the set, resolved or not: a new inode
+   * at one of them (replaced, created, removed) needs the set resolved again
+   */
+  watchPaths: string[];
+}
+
+const emptyVerdicts = (): NativeLsmVerdict[] => Array.from({ length: LSM_VARIANTS }, () => ({ ruleId: 0, action: 0 }));
+
+/** Keeps the stronger verdict in a slot: Block > Audit; on a tie the first rule stays. */
+function mergeVerdict(verdicts: NativeLsmVerdict[], variant: number, ruleId: number, action: Action): void {
+  if (action > verdicts[variant].action) verdicts[variant] = { ruleId, action };
+}
+
+/** Resolved sources of a rule: inodes, or undefined for "any process"; errors appended. */
+function resolveSources(
+  fromSource: SourceMatch[] | undefined,
+  where: string,
+  resolve: (path: string) => ExecutableInode,
+  errors: string[],
+): ExecutableInode[] | undefined | 'none' {
+  const list = Array.isArray(fromSource) ? fromSource : [];
+  if (list.length === 0) return undefined;
+  const out: ExecutableInode[] = [];
+  for (const source of list) {
+    const bad = pathProblem(source?.path);
+    if (bad) {
+      errors.push(`${where}: fromSource ${bad}; ignored`);
+      continue;
+    }
+    if (source.kind === 'dir') {
+      errors.push(
+        `${where}: fromSource dir ${source.path} is not enforced by bpf-lsm (it matches executables by inode); list the executables by path`,
+      );
+      continue;
+    }
+    try {
+      out.push(resolve(source.path));
+    } catch (err) {
+      errors.push(`${where}: fromSource ${source.path} is not enforced: ${(err as Error).message}`);
+    }
+  }
+  // Without any source left the rule would apply to every process.
+  if (out.length === 0) {
+    errors.push(`${where}: no usable fromSource entry; rule not enforced`);
+    return 'none';
+  }
+  return out;
+}
+
+/**
+ * Converts compiled rules into kernel entries. Rules (or sources) that
+ * cannot be enforced are left out with an error naming them. Pure apart
+ * from the resolvers (injectable for tests).
+ */
+export function toLsmRuleSet(
+  pathRules: PathRule[],
+  networkRules: NetworkRule[],
+  resolvers: LsmResolvers = { target: targetResolver(), source: executableResolver() },
+): LsmRuleSet {
+  const errors: string[] = [];
+  const watchPaths = new Set<string>();
+  // key: op/dev/ino/srcDev/srcIno
+  const entries = new Map<string, NativeLsmPathEntry>();
+  const entry = (op: number, t: TargetInode, src: ExecutableInode | undefined): NativeLsmPathEntry => {
+    const srcDev = src?.dev ?? 0n;
+    const srcIno = src?.ino ?? 0n;
+    const key = `${op}/${t.dev}/${t.ino}/${srcDev}/${srcIno}`;
+    let e = entries.get(key);
+    if (!e) {
+      e = { workload: 0n, op, dev: t.dev, ino: t.ino, srcDev, srcIno, verdicts: emptyVerdicts(), hasSourced: false };
+      entries.set(key, e);
+    }
+    return e;
+  };
+
+  pathRules.forEach((rule, index) => {
+    const where = `${String(rule.operation).toLowerCase()} rule ${rule.ruleId} (#${index})`;
+    if (!Number.isInteger(rule.ruleId) || rule.ruleId < 0 || rule.ruleId > 0xffffffff) {
+      errors.push(`path rule #${index}: ruleId must be an integer in 0..4294967295, got ${String(rule.ruleId)}`);
+      return;
+    }
+    const action = own(ACTION, rule.action);
+    if (action === undefined) {
+      errors.push(`${where}: action must be Block or Audit, got ${String(rule.action)}`);
+      return;
+    }
+    if (rule.operation !== 'Process' && rule.operation !== 'File') {
+      errors.push(`path rule ${rule.ruleId} (#${index}): operation must be Process or File, got ${String(rule.operation)}`);
+      return;
+    }
+    const exec = rule.operation === 'Process';
+    const target = rule.target;
+    if (!target || (target.kind !== 'path' && target.kind !== 'dir')) {
+      errors.push(`${where}: target must be a path or a directory`);
+      return;
+    }
+    const problem = pathProblem(target.path);
+    if (problem) {
+      errors.push(`${where}: target ${problem}`);
+      return;
+    }
+    watchPaths.add(target.path);
+    for (const source of Array.isArray(rule.fromSource) ? rule.fromSource : []) {
+      if (source?.kind === 'path' && !pathProblem(source.path)) watchPaths.add(source.path);
+    }
+    if (exec && rule.readOnly) errors.push(`${where}: readOnly does not apply to process rules; enforced without it`);
+    let inode: TargetInode;
+    try {
+      inode = resolvers.target(target.path);
+    } catch (err) {
+      errors.push(`${where}: ${target.path} is not enforced: ${(err as Error).message}`);
+      return;
+    }
+    let match: LsmMatch;
+    if (target.kind === 'dir') {
+      if (!inode.isDir) {
+        errors.push(`${where}: ${target.path} is not a directory; rule not enforced`);
+        return;
+      }
+      match = target.recursive ? LsmMatch.Recursive : LsmMatch.Child;
+    } else {
+      match = LsmMatch.Exact;
+    }
+    const sources = resolveSources(rule.fromSource, where, resolvers.source, errors);
+    if (sources === 'none') return;
+    const op = exec ? LSM_OP_PROCESS : LSM_OP_FILE;
+    const variant = lsmVariant(match, !exec && rule.readOnly === true, rule.ownerOnly === true);
+    if (sources === undefined) {
+      mergeVerdict(entry(op, inode, undefined).verdicts, variant, rule.ruleId, action);
+      return;
+    }
+    for (const src of sources) mergeVerdict(entry(op, inode, src).verdicts, variant, rule.ruleId, action);
+    // the kernel looks sourced entries up only when the target's any-source entry says so
+    entry(op, inode, undefined).hasSourced = true;
+  });
+
+  const net: NativeNetRule[] = [];
+  networkRules.forEach((rule, index) => {
+    const where = `network rule ${rule.ruleId} (#${index})`;
+    if (!Number.isInteger(rule.ruleId) || rule.ruleId < 0 || rule.ruleId > 0xffffffff) {
+      errors.push(`network rule #${index}: ruleId must be an integer in 0..4294967295, got ${String(rule.ruleId)}`);
+      return;
+    }
+    const action = own(ACTION, rule.action);
+    if (action === undefined) {
+      errors.push(`${where}: action must be Block or Audit, got ${String(rule.action)}`);
+      return;
+    }
+    const protoClass = own(PROTO_CLASS, rule.protocol);
+    if (protoClass === undefined) {
+      errors.push(`${where}: protocol must be one of tcp, udp, icmp, icmpv6, raw, got ${String(rule.protocol)}`);
+      return;
+    }
+    const base = { ruleId: rule.ruleId, action, protoClass, workload: 0n };
+    for (const source of Array.isArray(rule.fromSource) ? rule.fromSource : []) {
+      if (source?.kind === 'path' && !pathProblem(source.path)) watchPaths.add(source.path);
+    }
+    const sources = resolveSources(rule.fromSource, where, resolvers.source, errors);
+    if (sources === 'none') return;
+    if (sources === undefined) net.push({ ...base, srcDev: 0n, srcIno: 0n });
+    else for (const src of sources) net.push({ ...base, srcDev: src.dev, srcIno: src.ino });
+  });
+
+  return { paths: [...entries.values()], net, errors, watchPaths: [...watchPaths] };
+}
+
+export interface LsmApplyResult {
+  errors: string[];
+  /** see LsmRuleSet.watchPaths */
+  watchPaths: string[];
+  /** false: the whole set was refused and the previous one is still in force */
+  applied: boolean;
+}
+
+/** Process, file and network rules decided in the kernel by BPF-LSM programs. */
+export class LsmEnforcer {
+  private native: NativeLsmEnforcer | undefined;
+  private readonly limits: NativeLsmLimits;
+
+  /** Loads and attaches the LSM programs (no rules yet); throws when the kernel refuses. */
+  constructor(addon: NativeAddon, ring: NativeEventRing) {
+    const lsm = lsmAddon(addon);
+    this.limits = lsm.lsmLimits;
+    this.native = new lsm.LsmEnforcer(ring);
+  }
+
+  /**
+   * Replaces the rules in force, all at once. Rules (or sources) that cannot
+   * be enforced are left out and reported; when the whole set cannot be
+   * loaded (capacity, kernel refusal) the previous set stays in force and
+   * the reason is reported.
+   */
+  apply(pathRules: PathRule[], networkRules: NetworkRule[], resolvers?: LsmResolvers): LsmApplyResult {
+    const native = this.open();
+    const set = toLsmRuleSet(pathRules, networkRules, resolvers);
+    const over: string[] = [];
+    if (set.paths.length > this.limits.maxPathEntries) {
+      over.push(`${set.paths.length} path entries (one per target, operation and source; at most ${this.limits.maxPathEntries})`);
+    }
+    if (set.net.length > this.limits.maxNetEntries) {
+      over.push(`${set.net.length} network entries (one per rule and source; at most ${this.limits.maxNetEntries})`);
+    }
+    if (over.length > 0) {
+      return {
+        errors: [`bpf-lsm rule set refused: ${over.join(' and ')}; the previous rules stay in force`],
+        watchPaths: set.watchPaths,
+        applied: false,
+      };
+    }
+    try {
+      native.setRules({ paths: set.paths, net: set.net });
+    } catch (err) {
+      return { errors: [...set.errors, `bpf-lsm rules not applied: ${(err as Error).message}`], watchPaths: set.watchPaths, applied: false };
+    }
+    return { errors: set.errors, watchPaths: set.watchPaths, applied: true };
+  }
+
+  stats(): NativeLsmStats {
+    return this.open().stats();
+  }
+
+  enableStats(): void {
+    this.open().enableStats();
+  }
+
+  attached(): string[] {
+    return this.open().attached();
+  }
+
+  /** Detaches the programs: everything is allowed again. Idempotent. */
+  close(): void {
+    this.native?.close();
+    this.native = undefined;
+  }
+
+  private open(): NativeLsmEnforcer {
+    if (!this.native) throw new Error('LsmEnforcer is closed');
+    return this.native;
+  }
+}
