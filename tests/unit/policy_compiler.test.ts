@@ -60,6 +60,7 @@ describe('KubeArmor published examples', () => {
         readOnly: false,
         ownerOnly: false,
         fromSource: [],
+        scope: { kind: 'host' },
       },
     ]);
     expect(r.set.networkRules).toEqual([]);
@@ -103,6 +104,7 @@ describe('KubeArmor published examples', () => {
         readOnly: false,
         ownerOnly: false,
         fromSource: [{ kind: 'path', path: '/usr/bin/head' }],
+        scope: { kind: 'host' },
       },
     ]);
     expect(metaOf(r, 1).severity).toBe(5);
@@ -157,18 +159,62 @@ describe('KubeArmor published examples', () => {
     });
   });
 
-  test.each([
-    'ksp-group-1-proc-path-block.yaml',
-    'ksp-ubuntu-5-net-icmp-audit.yaml',
-    'ksp-ubuntu-4-file-path-readonly-block.yaml',
-    'ksp-ubuntu-2-file-dir-recursive-block.yaml',
-    'ksp-match-expression-notin-block-process.yaml',
-  ])('%s (KubeArmorPolicy) is refused as not supported yet', (f) => {
-    const policies = fixture(f);
-    const r = compilePolicies(policies, ANY_NODE);
+  test('ksp-group-1-proc-path-block: an exec rule for containers labelled group=group-1, Type MatchedPolicy', () => {
+    const r = compilePolicies(fixture('ksp-group-1-proc-path-block.yaml'), ANY_NODE);
+    expect(r.errors).toEqual([]);
+    expect(r.set.pathRules).toEqual([
+      {
+        ruleId: 1,
+        action: 'Block',
+        operation: 'Process',
+        target: { kind: 'path', path: '/bin/sleep' },
+        readOnly: false,
+        ownerOnly: false,
+        fromSource: [],
+        scope: { kind: 'containers', selector: { matchLabels: { group: 'group-1' }, matchExpressions: [] } },
+      },
+    ]);
+    expect(metaOf(r, 1)).toMatchObject({ policyName: 'ksp-group-1-proc-path-block', policyType: 'MatchedPolicy', severity: 5, message: 'block /bin/sleep' });
+  });
+
+  test('ksp-ubuntu-5 (network Audit), -4 (readOnly) and -2 (recursive directory) compile with their container selectors', () => {
+    const r = compilePolicies(
+      [
+        ...fixture('ksp-ubuntu-5-net-icmp-audit.yaml'),
+        ...fixture('ksp-ubuntu-4-file-path-readonly-block.yaml'),
+        ...fixture('ksp-ubuntu-2-file-dir-recursive-block.yaml'),
+      ],
+      ANY_NODE,
+    );
+    expect(r.errors).toEqual([]);
+    expect(r.set.networkRules).toEqual([
+      {
+        ruleId: 1,
+        action: 'Audit',
+        operation: 'Network',
+        protocol: 'icmp',
+        fromSource: [],
+        scope: { kind: 'containers', selector: { matchLabels: { container: 'ubuntu-5' }, matchExpressions: [] } },
+      },
+    ]);
+    expect(r.set.pathRules.map((p) => [p.ruleId, p.target, p.readOnly, p.scope])).toEqual([
+      [2, { kind: 'path', path: '/credentials/password' }, true, { kind: 'containers', selector: { matchLabels: { container: 'ubuntu-4' }, matchExpressions: [] } }],
+      [
+        3,
+        { kind: 'dir', path: '/run/secrets/kubernetes.io/serviceaccount/', recursive: true },
+        false,
+        { kind: 'containers', selector: { matchLabels: { container: 'ubuntu-2' }, matchExpressions: [] } },
+      ],
+    ]);
+    expect([...r.set.meta.values()].map((m) => m.policyType)).toEqual(['MatchedPolicy', 'MatchedPolicy', 'MatchedPolicy']);
+    expect(metaOf(r, 2)).toMatchObject({ severity: 10, tags: ['WARNNING'], message: 'a critical file was accessed' });
+  });
+
+  test('ksp-match-expression-notin-block-process: the selector is fine, execname is refused (not supported yet)', () => {
+    const r = compilePolicies(fixture('ksp-match-expression-notin-block-process.yaml'), ANY_NODE);
     expect(r.set.meta.size).toBe(0);
-    expect(r.errors.map(formatCompileError)).toEqual([
-      `${path.join(FIXTURES, f)}: policy "${policies[0].name}": kind: not supported yet: KubeArmorPolicy (container selectors); use KubeArmorHostPolicy (policy refused)`,
+    expect(r.errors.map((e) => [e.field, e.reason])).toEqual([
+      ['spec.process.matchPaths[0].execname', 'not supported yet: execname (match by executable name)'],
     ]);
   });
 
@@ -182,11 +228,7 @@ describe('KubeArmor published examples', () => {
       [
         'hsp-kubearmor-dev-proc-path-allow-fromsource',
         'hsp-kubearmor-dev-proc-path-allow-fromsource',
-        'ksp-group-1-proc-path-block',
         'ksp-match-expression-notin-block-process',
-        'ksp-ubuntu-2-file-dir-recursive-block',
-        'ksp-ubuntu-4-file-path-readonly-block',
-        'ksp-ubuntu-5-net-icmp-audit',
       ].sort(),
     );
     expect(r.skipped.map((s) => s.policyName)).toEqual(['hsp-cve-2019-14271']);
@@ -287,7 +329,8 @@ describe('rules', () => {
       }),
     );
     expect(r.errors).toEqual([]);
-    expect(r.set.pathRules).toEqual([
+    expect(r.set.pathRules.every((p) => p.scope?.kind === 'host')).toBe(true);
+    expect(r.set.pathRules.map(({ scope: _scope, ...rest }) => rest)).toEqual([
       {
         ruleId: 1,
         action: 'Block',
@@ -486,5 +529,85 @@ describe('bundled default policies', () => {
       expect(p.readOnly).toBe(true);
     }
     expect([...r.set.meta.values()].every((m) => m.tags.includes('edgeward-default'))).toBe(true);
+  });
+});
+
+describe('KubeArmorPolicy selectors', () => {
+  const body = { process: { matchPaths: [{ path: '/bin/x' }] } };
+  const ksp = (name: string, selector: unknown, extra: Record<string, unknown> = {}) =>
+    yaml.dump({ apiVersion: 'security.kubearmor.com/v1', kind: 'KubeArmorPolicy', metadata: { name }, spec: { selector, ...body, ...extra } });
+
+  test('container name, labels and expressions are kept; the name is not a label', () => {
+    const r = compileText(
+      ksp('s', {
+        matchLabels: { 'kubearmor.io/container.name': 'web-[0-9]+$', app: 'web' },
+        matchExpressions: [{ key: 'label', operator: 'NotIn', values: ['tier=db'] }],
+      }),
+    );
+    expect(r.errors).toEqual([]);
+    expect(r.set.pathRules[0].scope).toEqual({
+      kind: 'containers',
+      selector: { matchLabels: { app: 'web' }, containerName: 'web-[0-9]+$', matchExpressions: [{ operator: 'NotIn', values: ['tier=db'] }] },
+    });
+    expect(metaOf(r, 1).policyType).toBe('MatchedPolicy');
+  });
+
+  test('rules of one policy do not share a selector object', () => {
+    const r = compileText(ksp('two', { matchLabels: { app: 'web' } }, { process: { matchPaths: [{ path: '/bin/x' }, { path: '/bin/y' }] } }));
+    const [a, b] = r.set.pathRules;
+    expect(a.scope).toEqual(b.scope);
+    expect(a.scope).not.toBe(b.scope);
+  });
+
+  test('host policies get the host scope next to container policies', () => {
+    const r = compileText(`${hsp('h', body)}---\n${ksp('c', { matchLabels: { app: 'x' } })}`);
+    expect(r.set.pathRules.map((p) => [p.ruleId, p.scope?.kind])).toEqual([
+      [1, 'host'],
+      [2, 'containers'],
+    ]);
+    expect([...r.set.meta.values()].map((m) => m.policyType)).toEqual(['MatchedHostPolicy', 'MatchedPolicy']);
+  });
+
+  test.each<[string, unknown, string, string]>([
+    ['an empty selector', {}, 'spec.selector', 'selects no container: give matchLabels or matchExpressions'],
+    ['empty matchLabels', { matchLabels: {} }, 'spec.selector', 'selects no container'],
+    ['an invalid name pattern', { matchLabels: { 'kubearmor.io/container.name': 'web(' } }, 'spec.selector.matchLabels["kubearmor.io/container.name"]', 'invalid regular expression "web("'],
+    [
+      'an expression value that is no label',
+      { matchExpressions: [{ key: 'label', operator: 'In', values: ['app=x', 'justaword'] }] },
+      'spec.selector.matchExpressions[0].values[1]',
+      'must be a label as key=value (got "justaword")',
+    ],
+  ])('%s is refused, naming the field; other policies still compile', (_title, selector, field, reason) => {
+    const r = compileText(`${hsp('good', body)}---\n${ksp('bad', selector)}`);
+    const e = r.errors.find((x) => x.field === field);
+    if (!e) throw new Error(`no error on ${field}: ${r.errors.map((x) => x.message).join('; ')}`);
+    expect(e.policyName).toBe('bad');
+    expect(e.reason.startsWith(reason)).toBe(true);
+    expect([...r.set.meta.values()].map((m) => m.policyName)).toEqual(['good']);
+  });
+
+  test('"*" as the container name selects every container (KubeArmor VM daemon)', () => {
+    const r = compileText(ksp('all', { matchLabels: { 'kubearmor.io/container.name': '*' } }));
+    expect(r.errors).toEqual([]);
+    expect(r.set.pathRules[0].scope).toEqual({ kind: 'containers', selector: { matchLabels: {}, containerName: '*', matchExpressions: [] } });
+  });
+
+  test('status Inactive: skipped with a reason, no rule ids', () => {
+    const r = compileText(`${ksp('off', { matchLabels: { app: 'x' } }, { status: 'Inactive' })}---\n${ksp('on', { matchLabels: { app: 'x' } })}`);
+    expect(r.errors).toEqual([]);
+    expect(r.skipped.map((s) => [s.policyName, s.reason])).toEqual([['off', 'spec.status is Inactive']]);
+    expect(metaOf(r, 1).policyName).toBe('on');
+  });
+
+  test('metadata.namespace does not limit the selection (KubeArmor outside Kubernetes ignores it)', () => {
+    const text = yaml.dump({
+      apiVersion: 'security.kubearmor.com/v1',
+      kind: 'KubeArmorPolicy',
+      metadata: { name: 'ns', namespace: 'multiubuntu' },
+      spec: { selector: { matchLabels: { app: 'x' } }, ...body },
+    });
+    const r = compileText(text);
+    expect(r.set.pathRules[0].scope).toEqual({ kind: 'containers', selector: { matchLabels: { app: 'x' }, matchExpressions: [] } });
   });
 });

@@ -9,10 +9,28 @@
 //    "all" stands for every protocol class;
 //  - nodeSelector.matchLabels must all match the node; kubearmor.io/hostname
 //    also accepts "*".
+//  - KubeArmorPolicy (containers, outside Kubernetes as KubeArmor's
+//    unorchestrated mode reads it): selector.matchLabels against the
+//    container's identities, kubearmor.io/container.name a regular expression
+//    on its name, matchExpressions (key "label", In/NotIn on "k=v" values);
+//    metadata.namespace does not select (KubeArmor puts every container in
+//    "container_namespace" there). Its rules get a container scope and alerts
+//    Type "MatchedPolicy"; host policies get the host scope.
 // What the first slice cannot enforce is refused with a CompileError, never
 // silently dropped; the policy is then refused as a whole.
 
-import type { CompiledPolicySet, NetworkRule, PathRule, PathTarget, Protocol, RuleAction, RuleMeta, SourceMatch } from './types';
+import type {
+  CompiledPolicySet,
+  ContainerSelector,
+  NetworkRule,
+  PathRule,
+  PathTarget,
+  Protocol,
+  RuleAction,
+  RuleMeta,
+  RuleScope,
+  SourceMatch,
+} from './types';
 import type { LoadedPolicy, PolicySpec, RuleMetaFields, SourceSpec } from './loader';
 import { fieldPath } from './loader';
 
@@ -51,6 +69,8 @@ export interface CompileResult {
 }
 
 export const HOSTNAME_LABEL = 'kubearmor.io/hostname';
+/** KubeArmor's non-Kubernetes container selector label: a regex on the container name. */
+export const CONTAINER_NAME_LABEL = 'kubearmor.io/container.name';
 export const K8S_HOSTNAME_LABEL = 'kubernetes.io/hostname';
 
 /** Every protocol class the backends know; what `protocol: all` expands into. */
@@ -79,6 +99,62 @@ export function nodeSelectorMismatch(matchLabels: Record<string, string>, option
     if (have !== want) return `${key} is "${have}", policy wants "${want}"`;
   }
   return undefined;
+}
+
+/**
+ * The regular expression a kubearmor.io/container.name value stands for, or
+ * an error message. KubeArmor compiles "kubearmor.io/container.name=<value>"
+ * and searches it in "kubearmor.io/container.name=<name>": the value is
+ * anchored at the name's first character and open at its end; a leading "^"
+ * changes nothing, a trailing "$" makes the match exact. "*" (KubeArmor's
+ * VM daemon) selects every container.
+ */
+export function containerNamePattern(value: string): RegExp | string {
+  if (value === '*') return /^/;
+  try {
+    return new RegExp(`^(?:${value.startsWith('^') ? value.slice(1) : value})`);
+  } catch (err) {
+    return `invalid regular expression ${JSON.stringify(value)}: ${(err as Error).message.replace(/^Invalid regular expression: /, '')}`;
+  }
+}
+
+/** The selector of a KubeArmorPolicy, or the problems that make it unusable. */
+function compileSelector(spec: PolicySpec): { selector?: ContainerSelector; problems: Array<{ segs: Array<string | number>; reason: string }> } {
+  const problems: Array<{ segs: Array<string | number>; reason: string }> = [];
+  const matchLabels: Record<string, string> = {};
+  let containerName: string | undefined;
+  const labels = spec.selector?.matchLabels ?? {};
+  for (const key of Object.keys(labels).sort()) {
+    const value = labels[key];
+    if (key === CONTAINER_NAME_LABEL) {
+      const re = containerNamePattern(value);
+      if (typeof re === 'string') problems.push({ segs: ['spec', 'selector', 'matchLabels', key], reason: re });
+      containerName = value;
+    } else {
+      matchLabels[key] = value;
+    }
+  }
+  const matchExpressions: ContainerSelector['matchExpressions'] = [];
+  (spec.selector?.matchExpressions ?? []).forEach((e, i) => {
+    e.values.forEach((v, j) => {
+      if (!v.includes('=')) {
+        problems.push({
+          segs: ['spec', 'selector', 'matchExpressions', i, 'values', j],
+          reason: `must be a label as key=value (got ${JSON.stringify(v)})`,
+        });
+      }
+    });
+    matchExpressions.push({ operator: e.operator, values: [...e.values] });
+  });
+  if (Object.keys(labels).length === 0 && matchExpressions.length === 0) {
+    // KubeArmor outside Kubernetes refuses such a policy too ("No labels to match").
+    problems.push({
+      segs: ['spec', 'selector'],
+      reason: `selects no container: give matchLabels or matchExpressions (every container: ${CONTAINER_NAME_LABEL}: ".*")`,
+    });
+  }
+  if (problems.length) return { problems };
+  return { selector: { matchLabels, ...(containerName !== undefined ? { containerName } : {}), matchExpressions }, problems };
 }
 
 interface Inherited {
@@ -125,7 +201,8 @@ interface PolicyCompilation {
   problems: Array<{ segs: Array<string | number>; reason: string }>;
 }
 
-function compileHostPolicy(p: LoadedPolicy): PolicyCompilation {
+/** The rules of a policy (either kind; the caller adds the scope). */
+function compilePolicyRules(p: LoadedPolicy): PolicyCompilation {
   const spec = p.spec;
   const base = policyDefaults(spec);
   const out: PolicyCompilation = { drafts: [], problems: [] };
@@ -254,6 +331,14 @@ export function expandProtocols(text: string): { classes: Protocol[]; unsupporte
   return { classes, unsupported };
 }
 
+function cloneSelector(s: ContainerSelector): ContainerSelector {
+  return {
+    matchLabels: { ...s.matchLabels },
+    ...(s.containerName !== undefined ? { containerName: s.containerName } : {}),
+    matchExpressions: s.matchExpressions.map((e) => ({ operator: e.operator, values: [...e.values] })),
+  };
+}
+
 function compileError(p: LoadedPolicy, segs: Array<string | number>, reason: string): CompileError {
   const field = fieldPath(segs);
   return {
@@ -277,23 +362,34 @@ export function compilePolicies(policies: readonly LoadedPolicy[], options: Comp
   let nextId = 1;
 
   for (const p of policies) {
+    let scope: RuleScope;
+    const problems: PolicyCompilation['problems'] = [];
     if (p.kind === 'KubeArmorPolicy') {
-      errors.push(compileError(p, ['kind'], 'not supported yet: KubeArmorPolicy (container selectors); use KubeArmorHostPolicy'));
-      continue;
+      if (p.spec.status === 'Inactive') {
+        const reason = 'spec.status is Inactive';
+        skipped.push({ policyName: p.name, source: p.source, reason, message: `${p.source}: policy "${p.name}" is not applied: ${reason}` });
+        continue;
+      }
+      const sel = compileSelector(p.spec);
+      problems.push(...sel.problems);
+      scope = sel.selector ? { kind: 'containers', selector: sel.selector } : { kind: 'host' };
+    } else {
+      const mismatch = nodeSelectorMismatch(p.spec.nodeSelector?.matchLabels ?? {}, options);
+      if (mismatch) {
+        skipped.push({
+          policyName: p.name,
+          source: p.source,
+          reason: mismatch,
+          message: `${p.source}: policy "${p.name}" is not for this node: ${mismatch}`,
+        });
+        continue;
+      }
+      scope = { kind: 'host' };
     }
-    const mismatch = nodeSelectorMismatch(p.spec.nodeSelector?.matchLabels ?? {}, options);
-    if (mismatch) {
-      skipped.push({
-        policyName: p.name,
-        source: p.source,
-        reason: mismatch,
-        message: `${p.source}: policy "${p.name}" is not for this node: ${mismatch}`,
-      });
-      continue;
-    }
-    const c = compileHostPolicy(p);
-    if (c.problems.length) {
-      for (const pr of c.problems) errors.push(compileError(p, pr.segs, pr.reason));
+    const c = compilePolicyRules(p);
+    problems.push(...c.problems);
+    if (problems.length) {
+      for (const pr of problems) errors.push(compileError(p, pr.segs, pr.reason));
       continue;
     }
     for (const d of c.drafts) {
@@ -301,7 +397,7 @@ export function compilePolicies(policies: readonly LoadedPolicy[], options: Comp
       set.meta.set(ruleId, {
         ruleId,
         policyName: p.name,
-        policyType: 'MatchedHostPolicy',
+        policyType: p.kind === 'KubeArmorPolicy' ? 'MatchedPolicy' : 'MatchedHostPolicy',
         severity: d.meta.severity,
         tags: d.meta.tags,
         message: d.meta.message,
@@ -309,8 +405,10 @@ export function compilePolicies(policies: readonly LoadedPolicy[], options: Comp
         operation: d.rule.operation,
         source: p.source,
       });
-      if (d.kind === 'path') set.pathRules.push({ ruleId, ...d.rule });
-      else set.networkRules.push({ ruleId, ...d.rule });
+      // Each rule gets its own copy: resolution and backends never share a selector object.
+      const ruleScope: RuleScope = scope.kind === 'host' ? { kind: 'host' } : { kind: 'containers', selector: cloneSelector(scope.selector) };
+      if (d.kind === 'path') set.pathRules.push({ ruleId, ...d.rule, scope: ruleScope });
+      else set.networkRules.push({ ruleId, ...d.rule, scope: ruleScope });
     }
   }
   return { set, errors, skipped };
