@@ -104,7 +104,17 @@ if [ "${EDGEWARD_VM_OFFLINE:-0}" = 1 ]; then
   reuse_last "EDGEWARD_VM_OFFLINE=1"
 fi
 
-pkg=$(resolve_package || true)
+# Resolving costs ~1 s of apt-cache; its answer only changes with the package
+# lists, so it is remembered per state of /var/lib/apt/lists.
+lists_state=$(stat -c '%n %Y %s' /var/lib/apt/lists/*Packages* 2>/dev/null | sha256sum | cut -c1-16)
+resolved_file="$VM_DIR/resolved-$(basename "$last_file" | sed 's/^last-//')"
+pkg=""
+if [ "$(sed -n 1p "$resolved_file" 2>/dev/null)" = "$lists_state" ]; then
+  pkg=$(sed -n 2p "$resolved_file")
+else
+  pkg=$(resolve_package || true)
+  [ -n "$pkg" ] && printf '%s\n%s\n' "$lists_state" "$pkg" >"$resolved_file"
+fi
 [ -n "$pkg" ] || reuse_last "apt knows no linux-image-*-amd64 package for selection '$selection' (apt-get update needed?)"
 
 # The .deb, downloaded once.
@@ -126,7 +136,11 @@ fi
 
 # Everything that shapes the guest; a change rebuilds it.
 stamp=$(cat "$HERE/prepare-guest.sh" "$HERE/extract-vmlinux.sh" "$HERE/guest-init.sh" "$BUSYBOX" | sha256sum | cut -c1-16)-$(basename "$deb")
-kver=$(dpkg-deb -c "$deb" | sed -nE 's#.*\./boot/vmlinuz-([^ ]+)$#\1#p' | head -n 1)
+# Listing the package decompresses all of it (seconds): done once per .deb.
+if [ ! -s "$deb.kver" ]; then
+  dpkg-deb -c "$deb" | sed -nE 's#.*\./(usr/)?boot/vmlinuz-([^ ]+)$#\2#p' | head -n 1 >"$deb.kver"
+fi
+kver=$(cat "$deb.kver")
 [ -n "$kver" ] || die "$deb has no /boot/vmlinuz-*: not a kernel image package"
 guest="$VM_DIR/guests/$kver"
 if [ "$(cat "$guest/stamp" 2>/dev/null)" = "$stamp" ]; then

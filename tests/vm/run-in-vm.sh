@@ -20,7 +20,10 @@
 #   --accel A       auto (default: KVM if it really works, else TCG) | kvm | tcg
 #   --keep          keep the job directory (console log, raw streams)
 # Environment: EDGEWARD_VM_KERNEL / EDGEWARD_VM_KERNEL_SERIES pick the kernel
-# (tests/vm/prepare-guest.sh), EDGEWARD_VM_ACCEL is the --accel default.
+# (tests/vm/prepare-guest.sh), EDGEWARD_VM_ACCEL is the --accel default,
+# EDGEWARD_VM_QEMU_ARGS is appended to qemu's arguments (experiments; a later
+# -cpu or -accel replaces the harness's), EDGEWARD_VM_APPEND to the kernel's
+# command line, EDGEWARD_VM_BOOT_TIMEOUT (default 180 s) bounds the boot.
 #
 # stdout/stderr: CMD's, byte for byte, streamed while it runs (each stream
 # exact; their interleaving is not preserved). stdin: /dev/null.
@@ -134,9 +137,12 @@ kvm_works() {
   if [ -f "$kvm_broken_file" ]; then kvm_reason="a KVM guest failed before: $(cat "$kvm_broken_file")"; return 1; fi
   local bios="$job/kvm-probe.bin" rc
   { head -c 65520 /dev/zero; printf '\xb0\x42\xe6\xf4\xf4\xeb\xfd\0\0\0\0\0\0\0\0\0'; } >"$bios"
-  (timeout 20 qemu-system-x86_64 -M q35 -accel kvm -cpu host -bios "$bios" -nodefaults -no-user-config \
-    -display none -device isa-debug-exit,iobase=0xf4,iosize=0x04) >"$job/kvm-probe.log" 2>&1
+  # stderr off meanwhile: bash reports a qemu abort ("Aborted") on its own stderr.
+  exec 4>&2 2>/dev/null
+  timeout 20 qemu-system-x86_64 -M q35 -accel kvm -cpu host -bios "$bios" -nodefaults -no-user-config \
+    -display none -device isa-debug-exit,iobase=0xf4,iosize=0x04 >"$job/kvm-probe.log" 2>&1
   rc=$?
+  exec 2>&4 4>&-
   [ "$rc" = 133 ] && return 0 # (0x42 << 1) | 1
   kvm_reason="KVM probe exited $rc: $(tr '\n' ' ' <"$job/kvm-probe.log" | cut -c1-200)"
   return 1
@@ -176,7 +182,7 @@ boot_once() {
   qemu-system-x86_64 -M q35 "${accel_args[@]}" -smp "$cpus" -m "$mem" \
     -nodefaults -no-user-config -display none -no-reboot -nic none \
     -kernel "$kernel_image" -initrd "$guest/initramfs.cpio" \
-    -append "console=ttyS0 panic=-1 lsm=lockdown,capability,landlock,yama,bpf edgeward.job=$job" \
+    -append "console=ttyS0 panic=-1 lsm=lockdown,capability,landlock,yama,bpf edgeward.job=$job ${EDGEWARD_VM_APPEND:-}" \
     -chardev file,id=console,path="$job/console.log" -serial chardev:console \
     -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
     -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
@@ -184,7 +190,7 @@ boot_once() {
     -chardev pipe,id=status,path="$job/status" -device virtserialport,bus=vser.0,chardev=status,name=edgeward.status \
     -chardev pipe,id=out,path="$job/out" -device virtserialport,bus=vser.0,chardev=out,name=edgeward.stdout \
     -chardev pipe,id=err,path="$job/err" -device virtserialport,bus=vser.0,chardev=err,name=edgeward.stderr \
-    >"$job/qemu.log" 2>&1 </dev/null &
+    ${EDGEWARD_VM_QEMU_ARGS:-} >"$job/qemu.log" 2>&1 </dev/null &
   qemu_pid=$!
 
   local now
@@ -219,6 +225,7 @@ boot_once() {
     fi
     if [ "$now" -ge "$deadline_ms" ]; then
       outcome=timeout exit_code=124
+      [ -n "$booted_ms" ] && run_s=$(secs $((now - booted_ms)))
       msg "timeout: ${timeout_s} s passed ($([ -n "$booted_ms" ] && echo "the command was still running" || echo "the guest had not booted yet"))"
       break
     fi
@@ -234,6 +241,11 @@ boot_once() {
     local rc want_out want_err waited=0
     read -r _ rc want_out want_err <<<"$exit_line"
     run_s=$(secs $(($(now_ms) - booted_ms)))
+    if ! [[ $want_out =~ ^[0-9]+$ && $want_err =~ ^[0-9]+$ ]]; then
+      msg "warning: the guest did not report its byte counts (debugfs?); output may be incomplete"
+      want_out=0 want_err=0
+      sleep 1
+    fi
     # Everything the guest queued must have arrived before it powers off.
     while [ "$(stat -c %s "$job/stdout.bin")" -lt "$want_out" ] || [ "$(stat -c %s "$job/stderr.bin")" -lt "$want_err" ]; do
       if [ $waited -ge 600 ] || ! kill -0 "$qemu_pid" 2>/dev/null; then
@@ -251,14 +263,15 @@ boot_once() {
         msg "command not found in the guest: $(sed -n 's/^NOTFOUND //p' "$job/status.log" | head -n 1)"
       else
         outcome=exited exit_code=$rc
+        msg "command exited with status $rc after ${run_s} s (boot ${boot_s} s)"
       fi
-      msg "command exited with status $rc after ${run_s} s (boot ${boot_s} s)"
     fi
   fi
 
-  # Let qemu power off by itself (a few seconds at most), then stop it.
+  # After EXIT qemu powers off by itself (given a few seconds); otherwise
+  # there is nothing left to wait for.
   local i=0
-  while kill -0 "$qemu_pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+  while [ -n "$exit_line" ] && kill -0 "$qemu_pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
   kill "$qemu_pid" 2>/dev/null
   wait "$qemu_pid" 2>/dev/null
   qemu_pid=""
