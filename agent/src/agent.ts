@@ -10,7 +10,7 @@ import { AuditOnlyBackend } from './audit_only_backend';
 import type { EnforcementBackend } from './backend';
 import { CompatBackend } from './compat_backend';
 import { LsmBackend } from './lsm_backend';
-import { ContainerRegistry } from './containers';
+import { ContainerRegistry, DOCKER_SOCKET } from './containers';
 import type { AgentConfig } from './config';
 import type { EwEvent } from './events';
 import { ensureKernelFilesystems } from './kernel_fs';
@@ -26,7 +26,6 @@ import { probe, ProbeReport } from './probe';
 import { ProcessTable } from './process_table';
 
 const HOUSEKEEPING_MS = 10_000;
-const DOCKER_SOCKET = '/var/run/docker.sock';
 const DOCKER_WAIT_MS = 3_000;
 
 export interface PolicyLoadSummary {
@@ -96,15 +95,16 @@ export class Agent {
 
     // audit-only sees violations only through the monitor: observe everything.
     const auditOnly = report.backend === 'audit-only';
-    this.containers = new ContainerRegistry({ log: (level, message) => this.log[level](message) });
-    void this.containers.start();
-    const containers = this.containers;
     const builder = new AlertBuilder(
       this.hostName(),
       new BootClock(readUptime()),
       this.processes,
       (id) => this.lookupMeta(id),
-      (mntNs, pid) => (mntNs !== undefined ? containers.byMountNamespace(mntNs) : undefined) ?? containers.byPid(pid),
+      (mntNs, pid) => {
+        const containers = this.containers;
+        if (!containers) return undefined;
+        return (mntNs !== undefined ? containers.byMountNamespace(mntNs) : undefined) ?? containers.byPid(pid);
+      },
     );
     this.pipeline = new EventPipeline(
       this.native,
@@ -135,15 +135,25 @@ export class Agent {
     }
     // Alerts name containers: know the running ones before saying "ready"
     // (bounded: a node without dockerd must not wait).
-    if (fs.existsSync(DOCKER_SOCKET)) await this.containers.waitConnected(DOCKER_WAIT_MS);
+    if (this.followContainersIfDocker()) await this.containers!.waitConnected(DOCKER_WAIT_MS);
     this.reload();
     // The native threads do not keep node's event loop alive; this timer does,
     // and it makes lost events visible instead of silent.
     this.housekeeping = setInterval(() => this.checkPipeline(), HOUSEKEEPING_MS);
   }
 
+  /** Starts following Docker once its socket exists (dockerd may start after the agent). */
+  private followContainersIfDocker(): boolean {
+    if (this.containers) return true;
+    if (!fs.existsSync(DOCKER_SOCKET)) return false;
+    this.containers = new ContainerRegistry({ log: (level, message) => this.log[level](message) });
+    void this.containers.start();
+    return true;
+  }
+
   /** Warns when the kernel or userspace dropped events since the last check. */
   private checkPipeline(): void {
+    this.followContainersIfDocker();
     const s = this.pipeline?.stats();
     if (!s) return;
     const lost = s.kernelDropped + s.userspaceDropped + s.decodeErrors;

@@ -66,7 +66,7 @@ export function defaultConfig(): AgentConfig {
     backend: 'auto',
     policyDirectory: '/etc/edgeward/policies',
     stateDirectory: '/var/lib/edgeward',
-    monitor: { process: true, file: false, network: false, ringBufferBytes: 4 * 1024 * 1024, pollIntervalMs: 50 },
+    monitor: { process: true, file: false, network: false, ringBufferBytes: 2 * 1024 * 1024, pollIntervalMs: 50 },
     logging: { level: 'info', format: 'pretty' },
     alerts: { stdout: true },
   };

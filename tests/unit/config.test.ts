@@ -37,7 +37,7 @@ describe('defaults', () => {
       backend: 'auto',
       policyDirectory: '/etc/edgeward/policies',
       stateDirectory: '/var/lib/edgeward',
-      monitor: { process: true, file: false, network: false, ringBufferBytes: 4 * 1024 * 1024, pollIntervalMs: 50 },
+      monitor: { process: true, file: false, network: false, ringBufferBytes: 2 * 1024 * 1024, pollIntervalMs: 50 },
       logging: { level: 'info', format: 'pretty' },
       alerts: { stdout: true },
     });
@@ -66,7 +66,7 @@ describe('defaults', () => {
 
   test('partial sections are completed with defaults', () => {
     const c = ok('monitor:\n  file: true\nlogging:\n  format: json\nnode:\n  hostname: edge-7\n');
-    expect(c.monitor).toEqual({ process: true, file: true, network: false, ringBufferBytes: 4194304, pollIntervalMs: 50 });
+    expect(c.monitor).toEqual({ process: true, file: true, network: false, ringBufferBytes: 2097152, pollIntervalMs: 50 });
     expect(c.logging).toEqual({ level: 'info', format: 'json' });
     expect(c.node).toEqual({ hostname: 'edge-7', labels: {} });
   });
