@@ -108,7 +108,7 @@ describe('hub policy store', () => {
     fs.writeFileSync(file, fs.readFileSync(file).subarray(0, 100));
     const { store, problems } = openStore(storeOptions(dir));
     expect(problems).toHaveLength(1);
-    expect(problems[0].message).toMatch(/group\.cams\.bundle: stored group cams bundle not used/);
+    expect(problems[0].error.message).toMatch(/group\.cams\.bundle: stored group cams bundle not used/);
     expect(pathsIn(store.policyDirectory)).toEqual({ a: '/usr/bin/a' });
   });
 

@@ -41,6 +41,12 @@ export interface MaterialisedPolicy {
 
 const HISTORY_LIMIT = 32;
 
+/** a stored bundle that could not be used at start */
+export interface StoreProblem {
+  target: BundleTarget;
+  error: HubError;
+}
+
 export function scopeLabel(t: BundleTarget): string {
   return t.scope === 'node' ? 'node' : `group ${t.name}`;
 }
@@ -113,9 +119,9 @@ export class PolicyStore {
    * directory holds exactly their policies. No network: this is what a node
    * enforces from boot on.
    */
-  static open(options: PolicyStoreOptions): Result<{ store: PolicyStore; problems: HubError[] }> {
+  static open(options: PolicyStoreOptions): Result<{ store: PolicyStore; problems: StoreProblem[] }> {
     const store = new PolicyStore(options);
-    const problems: HubError[] = [];
+    const problems: StoreProblem[] = [];
     for (const sub of ['bundles', 'generations']) {
       const r = ensureDirectory(path.join(options.directory, sub));
       if (!r.ok) return r;
@@ -127,7 +133,7 @@ export class PolicyStore {
       try {
         raw = fs.readFileSync(file);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(hubError('io', `${file}: cannot read the stored bundle`, e));
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') problems.push({ target, error: hubError('io', `${file}: cannot read the stored bundle`, e) });
         continue;
       }
       const v = verifyBundle(raw, options.keys, options.maxBundleBytes);
@@ -135,7 +141,7 @@ export class PolicyStore {
       const policies = checked.ok ? policiesOf(checked.value.payload) : checked;
       if (!checked.ok || !policies.ok) {
         const e = !checked.ok ? checked.error : (policies as { ok: false; error: HubError }).error;
-        problems.push(hubError(e.code, `${file}: stored ${scopeLabel(target)} bundle not used: ${e.message}`));
+        problems.push({ target, error: hubError(e.code, `${file}: stored ${scopeLabel(target)} bundle not used: ${e.message}`) });
         continue;
       }
       store.bundles.set(scopeKey(target), { payload: checked.value.payload, keyId: checked.value.keyId, documents: policies.value });
