@@ -1,6 +1,7 @@
 // The `compat` backend: process and file rules through fanotify permission
 // events (agent/src/file_enforcer.ts), network protocol rules through
-// cgroup-bpf (agent/src/net_enforcer.ts).
+// cgroup-bpf (agent/src/net_enforcer.ts). Container rules are enforced per
+// container (by namespace), host rules on the host only.
 import { ApplyResult, COMPAT_SUPPORT, EnforcementBackend } from './backend';
 import { FileEnforcer } from './file_enforcer';
 import type { NativeAddon, NativeEventRing, NativeEventSink } from './native';
@@ -23,9 +24,15 @@ export class CompatBackend implements EnforcementBackend {
     }
   }
 
+  /**
+   * Rules resolved to containers (agent/src/workloads.ts) apply to those
+   * containers only, host rules to the host only; `set.workloads` names every
+   * container (absent: none, every process is the host).
+   */
   apply(set: CompiledPolicySet): ApplyResult {
-    const fileResult = this.files.apply(set.pathRules);
-    const netResult = this.net.apply(set.networkRules);
+    const workloads = set.workloads ?? [];
+    const fileResult = this.files.apply(set.pathRules, workloads);
+    const netResult = this.net.apply(set.networkRules, workloads);
     const errors = [...fileResult.errors, ...netResult.errors];
     return { errors, rules: set.pathRules.length + set.networkRules.length };
   }

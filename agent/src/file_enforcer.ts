@@ -8,9 +8,14 @@
 // (recursive or not), so binaries installed there later are covered too. A
 // copy of a source binary elsewhere is a different executable (as in
 // KubeArmor).
+//
+// Containers: a resolved container rule (PathRule.workload) applies to that
+// container's processes only, and its path and fromSource are paths inside
+// the container, looked up in its root by the native side; host rules apply
+// to host processes only (agent/src/workloads.ts).
 import { Action } from './abi';
-import type { FileEnforcerStats, NativeAddon, NativeEventSink, NativeFileEnforcer, NativeFileRule } from './native';
-import type { PathRule } from './policy/types';
+import type { FileEnforcerStats, NativeAddon, NativeEventSink, NativeFileEnforcer, NativeFileRule, NativeWorkload } from './native';
+import type { PathRule, WorkloadTarget } from './policy/types';
 
 /** Executables under a directory, as fromSource `dir` entries name them. */
 export interface NativeSourceDir {
@@ -26,6 +31,12 @@ export interface NativeSourceDir {
 export interface CompatFileRule extends NativeFileRule {
   ownerOnly: boolean;
   sourceDirs: NativeSourceDir[];
+  workloads: bigint[];
+}
+
+/** The enforcers' view of the containers: workload id = mount namespace inode. */
+export function toNativeWorkloads(workloads: readonly WorkloadTarget[]): NativeWorkload[] {
+  return workloads.map((w) => ({ workload: BigInt(w.mntNs), mntNs: w.mntNs, pidNs: w.pidNs }));
 }
 
 /** The native enforcer's counters (events, denials, marks, internal and watch errors). */
@@ -50,7 +61,8 @@ export function toNativeFileRules(rules: PathRule[]): { rules: CompatFileRule[];
   const out: CompatFileRule[] = [];
   const errors: string[] = [];
   rules.forEach((rule, index) => {
-    const where = `${String(rule.operation).toLowerCase()} rule ${rule.ruleId} (#${index})`;
+    const w = rule.workload;
+    const where = `${String(rule.operation).toLowerCase()} rule ${rule.ruleId} (#${index}${w ? `, container ${w.containerName}` : ''})`;
     if (!Number.isInteger(rule.ruleId) || rule.ruleId < 0 || rule.ruleId > 0xffffffff) {
       errors.push(`path rule #${index}: ruleId must be an integer in 0..4294967295, got ${String(rule.ruleId)}`);
       return;
@@ -99,6 +111,15 @@ export function toNativeFileRules(rules: PathRule[]): { rules: CompatFileRule[];
       errors.push(`${where}: no usable fromSource entry; rule not enforced`);
       return;
     }
+    if (rule.scope?.kind === 'containers' && !w) {
+      // Unresolved, it would apply to the host: never.
+      errors.push(`${where}: a container rule not resolved to a container; not enforced`);
+      return;
+    }
+    if (w && !(Number.isInteger(w.mntNs) && w.mntNs > 0 && Number.isInteger(w.pid) && w.pid > 0)) {
+      errors.push(`${where}: container ${w.containerName} has no usable mount namespace or pid; not enforced`);
+      return;
+    }
     out.push({
       ruleId: rule.ruleId,
       action,
@@ -110,6 +131,8 @@ export function toNativeFileRules(rules: PathRule[]): { rules: CompatFileRule[];
       ownerOnly: !exec && rule.ownerOnly === true,
       sources,
       sourceDirs,
+      workloads: [w ? BigInt(w.mntNs) : 0n],
+      ...(w ? { root: { pid: w.pid, mntNs: w.mntNs } } : {}),
     });
   });
   return { rules: out, errors };
@@ -130,15 +153,23 @@ export class FileEnforcer {
    * enforced. If the native side rejects the whole set, the previous rules
    * stay in force and the reason is reported.
    */
-  apply(rules: PathRule[]): { errors: string[]; marks?: number } {
+  apply(rules: PathRule[], workloads: readonly WorkloadTarget[] = []): { errors: string[]; marks?: number } {
     const native = this.open();
     const converted = toNativeFileRules(rules);
+    let result: { marks: number; errors: string[] };
     try {
-      const result = native.setRules(converted.rules);
-      return { errors: [...converted.errors, ...result.errors], marks: result.marks };
+      result = native.setRules(converted.rules);
     } catch (err) {
       return { errors: [...converted.errors, `process/file rules not applied: ${(err as Error).message}`] };
     }
+    // After the rules: a new container's processes count as the host (host
+    // rules) until now, and as the container (with its rules in place) after.
+    try {
+      native.setWorkloads(toNativeWorkloads(workloads));
+    } catch (err) {
+      return { errors: [...converted.errors, ...result.errors, `containers not updated: ${(err as Error).message}`], marks: result.marks };
+    }
+    return { errors: [...converted.errors, ...result.errors], marks: result.marks };
   }
 
   stats(): CompatFileEnforcerStats {

@@ -52,12 +52,25 @@ export interface NativeMonitor {
   close(): void;
 }
 
+/**
+ * A container the enforcers tell apart from the host: processes in its mount
+ * namespace, or (having unshared that) under its pid namespace, are workload
+ * `workload`; everything else is the host (0n).
+ */
+export interface NativeWorkload {
+  /** what rules name: the container's mount namespace inode; never 0n */
+  workload: bigint;
+  mntNs: number;
+  /** 0: none */
+  pidNs: number;
+}
+
 /** A network rule as the kernel map holds it (ew_net_rule_key/value). */
 export interface NativeNetRule {
   ruleId: number;
   action: number; // EW_ACTION_*
   protoClass: number; // EW_PROTO_*
-  workload: bigint; // 0n: host
+  workload: bigint; // 0n: host; else a NativeWorkload's workload
   /** the source executable's inode, or 0n/0n for any source */
   srcDev: bigint;
   srcIno: bigint;
@@ -66,6 +79,8 @@ export interface NativeNetRule {
 export interface NativeNetEnforcer {
   /** replaces the rule set: new keys are added before stale ones are removed */
   setRules(rules: NativeNetRule[]): void;
+  /** replaces the containers (at most EW_MAX_WORKLOADS): new entries before stale ones are removed */
+  setWorkloads(workloads: NativeWorkload[]): void;
   ruleCount(): number;
   /** detaches from the cgroup */
   close(): void;
@@ -89,6 +104,14 @@ export interface NativeFileRule {
   ownerOnly?: boolean;
   /** fromSource directories: the acting executable's path under one of them */
   sourceDirs?: Array<{ path: string; recursive: boolean }>;
+  /** the workloads whose processes it applies to; absent: [0n], the host */
+  workloads?: bigint[];
+  /**
+   * a container rule: `path` and the sources are paths inside the root of
+   * process `pid` (the container's init), which must be in mount namespace
+   * `mntNs`; symlinks resolve inside that root
+   */
+  root?: { pid: number; mntNs: number };
 }
 
 export interface FileEnforcerStats {
@@ -107,9 +130,23 @@ export interface FileEnforcerStats {
 export interface NativeFileEnforcer {
   /** replaces the rule set; marks for new targets are added before old ones are removed */
   setRules(rules: NativeFileRule[]): { marks: number; errors: string[] };
+  /** replaces the containers told apart from the host */
+  setWorkloads(workloads: NativeWorkload[]): void;
   stats(): FileEnforcerStats;
   /** removes every mark and answers anything pending with allow */
   close(): void;
+}
+
+/** A path inside a container's root (NativeAddon.resolveInContainer). */
+export interface ContainerPathInfo {
+  /** canonical path inside the root */
+  path: string;
+  /** st_dev and st_ino as stat(2) gives them */
+  dev: bigint;
+  ino: bigint;
+  mode: number;
+  /** a regular file starting with "#!" */
+  shebang: boolean;
 }
 
 export interface ProbeFeature {
@@ -141,6 +178,12 @@ export interface NativeAddon {
   /** attaches cgroup-bpf programs to the cgroup v2 directory; decisions go to the ring */
   NetEnforcer: new (ring: NativeEventRing, options: { cgroupPath: string }) => NativeNetEnforcer;
   FileEnforcer: new (sink: NativeEventSink) => NativeFileEnforcer;
+  /**
+   * What `path` is inside the root of process `pid` (which must be in mount
+   * namespace `mntNs`), resolved as that process would: symlinks stay inside
+   * the root. Throws an Error saying why not.
+   */
+  resolveInContainer(pid: number, mntNs: number, path: string): ContainerPathInfo;
 }
 
 let cached: NativeAddon | undefined;

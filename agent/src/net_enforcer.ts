@@ -7,11 +7,17 @@
 // and chroots, but a copy of the binary is a different inode (and so is the
 // file after a package upgrade replaces it: apply() again after upgrades).
 // The device half is the kernel's sb->s_dev (MKDEV form), not st_dev.
+//
+// Containers: a resolved container rule (NetworkRule.workload) is keyed by
+// the container's workload id and applies to its processes only; its
+// fromSource paths are found inside the container's root (symlinks stay
+// inside it). Host rules (workload 0) apply to host processes only.
 import * as fs from 'fs';
 
 import { Action, EW_MAX_NET_RULES, ProtoClass } from './abi';
-import type { NativeAddon, NativeEventRing, NativeNetEnforcer, NativeNetRule } from './native';
-import type { NetworkRule, Protocol, SourceMatch } from './policy/types';
+import { toNativeWorkloads } from './file_enforcer';
+import type { ContainerPathInfo, NativeAddon, NativeEventRing, NativeNetEnforcer, NativeNetRule } from './native';
+import type { NetworkRule, Protocol, SourceMatch, WorkloadTarget } from './policy/types';
 
 const MINORBITS = 20n; // the kernel's dev_t: major << 20 | minor
 const MAX_MAJOR = (1n << 12n) - 1n;
@@ -135,12 +141,46 @@ export function resolveExecutableInode(path: string, mounts?: MountEntry[]): Exe
   return { dev: mount ? mount.dev : statDevToKernelDev(st.dev), ino: st.ino };
 }
 
-/** A resolver reading the mount table once (for one apply()). */
-export function executableResolver(): (path: string) => ExecutableInode {
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
+/**
+ * The executable inode of a path found inside a container (`info`, from
+ * NativeAddon.resolveInContainer) with the container's mount table: as for
+ * the host, the device is the superblock's from mountinfo.
+ */
+export function containerExecutableInode(path: string, info: ContainerPathInfo, mounts: MountEntry[]): ExecutableInode {
+  if ((info.mode & S_IFMT) !== S_IFREG) throw new Error(`${path} is not a regular file in the container`);
+  if (info.shebang) {
+    throw new Error(`${path} is a script: processes running it have its interpreter as executable; name the interpreter`);
+  }
+  const mount = mountOf(info.path, mounts);
+  return { dev: mount ? mount.dev : statDevToKernelDev(info.dev), ino: info.ino };
+}
+
+/** Finds a fromSource executable: on the host, or inside the container a rule was resolved to. */
+export type ExecutableResolve = (path: string, workload?: WorkloadTarget) => ExecutableInode;
+
+/**
+ * A resolver reading each mount table once (for one apply()). Paths in
+ * containers need the addon (resolveInContainer); without it they fail.
+ */
+export function executableResolver(addon?: Pick<NativeAddon, 'resolveInContainer'>): ExecutableResolve {
   let mounts: MountEntry[] | undefined;
-  return (path) => {
-    mounts ??= parseMountInfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-    return resolveExecutableInode(path, mounts);
+  const containerMounts = new Map<number, MountEntry[]>();
+  return (path, workload) => {
+    if (!workload) {
+      mounts ??= parseMountInfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+      return resolveExecutableInode(path, mounts);
+    }
+    if (!addon) throw new Error('paths inside containers cannot be resolved here');
+    const info = addon.resolveInContainer(workload.pid, workload.mntNs, path);
+    let table = containerMounts.get(workload.pid);
+    if (!table) {
+      table = parseMountInfo(fs.readFileSync(`/proc/${workload.pid}/mountinfo`, 'utf8'));
+      containerMounts.set(workload.pid, table);
+    }
+    return containerExecutableInode(path, info, table);
   };
 }
 
@@ -155,14 +195,12 @@ export interface NativeNetRuleSet {
  * (or one with srcDev = srcIno = 0n when the rule has no fromSource).
  * Pure apart from `resolve` (injectable for tests).
  */
-export function toNativeNetRules(
-  rules: NetworkRule[],
-  resolve: (path: string) => ExecutableInode = executableResolver(),
-): NativeNetRuleSet {
+export function toNativeNetRules(rules: NetworkRule[], resolve: ExecutableResolve = executableResolver()): NativeNetRuleSet {
   const out: NativeNetRule[] = [];
   const errors: string[] = [];
   rules.forEach((rule, index) => {
-    const where = `network rule ${rule.ruleId} (#${index})`;
+    const w = rule.workload;
+    const where = `network rule ${rule.ruleId} (#${index}${w ? `, container ${w.containerName}` : ''})`;
     if (!Number.isInteger(rule.ruleId) || rule.ruleId < 0 || rule.ruleId > 0xffffffff) {
       errors.push(`network rule #${index}: ruleId must be an integer in 0..4294967295, got ${String(rule.ruleId)}`);
       return;
@@ -179,7 +217,16 @@ export function toNativeNetRules(
       errors.push(`${where}: protocol must be one of tcp, udp, icmp, icmpv6, raw, got ${String(rule.protocol)}`);
       return;
     }
-    const base = { ruleId: rule.ruleId, action, protoClass, workload: 0n };
+    if (rule.scope?.kind === 'containers' && !w) {
+      // Unresolved, it would apply to the host: never.
+      errors.push(`${where}: a container rule not resolved to a container; not enforced`);
+      return;
+    }
+    if (w && !(Number.isInteger(w.mntNs) && w.mntNs > 0)) {
+      errors.push(`${where}: container ${w.containerName} has no usable mount namespace; not enforced`);
+      return;
+    }
+    const base = { ruleId: rule.ruleId, action, protoClass, workload: w ? BigInt(w.mntNs) : 0n };
     const sources: SourceMatch[] = Array.isArray(rule.fromSource) ? rule.fromSource : [];
     if (sources.length === 0) {
       out.push({ ...base, srcDev: 0n, srcIno: 0n });
@@ -194,7 +241,7 @@ export function toNativeNetRules(
         continue;
       }
       try {
-        const { dev, ino } = resolve(source.path);
+        const { dev, ino } = resolve(source.path, w);
         out.push({ ...base, srcDev: dev, srcIno: ino });
       } catch (err) {
         errors.push(`${where}: fromSource ${source.path} is not enforced: ${(err as Error).message}`);
@@ -209,7 +256,11 @@ export class NetEnforcer {
   private native: NativeNetEnforcer | undefined;
 
   /** Loads and attaches the programs to `cgroup2Path`; throws when the kernel refuses. */
-  constructor(addon: NativeAddon, ring: NativeEventRing, cgroup2Path: string) {
+  constructor(
+    private readonly addon: NativeAddon,
+    ring: NativeEventRing,
+    cgroup2Path: string,
+  ) {
     this.native = new addon.NetEnforcer(ring, { cgroupPath: cgroup2Path });
   }
 
@@ -218,9 +269,9 @@ export class NetEnforcer {
    * are left out and reported; when the whole set cannot be loaded the
    * previous set stays in force and the reason is the only error.
    */
-  apply(rules: NetworkRule[]): { errors: string[] } {
+  apply(rules: NetworkRule[], workloads: readonly WorkloadTarget[] = []): { errors: string[] } {
     const native = this.open();
-    const converted = toNativeNetRules(rules);
+    const converted = toNativeNetRules(rules, executableResolver(this.addon));
     if (converted.rules.length > EW_MAX_NET_RULES) {
       return {
         errors: [
@@ -233,6 +284,12 @@ export class NetEnforcer {
       native.setRules(converted.rules);
     } catch (err) {
       return { errors: [...converted.errors, `network rules not applied: ${(err as Error).message}`] };
+    }
+    // After the rules, as for files: no moment where a container is neither the host nor itself with its rules.
+    try {
+      native.setWorkloads(toNativeWorkloads(workloads));
+    } catch (err) {
+      return { errors: [...converted.errors, `containers not updated for network rules: ${(err as Error).message}`] };
     }
     return { errors: converted.errors };
   }

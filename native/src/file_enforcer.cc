@@ -4,11 +4,15 @@
 #include "file_enforcer.h"
 
 #include <dirent.h>
+#include <fnmatch.h>
 #include <glob.h>
 #include <fcntl.h>
+#include <linux/nsfs.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -21,6 +25,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
+#include <map>
 #include <unordered_set>
 
 #include "edgeward_abi.h"
@@ -111,6 +116,51 @@ std::string FindCgroup2Root() {
 
 }  // namespace
 
+PathRoot::~PathRoot() {
+  if (fd >= 0) close(fd);
+}
+
+int OpenInRoot(const PathRoot* root, const std::string& path, int flags) {
+  if (root == nullptr || root->fd < 0) return open(path.c_str(), flags | O_CLOEXEC);
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  // In the root: "/", "..", absolute and relative symlinks resolve as they
+  // do for the container's processes, never to a host file; magic links
+  // (/proc/<pid>/root of some other process) are refused.
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  for (;;) {
+    long fd = syscall(SYS_openat2, root->fd, path.c_str(), &how, sizeof how);
+    // EAGAIN: a rename raced the lookup (RESOLVE_IN_ROOT retries are the caller's)
+    if (fd < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    return static_cast<int>(fd);
+  }
+}
+
+PathRootPtr OpenContainerRoot(int32_t pid, uint64_t mnt_ns) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  // The /proc/<pid> fd pins this process: if it exits and its pid is reused,
+  // "root" under the fd fails instead of naming the newcomer's root.
+  int pfd = open(proc.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (pfd < 0) throw std::runtime_error("process " + std::to_string(pid) + ": " + ErrnoText(errno));
+  struct stat st;
+  if (fstatat(pfd, "ns/mnt", &st, 0) != 0) {
+    int err = errno;
+    close(pfd);
+    throw std::runtime_error("process " + std::to_string(pid) + ": mount namespace: " + ErrnoText(err));
+  }
+  if (static_cast<uint64_t>(st.st_ino) != mnt_ns) {
+    close(pfd);
+    throw std::runtime_error("process " + std::to_string(pid) + " is in mount namespace " + std::to_string(st.st_ino) +
+                             ", not " + std::to_string(mnt_ns) + " (the container's init is gone)");
+  }
+  int rfd = openat(pfd, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  int err = errno;
+  close(pfd);
+  if (rfd < 0) throw std::runtime_error("process " + std::to_string(pid) + ": root directory: " + ErrnoText(err));
+  return std::make_shared<const PathRoot>(rfd, mnt_ns);
+}
+
 // A rule as the answering thread matches it. Paths are canonical (the form
 // /proc/self/fd/N shows), so symlinks in the policy's paths are resolved.
 struct CompiledFileRule {
@@ -124,8 +174,10 @@ struct CompiledFileRule {
   std::string target;
   bool has_sources = false;
   std::vector<FileInodeId> source_ids;
-  std::vector<std::string> source_paths;
+  std::vector<std::string> source_paths;  // canonical, inside the rule's root
   std::vector<SourceDirSpec> source_dirs;
+  std::vector<uint64_t> workloads;  // which processes it applies to (0: the host)
+  PathRootPtr root;                 // where its paths are (null: the host)
 };
 
 // Immutable once published: the answerer holds a shared_ptr to the table it
@@ -137,6 +189,8 @@ struct FileRuleTable {
   std::unordered_map<FileInodeId, std::vector<uint32_t>, FileInodeIdHash> by_inode;
   std::unordered_map<std::string, std::vector<uint32_t>> by_path;  // exact rule targets
   std::unordered_map<std::string, std::vector<uint32_t>> by_dir;   // directory rules
+  // The dynamic loaders inside the containers' roots (the host's are DynamicLoaders()).
+  std::vector<FileInodeId> container_loaders;
 };
 
 struct FileEnforcerPlan {
@@ -166,6 +220,9 @@ struct ProcessFacts {
   bool flags_done = false;
   int flags = -1;     // the open flags, -1 when not known
   bool write = true;  // unknown counts as a write (fail closed)
+  bool workload_done = false;
+  bool workload_known = false;  // unknown (the task is gone): every rule applies (fail closed)
+  uint64_t workload = 0;
 };
 
 namespace {
@@ -294,6 +351,45 @@ uint32_t NsInode(pid_t tid, const char* ns) {
   return static_cast<uint32_t>(st.st_ino);
 }
 
+// Which workload the acting thread belongs to: its mount namespace's, else
+// the nearest container pid namespace among its own and their ancestors (a
+// process can unshare its mount namespace but never leave its pid namespace),
+// else the host.
+void LoadWorkload(ProcessFacts* f, const WorkloadTable& table) {
+  if (f->workload_done) return;
+  f->workload_done = true;
+  struct stat st;
+  if (stat(ProcPath(f->tid, "ns/mnt").c_str(), &st) != 0) return;  // gone: unknown
+  auto m = table.by_mnt.find(static_cast<uint32_t>(st.st_ino));
+  if (m != table.by_mnt.end()) {
+    f->workload = m->second;
+    f->workload_known = true;
+    return;
+  }
+  if (!table.by_pid.empty()) {
+    int fd = open(ProcPath(f->tid, "ns/pid").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    // MAX_PID_NS_LEVEL is 32; NS_GET_PARENT fails with EPERM above the agent's own namespace.
+    for (int depth = 0; depth <= 32; depth++) {
+      if (fstat(fd, &st) != 0) break;
+      auto p = table.by_pid.find(static_cast<uint32_t>(st.st_ino));
+      if (p != table.by_pid.end()) {
+        close(fd);
+        f->workload = p->second;
+        f->workload_known = true;
+        return;
+      }
+      int parent = ioctl(fd, NS_GET_PARENT);
+      if (parent < 0) break;
+      close(fd);
+      fd = parent;
+    }
+    close(fd);
+  }
+  f->workload = 0;
+  f->workload_known = true;
+}
+
 // cgroup v2 id = inode number of the cgroup's directory in cgroupfs.
 uint64_t CgroupId(pid_t tid, const std::string& cgroup2_root) {
   if (cgroup2_root.empty()) return 0;
@@ -340,6 +436,46 @@ const std::vector<FileInodeId>& DynamicLoaders() {
   return loaders;
 }
 
+bool IsLoaderName(const char* name) {
+  return fnmatch("ld-linux*.so*", name, 0) == 0 || fnmatch("ld-musl-*.so*", name, 0) == 0 ||
+         fnmatch("ld64.so*", name, 0) == 0 || fnmatch("ld.so*", name, 0) == 0;
+}
+
+// The dynamic loaders inside a container's root, found as DynamicLoaders()
+// finds the host's (lib directories and their direct subdirectories), every
+// name resolved inside the root.
+void ContainerLoaders(const PathRoot& root, std::vector<FileInodeId>* out) {
+  std::vector<std::string> dirs = {"/lib", "/lib64", "/lib32", "/usr/lib", "/usr/lib64", "/usr/lib32"};
+  size_t looked = 0;
+  for (size_t i = 0; i < dirs.size() && looked < 64; i++, looked++) {
+    int dfd = OpenInRoot(&root, dirs[i], O_RDONLY | O_DIRECTORY);
+    if (dfd < 0) continue;
+    DIR* d = fdopendir(dfd);
+    if (!d) {
+      close(dfd);
+      continue;
+    }
+    const bool top = i < 6;
+    while (struct dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      const std::string child = JoinPath(dirs[i], e->d_name);
+      if (top && e->d_type == DT_DIR) {
+        dirs.push_back(child);  // e.g. /lib/x86_64-linux-gnu
+        continue;
+      }
+      if (!IsLoaderName(e->d_name)) continue;
+      int fd = OpenInRoot(&root, child, O_PATH);
+      struct stat st;
+      if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+        if (std::find(out->begin(), out->end(), id) == out->end()) out->push_back(id);
+      }
+      if (fd >= 0) close(fd);
+    }
+    closedir(d);
+  }
+}
+
 // FAN_* bits for the inode marks of a rule's files: process rules also watch
 // plain opens, which count as exec when the opener is a dynamic loader.
 uint64_t FileMarkMask(bool exec) { return exec ? (FAN_OPEN_EXEC_PERM | FAN_OPEN_PERM) : FAN_OPEN_PERM; }
@@ -381,6 +517,7 @@ FileEnforcer::FileEnforcer(std::shared_ptr<EventSink> sink) : sink_(std::move(si
   DynamicLoaders();
   record_.assign(sizeof(struct ew_decision_event) + 8, 0);
   table_ = std::make_shared<FileRuleTable>();
+  workloads_ = std::make_shared<WorkloadTable>();
   answer_thread_ = std::thread([this] { AnswerLoop(); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
 }
@@ -420,6 +557,22 @@ void FileEnforcer::Close() {
 std::shared_ptr<const FileRuleTable> FileEnforcer::Snapshot() const {
   std::lock_guard<std::mutex> lock(table_mu_);
   return table_;
+}
+
+std::shared_ptr<const WorkloadTable> FileEnforcer::WorkloadSnapshot() const {
+  std::lock_guard<std::mutex> lock(table_mu_);
+  return workloads_;
+}
+
+void FileEnforcer::SetWorkloads(const std::vector<WorkloadSpec>& workloads) {
+  auto table = std::make_shared<WorkloadTable>();
+  for (const WorkloadSpec& w : workloads) {
+    table->by_mnt[w.mnt_ns] = w.workload;
+    // A pid namespace shared by containers (--pid=container:) names the first.
+    if (w.pid_ns != 0) table->by_pid.emplace(w.pid_ns, w.workload);
+  }
+  std::lock_guard<std::mutex> lock(table_mu_);
+  workloads_ = table;
 }
 
 FileEnforcerStats FileEnforcer::Stats() const {
@@ -493,17 +646,19 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, int grou
   Decision d;
   size_t record_size = 0;
   std::shared_ptr<const FileRuleTable> table;
+  std::shared_ptr<const WorkloadTable> workloads;
   std::string path;
   std::unique_ptr<ProcessFacts> facts;
   FileInodeId id{0, 0};
   try {
     table = Snapshot();
+    workloads = WorkloadSnapshot();
     struct stat st;
     if (fstat(m.fd, &st) != 0) throw std::runtime_error("fstat of the event fd");
     id = FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
     path = FdPath(m.fd);
     facts.reset(new ProcessFacts(m.pid, report_tid_));
-    d = Decide(*table, m, path, st, facts.get());
+    d = Decide(*table, *workloads, m, path, st, facts.get());
   } catch (...) {
     // Never leave a task hanging on an internal failure: allow and count it.
     internal_errors_++;
@@ -574,8 +729,9 @@ bool FileEnforcer::FirstReportOfOpen(const struct fanotify_event_metadata& m, in
   return action != EW_ACTION_NONE;
 }
 
-FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const struct fanotify_event_metadata& m,
-                                            const std::string& path, const struct stat& st, ProcessFacts* facts) {
+FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const WorkloadTable& workloads,
+                                            const struct fanotify_event_metadata& m, const std::string& path,
+                                            const struct stat& st, ProcessFacts* facts) {
   Decision d;
   if (table.rules.empty()) return d;
   const bool exec_event = (m.mask & FAN_OPEN_EXEC_PERM) != 0;
@@ -584,7 +740,9 @@ FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const st
     if (loader < 0) {
       LoadExe(facts);
       const auto& loaders = DynamicLoaders();
-      loader = facts->exe_id_ok && std::find(loaders.begin(), loaders.end(), facts->exe_id) != loaders.end();
+      const auto& more = table.container_loaders;
+      loader = facts->exe_id_ok && (std::find(loaders.begin(), loaders.end(), facts->exe_id) != loaders.end() ||
+                                    std::find(more.begin(), more.end(), facts->exe_id) != more.end());
     }
     return loader == 1;
   };
@@ -625,6 +783,10 @@ FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const st
   for (uint32_t i : candidates) {
     const CompiledFileRule& r = table.rules[i];
     if (r.action == EW_ACTION_AUDIT && d.audit_rule >= 0) continue;
+    // Host rules for the host, a container's rules for its processes.
+    LoadWorkload(facts, workloads);
+    if (facts->workload_known && std::find(r.workloads.begin(), r.workloads.end(), facts->workload) == r.workloads.end())
+      continue;
     if (!exec_event) {
       bool write = false, owner = false;
       if (r.read_only) {
@@ -733,11 +895,12 @@ void FileEnforcer::DropStaleMark(const struct fanotify_event_metadata& m, int gr
 // --- marks --------------------------------------------------------------------
 
 bool FileEnforcer::MarkLocked(int dirfd, const char* path, const FileInodeId& id, uint64_t mask, bool dir,
-                              const std::string& found_at, std::string* error) {
+                              const std::string& found_at, const PathRootPtr& root, std::string* error) {
   auto it = marks_.find(id);
   uint64_t have = it == marks_.end() ? 0 : it->second.mask;
   if ((have & mask) == mask) {
     it->second.path = found_at;
+    it->second.root = root;
     return true;
   }
   uint64_t stale_bits = 0;
@@ -764,15 +927,17 @@ bool FileEnforcer::MarkLocked(int dirfd, const char* path, const FileInodeId& id
   state.mask = have | mask | stale_bits;
   state.dir = dir;
   state.path = found_at;
+  state.root = root;
   mark_count_ = marks_.size();
   return true;
 }
 
-void FileEnforcer::UnmarkLocked(const FileInodeId& id, uint64_t mask, bool dir, const std::string& found_at) {
+void FileEnforcer::UnmarkLocked(const FileInodeId& id, uint64_t mask, bool dir, const std::string& found_at,
+                                const PathRoot* root) {
   // Find the inode again where it was marked; if something else is there now
   // (renamed, replaced), leave the mark for the answerer to drop lazily.
   bool removed = false;
-  int fd = open(found_at.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int fd = OpenInRoot(root, found_at, O_PATH | O_NOFOLLOW);
   if (fd >= 0) {
     struct stat st;
     if (fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_dev) == id.dev &&
@@ -793,7 +958,7 @@ void FileEnforcer::UnmarkLocked(const FileInodeId& id, uint64_t mask, bool dir, 
 }
 
 bool FileEnforcer::PlanMark(FileEnforcerPlan* plan, int dirfd, const char* path, const FileInodeId& id, uint64_t mask,
-                            bool dir, const std::string& found_at, const std::string& where) {
+                            bool dir, const std::string& found_at, const PathRootPtr& root, const std::string& where) {
   if (plan->marks.find(id) == plan->marks.end() && plan->marks.size() >= kMaxMarks) {
     if (!plan->mark_cap_reported) {
       plan->mark_cap_reported = true;
@@ -803,7 +968,7 @@ bool FileEnforcer::PlanMark(FileEnforcerPlan* plan, int dirfd, const char* path,
     return false;
   }
   std::string error;
-  if (!MarkLocked(dirfd, path, id, mask, dir, found_at, &error)) {
+  if (!MarkLocked(dirfd, path, id, mask, dir, found_at, root, &error)) {
     plan->errors.push_back(where + ": cannot mark " + found_at + ": " + error + " (not enforced)");
     return false;
   }
@@ -811,28 +976,30 @@ bool FileEnforcer::PlanMark(FileEnforcerPlan* plan, int dirfd, const char* path,
   return true;
 }
 
-void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec) {
+void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec,
+                                 const PathRootPtr& root, const std::string& where) {
+  (void)spec_index;
   FileRuleTable& table = *plan->table;
-  const std::string where = "rule " + std::to_string(spec.rule_id) + " (rules[" + std::to_string(spec_index) + "])";
+  const PathRoot* in = root.get();
   const uint64_t mask = FileMarkMask(spec.exec);
   // Watches the target's directory for a new inode taking the name (package
   // upgrades, `mv new target`), then marks whatever is there now: a file that
   // arrived before the watch is seen here, one after it by the watcher.
   auto watch_name = [&](const std::string& dir, const std::string& name, const FileInodeId* marked) {
-    int dfd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int dfd = OpenInRoot(in, dir, O_PATH | O_DIRECTORY);
     if (dfd < 0) return;
-    PlanWatch(plan, ProcFdPath(dfd), dir, name, mask, 0, where);
+    PlanWatch(plan, ProcFdPath(dfd), dir, root, name, mask, 0, where);
     int fd = openat(dfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
     if (fd >= 0 && fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
       FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
       if (!marked || !(id == *marked))
-        PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, mask, false, JoinPath(dir, name.c_str()), where);
+        PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, mask, false, JoinPath(dir, name.c_str()), root, where);
     }
     if (fd >= 0) close(fd);
     close(dfd);
   };
-  int fd = open(spec.path.c_str(), O_PATH | O_CLOEXEC);  // follows symlinks, like the open it guards
+  int fd = OpenInRoot(in, spec.path, O_PATH);  // follows symlinks (inside the root), like the open it guards
   if (fd < 0) {
     int err = errno;
     // Not there yet: watch its directory and mark it when it appears.
@@ -841,7 +1008,7 @@ void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t 
     size_t slash = trimmed.rfind('/');
     std::string name = trimmed.substr(slash + 1);
     int parent = err == ENOENT && !name.empty()
-                     ? open(slash == 0 ? "/" : trimmed.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)
+                     ? OpenInRoot(in, slash == 0 ? std::string("/") : trimmed.substr(0, slash), O_PATH | O_DIRECTORY)
                      : -1;
     std::string dir = parent >= 0 ? FdPath(parent) : std::string();
     if (parent >= 0) close(parent);
@@ -869,7 +1036,7 @@ void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t 
   if (target.empty()) target = spec.path;
   table.rules[index].target = target;
   table.by_path[target].push_back(index);
-  if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, mask, false, target, where))
+  if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, mask, false, target, root, where))
     table.by_inode[id].push_back(index);
   close(fd);
   size_t slash = target.rfind('/');
@@ -877,11 +1044,12 @@ void FileEnforcer::PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t 
     watch_name(slash == 0 ? std::string("/") : target.substr(0, slash), target.substr(slash + 1), &id);
 }
 
-void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec) {
+void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec,
+                               const PathRootPtr& in_root, const std::string& where) {
+  (void)spec_index;
   FileRuleTable& table = *plan->table;
-  const std::string where = "rule " + std::to_string(spec.rule_id) + " (rules[" + std::to_string(spec_index) + "])";
   const uint64_t perm = spec.exec ? FAN_OPEN_EXEC_PERM : FAN_OPEN_PERM;
-  int root = open(spec.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int root = OpenInRoot(in_root.get(), spec.path, O_RDONLY | O_DIRECTORY);
   if (root < 0) {
     int err = errno;
     plan->errors.push_back(where + ": directory " + spec.path + ": " +
@@ -909,9 +1077,9 @@ void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t sp
     }
     plan->dirs++;
     PlanMark(plan, dfd, nullptr, FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)},
-             perm | FAN_EVENT_ON_CHILD, true, path, where);
+             perm | FAN_EVENT_ON_CHILD, true, path, in_root, where);
     // Watched before it is listed: a subdirectory made meanwhile is listed or reported.
-    if (spec.recursive) PlanWatch(plan, ProcFdPath(dfd), path, std::string(), 0, perm, where);
+    if (spec.recursive) PlanWatch(plan, ProcFdPath(dfd), path, in_root, std::string(), 0, perm, where);
     DIR* dir = fdopendir(dfd);
     if (!dir) {
       plan->errors.push_back(where + ": cannot list " + path + ": " + ErrnoText(errno));
@@ -942,7 +1110,7 @@ void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t sp
       struct stat now;
       if (fstat(fd, &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino) {
         FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
-        if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, FileMarkMask(spec.exec), false, child, where))
+        if (PlanMark(plan, AT_FDCWD, ProcFdPath(fd).c_str(), id, FileMarkMask(spec.exec), false, child, in_root, where))
           table.by_inode[id].push_back(index);
       }
       close(fd);
@@ -969,7 +1137,7 @@ void FileEnforcer::PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t sp
   }
 }
 
-int FileEnforcer::AddWatchLocked(const std::string& watch_path, const std::string& dir,
+int FileEnforcer::AddWatchLocked(const std::string& watch_path, const std::string& dir, const PathRootPtr& root,
                                  std::unordered_map<int, FileWatchState>* into, std::string* error) {
   // Callers pass /proc/self/fd/N of a directory they opened (so the watch is
   // on that inode) or a canonical path: following the last link is intended.
@@ -979,12 +1147,13 @@ int FileEnforcer::AddWatchLocked(const std::string& watch_path, const std::strin
     return -1;
   }
   (*into)[wd].dir = dir;  // the same inode under a new path (renamed): the newest path wins
+  (*into)[wd].root = root;
   return wd;
 }
 
 bool FileEnforcer::PlanWatch(FileEnforcerPlan* plan, const std::string& watch_path, const std::string& dir,
-                             const std::string& exact_name, uint64_t exact_mask, uint64_t recursive_mask,
-                             const std::string& where) {
+                             const PathRootPtr& root, const std::string& exact_name, uint64_t exact_mask,
+                             uint64_t recursive_mask, const std::string& where) {
   if (plan->watches.size() >= kMaxWatchedDirs) {
     if (!plan->watch_cap_reported) {
       plan->watch_cap_reported = true;
@@ -995,7 +1164,7 @@ bool FileEnforcer::PlanWatch(FileEnforcerPlan* plan, const std::string& watch_pa
     return false;
   }
   std::string error;
-  int wd = AddWatchLocked(watch_path, dir, &plan->watches, &error);
+  int wd = AddWatchLocked(watch_path, dir, root, &plan->watches, &error);
   if (wd < 0) {
     plan->errors.push_back(where + ": cannot watch " + dir + ": " + error +
                            " (new subdirectories and replaced files there are not marked)");
@@ -1013,14 +1182,41 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
   FileEnforcerPlan plan;
   FileRuleTable& table = *plan.table;
   table.rules.reserve(rules.size());
+  // Container roots, opened once per call: (pid, mount namespace) -> root or why not.
+  std::map<std::pair<int32_t, uint64_t>, std::pair<PathRootPtr, std::string>> roots;
 
   // 1. Compile the rules, add the marks and watches they need (existing ones
   //    stay). Each directory is watched before it is listed or its target
   //    opened, so what appears meanwhile is either seen here or reported.
   for (size_t i = 0; i < rules.size(); i++) {
     const FileRuleSpec& spec = rules[i];
-    const std::string where = "rule " + std::to_string(spec.rule_id) + " (rules[" + std::to_string(i) + "])";
+    std::string where = "rule " + std::to_string(spec.rule_id) + " (rules[" + std::to_string(i) + "])";
+    PathRootPtr root;
+    if (spec.root_pid > 0) {
+      where = "rule " + std::to_string(spec.rule_id) + " (rules[" + std::to_string(i) + "], container mount namespace " +
+              std::to_string(spec.root_mnt_ns) + ")";
+      auto key = std::make_pair(spec.root_pid, spec.root_mnt_ns);
+      auto found = roots.find(key);
+      if (found == roots.end()) {
+        std::pair<PathRootPtr, std::string> opened;
+        try {
+          opened.first = OpenContainerRoot(spec.root_pid, spec.root_mnt_ns);
+          ContainerLoaders(*opened.first, &table.container_loaders);
+        } catch (const std::exception& e) {
+          opened.second = e.what();
+        }
+        found = roots.emplace(key, opened).first;
+      }
+      if (!found->second.first) {
+        plan.errors.push_back(where + ": cannot find the container's root: " + found->second.second + " (not enforced)");
+        continue;
+      }
+      root = found->second.first;
+    }
+    const PathRoot* in = root.get();
     CompiledFileRule r;
+    r.workloads = spec.workloads;
+    r.root = root;
     r.rule_id = spec.rule_id;
     r.action = spec.action;
     r.exec = spec.exec;
@@ -1030,7 +1226,7 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
     r.owner_only = spec.owner_only;
     r.has_sources = !spec.sources.empty() || !spec.source_dirs.empty();
     for (const std::string& src : spec.sources) {
-      int fd = open(src.c_str(), O_PATH | O_CLOEXEC);
+      int fd = OpenInRoot(in, src, O_PATH);
       if (fd < 0) {
         // A missing source still limits the rule (to nothing, until it appears):
         // it must not turn the rule into "any process".
@@ -1047,7 +1243,7 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
       close(fd);
     }
     for (const SourceDirSpec& src : spec.source_dirs) {
-      int fd = open(src.path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      int fd = OpenInRoot(in, src.path, O_PATH | O_DIRECTORY);
       std::string canonical = fd >= 0 ? FdPath(fd) : std::string();
       if (fd >= 0) close(fd);
       if (canonical.empty()) {
@@ -1061,9 +1257,9 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
     table.rules.push_back(std::move(r));
     const uint32_t index = static_cast<uint32_t>(table.rules.size() - 1);
     if (spec.is_dir)
-      PlanDirRule(&plan, index, i, spec);
+      PlanDirRule(&plan, index, i, spec, root, where);
     else
-      PlanExactRule(&plan, index, i, spec);
+      PlanExactRule(&plan, index, i, spec, root, where);
   }
 
   // 2. Publish the new table.
@@ -1085,10 +1281,10 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
       continue;
     }
     if (!(wanted & kPermEvents)) {
-      UnmarkLocked(it->first, it->second.mask, it->second.dir, it->second.path);
+      UnmarkLocked(it->first, it->second.mask, it->second.dir, it->second.path, it->second.root.get());
       it = marks_.erase(it);
     } else {
-      UnmarkLocked(it->first, extra_events, it->second.dir, it->second.path);
+      UnmarkLocked(it->first, extra_events, it->second.dir, it->second.path, it->second.root.get());
       it->second.mask &= ~extra_events;
       ++it;
     }
@@ -1101,7 +1297,7 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
 
 // A directory appeared under a recursive rule's directory: mark it and its
 // subdirectories. Files in it are matched by path through these marks.
-void FileEnforcer::WalkNewDirLocked(const std::string& top, uint64_t perm) {
+void FileEnforcer::WalkNewDirLocked(const std::string& top, uint64_t perm, const PathRootPtr& root) {
   std::vector<std::string> queue{top};
   for (size_t q = 0; q < queue.size(); q++) {
     const std::string dir = queue[q];
@@ -1110,12 +1306,12 @@ void FileEnforcer::WalkNewDirLocked(const std::string& top, uint64_t perm) {
                      " marks reached: new directory " + dir + " is not marked (not enforced there)");
       return;
     }
-    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int dfd = OpenInRoot(root.get(), dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     if (dfd < 0) continue;  // gone again, or not a directory
     // Watch, then mark, then list: a subdirectory made meanwhile is either
     // listed here or reported by the watch.
     std::string error;
-    int wd = AddWatchLocked(ProcFdPath(dfd), dir, &watches_, &error);
+    int wd = AddWatchLocked(ProcFdPath(dfd), dir, root, &watches_, &error);
     if (wd < 0) {
       NoteWatchError("cannot watch new directory " + dir + ": " + error);
     } else {
@@ -1124,7 +1320,7 @@ void FileEnforcer::WalkNewDirLocked(const std::string& top, uint64_t perm) {
     struct stat st;
     if (fstat(dfd, &st) == 0 &&
         !MarkLocked(dfd, nullptr, FileInodeId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)},
-                    perm | FAN_EVENT_ON_CHILD, true, dir, &error))
+                    perm | FAN_EVENT_ON_CHILD, true, dir, root, &error))
       NoteWatchError("cannot mark new directory " + dir + ": " + error);
     DIR* d = fdopendir(dfd);
     if (!d) {
@@ -1175,19 +1371,20 @@ void FileEnforcer::WatchLoop() {
       auto exact = w->second.exact_names.find(name);
       if (exact != w->second.exact_names.end() && !(ev->mask & IN_ISDIR)) {
         const uint64_t mask = exact->second;
-        int fd = open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        int fd = OpenInRoot(w->second.root.get(), path, O_PATH | O_NOFOLLOW);
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
           std::string error;
           const FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
-          if (!MarkLocked(AT_FDCWD, ProcFdPath(fd).c_str(), id, mask, false, path, &error))
+          if (!MarkLocked(AT_FDCWD, ProcFdPath(fd).c_str(), id, mask, false, path, w->second.root, &error))
             NoteWatchError("cannot mark new " + path + ": " + error);
         }
         if (fd >= 0) close(fd);
       }
       if ((ev->mask & IN_ISDIR) && w->second.recursive_mask) {
         const uint64_t perm = w->second.recursive_mask;  // w may be invalidated by the walk
-        WalkNewDirLocked(path, perm);
+        const PathRootPtr root = w->second.root;
+        WalkNewDirLocked(path, perm, root);
       }
     }
   }
@@ -1217,6 +1414,21 @@ std::string CheckedPath(Napi::Env env, Napi::Value v, const std::string& what) {
     throw Napi::TypeError::New(env, what + " is " + std::to_string(s.size()) + " bytes, longer than PATH_MAX - 1 (" +
                                         std::to_string(PATH_MAX - 1) + ")");
   return s;
+}
+
+uint64_t BigU64(Napi::Env env, Napi::Value v, const std::string& what) {
+  bool lossless = false;
+  uint64_t n = v.IsBigInt() ? v.As<Napi::BigInt>().Uint64Value(&lossless) : 0;
+  if (!v.IsBigInt() || !lossless) throw Napi::TypeError::New(env, what + " must be a bigint in 0n..2n**64n-1n");
+  return n;
+}
+
+uint32_t Uint32In(Napi::Env env, Napi::Value v, const std::string& what, double min, double max) {
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!v.IsNumber() || !(d >= min && d <= max) || d != static_cast<double>(static_cast<uint64_t>(d)))
+    throw Napi::TypeError::New(env, what + " must be an integer in " + std::to_string(static_cast<uint64_t>(min)) + ".." +
+                                        std::to_string(static_cast<uint64_t>(max)));
+  return static_cast<uint32_t>(d);
 }
 
 std::vector<FileRuleSpec> ParseRules(Napi::Env env, Napi::Value value) {
@@ -1274,7 +1486,47 @@ std::vector<FileRuleSpec> ParseRules(Napi::Env env, Napi::Value value) {
         r.source_dirs.push_back(std::move(sd));
       }
     }
+    Napi::Value workloads = o.Get("workloads");
+    if (!workloads.IsUndefined()) {
+      if (!workloads.IsArray() || workloads.As<Napi::Array>().Length() == 0)
+        throw Napi::TypeError::New(env, RuleField(i, "workloads") + " must be a non-empty array of bigints (0n: the host)");
+      Napi::Array wa = workloads.As<Napi::Array>();
+      r.workloads.clear();
+      for (uint32_t j = 0; j < wa.Length(); j++)
+        r.workloads.push_back(BigU64(env, wa.Get(j), RuleField(i, "workloads") + "[" + std::to_string(j) + "]"));
+    }
+    Napi::Value root = o.Get("root");
+    if (!root.IsUndefined()) {
+      const std::string what = RuleField(i, "root");
+      if (!root.IsObject()) throw Napi::TypeError::New(env, what + " must be an object {pid, mntNs}");
+      Napi::Object ro = root.As<Napi::Object>();
+      r.root_pid = static_cast<int32_t>(Uint32In(env, ro.Get("pid"), what + ".pid", 1, 0x7fffffff));
+      r.root_mnt_ns = Uint32In(env, ro.Get("mntNs"), what + ".mntNs", 1, 0xffffffff);
+    }
     out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<WorkloadSpec> ParseWorkloads(Napi::Env env, Napi::Value value) {
+  if (!value.IsArray())
+    throw Napi::TypeError::New(env, "setWorkloads: workloads must be an array of {workload, mntNs, pidNs}");
+  Napi::Array arr = value.As<Napi::Array>();
+  std::vector<WorkloadSpec> out;
+  std::unordered_set<uint32_t> mnt_seen;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    const std::string what = "setWorkloads: workloads[" + std::to_string(i) + "]";
+    Napi::Value item = arr.Get(i);
+    if (!item.IsObject() || item.IsArray()) throw Napi::TypeError::New(env, what + " must be an object {workload, mntNs, pidNs}");
+    Napi::Object o = item.As<Napi::Object>();
+    WorkloadSpec w;
+    w.workload = BigU64(env, o.Get("workload"), what + ".workload");
+    if (w.workload == 0) throw Napi::TypeError::New(env, what + ".workload must not be 0n (0n is the host)");
+    w.mnt_ns = Uint32In(env, o.Get("mntNs"), what + ".mntNs", 1, 0xffffffff);
+    w.pid_ns = Uint32In(env, o.Get("pidNs"), what + ".pidNs", 0, 0xffffffff);
+    if (!mnt_seen.insert(w.mnt_ns).second)
+      throw Napi::TypeError::New(env, what + ".mntNs " + std::to_string(w.mnt_ns) + " is named twice");
+    out.push_back(w);
   }
   return out;
 }
@@ -1291,6 +1543,7 @@ class FileEnforcerWrap : public Napi::ObjectWrap<FileEnforcerWrap> {
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function fn = DefineClass(env, "FileEnforcer",
                                     {InstanceMethod("setRules", &FileEnforcerWrap::SetRules),
+                                     InstanceMethod("setWorkloads", &FileEnforcerWrap::SetWorkloads),
                                      InstanceMethod("stats", &FileEnforcerWrap::Stats),
                                      InstanceMethod("close", &FileEnforcerWrap::Close)});
     exports.Set("FileEnforcer", fn);
@@ -1341,6 +1594,14 @@ class FileEnforcerWrap : public Napi::ObjectWrap<FileEnforcerWrap> {
     return out;
   }
 
+  Napi::Value SetWorkloads(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<WorkloadSpec> workloads = ParseWorkloads(env, info.Length() > 0 ? info[0] : env.Undefined());
+    if (enforcer_->closed()) throw Napi::Error::New(env, "FileEnforcer is closed");
+    enforcer_->SetWorkloads(workloads);
+    return env.Undefined();
+  }
+
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     FileEnforcerStats s = enforcer_->Stats();
@@ -1364,6 +1625,60 @@ class FileEnforcerWrap : public Napi::ObjectWrap<FileEnforcerWrap> {
   napi_env env_ = nullptr;
 };
 
-void InitFileEnforcer(Napi::Env env, Napi::Object exports) { FileEnforcerWrap::Init(env, exports); }
+namespace {
+
+// resolveInContainer(pid, mntNs, path): what `path` is inside the root of
+// process `pid` (in mount namespace mntNs), resolved as that process would
+// (symlinks stay inside the root): {path: canonical path inside the root,
+// dev: st_dev, ino, mode, shebang: starts with "#!"}. Throws an Error saying
+// why not (ENOENT, the process is gone, ...).
+Napi::Value ResolveInContainer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* usage = "resolveInContainer(pid: number, mntNs: number, path: string)";
+  if (info.Length() < 3) throw Napi::TypeError::New(env, usage);
+  int32_t pid = static_cast<int32_t>(Uint32In(env, info[0], "resolveInContainer: pid", 1, 0x7fffffff));
+  uint32_t mnt_ns = Uint32In(env, info[1], "resolveInContainer: mntNs", 1, 0xffffffff);
+  std::string path = CheckedPath(env, info[2], "resolveInContainer: path");
+  PathRootPtr root;
+  try {
+    root = OpenContainerRoot(pid, mnt_ns);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("resolveInContainer: ") + e.what());
+  }
+  int fd = OpenInRoot(root.get(), path, O_PATH);
+  if (fd < 0) throw Napi::Error::New(env, "resolveInContainer: " + path + ": " + ErrnoText(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    throw Napi::Error::New(env, "resolveInContainer: " + path + ": " + ErrnoText(err));
+  }
+  std::string canonical = FdPath(fd);
+  close(fd);
+  bool shebang = false;
+  if (S_ISREG(st.st_mode)) {
+    // O_NONBLOCK: never wait on a FIFO swapped in meanwhile.
+    int rfd = OpenInRoot(root.get(), path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    char head[2];
+    if (rfd >= 0) {
+      shebang = pread(rfd, head, 2, 0) == 2 && head[0] == '#' && head[1] == '!';
+      close(rfd);
+    }
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("path", canonical.empty() ? path : canonical);
+  out.Set("dev", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_dev)));
+  out.Set("ino", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_ino)));
+  out.Set("mode", Napi::Number::New(env, st.st_mode));
+  out.Set("shebang", Napi::Boolean::New(env, shebang));
+  return out;
+}
+
+}  // namespace
+
+void InitFileEnforcer(Napi::Env env, Napi::Object exports) {
+  FileEnforcerWrap::Init(env, exports);
+  exports.Set("resolveInContainer", Napi::Function::New(env, ResolveInContainer, "resolveInContainer"));
+}
 
 }  // namespace edgeward

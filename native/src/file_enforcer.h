@@ -9,6 +9,17 @@
 // subdirectories created later and files that replace a rule's target.
 // Matched decisions go to the EventSink as ew_decision_event records.
 //
+// Workloads: every rule names the workloads it applies to (0: the host; a
+// container: its mount namespace inode). setWorkloads gives the containers'
+// mount and pid namespaces; on an event the acting thread's mount namespace
+// names its workload, else (a process that unshared its mount namespace) the
+// nearest known pid namespace among its pid namespace and their ancestors,
+// which no process can leave; anything else is the host. A container rule's
+// paths and fromSource are paths inside the container: they are resolved
+// under its root (openat2 RESOLVE_IN_ROOT from /proc/<init pid>/root, so an
+// absolute symlink in the image cannot lead to a host file), and the inode
+// found there (the overlay's) is marked.
+//
 // Two fanotify groups: one holds the inode marks of files, the other the
 // directory marks. The kernel lets an open through when a mark of the group
 // involved in the event is being destroyed (fanotify_handle_event:
@@ -33,6 +44,12 @@
 // - The agent's own process is not exempt: it is refused like any other (the
 //   answerer only opens /proc and its own fds, so it cannot deadlock).
 // - Closing the groups (agent exit, crash, kill) allows everything.
+// - Containers: a container's processes are told apart only once setWorkloads
+//   names it (the agent does so when Docker reports the start): until then
+//   they are the host. A namespace inode reused right after a container's
+//   exit is that container's until the next setWorkloads. Mount namespace
+//   inodes name workloads; containers sharing a pid namespace
+//   (--pid=container:) are told apart by mount namespace only.
 #pragma once
 
 #include <sys/fanotify.h>
@@ -63,6 +80,42 @@ struct FileInodeIdHash {
   }
 };
 
+// Where a rule's paths are looked up: the host (fd -1: absolute paths as the
+// agent sees them) or a container's root directory, held open so the
+// container's init may exit without the rule changing meaning.
+struct PathRoot {
+  int fd = -1;
+  uint64_t mnt_ns = 0;  // the container's mount namespace; 0: the host
+  PathRoot() = default;
+  PathRoot(int f, uint64_t ns) : fd(f), mnt_ns(ns) {}
+  PathRoot(const PathRoot&) = delete;
+  PathRoot& operator=(const PathRoot&) = delete;
+  ~PathRoot();
+};
+using PathRootPtr = std::shared_ptr<const PathRoot>;
+
+// Opens `path` as the host sees it (root null or the host) or inside a
+// container's root (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS: "..",
+// absolute and relative symlinks all stay under the root). O_CLOEXEC is added.
+int OpenInRoot(const PathRoot* root, const std::string& path, int flags);
+
+// Opens the root directory of the process `pid` after checking that it is in
+// mount namespace `mnt_ns` (a recycled pid is refused). Throws
+// std::runtime_error saying why.
+PathRootPtr OpenContainerRoot(int32_t pid, uint64_t mnt_ns);
+
+// A container as setWorkloads gives it.
+struct WorkloadSpec {
+  uint64_t workload;  // what rules name (non-zero)
+  uint32_t mnt_ns;
+  uint32_t pid_ns;    // 0: none
+};
+
+struct WorkloadTable {
+  std::unordered_map<uint32_t, uint64_t> by_mnt;
+  std::unordered_map<uint32_t, uint64_t> by_pid;
+};
+
 struct SourceDirSpec {
   std::string path;
   bool recursive;
@@ -80,12 +133,16 @@ struct FileRuleSpec {
   bool owner_only = false;  // file rules: processes whose fsuid owns the file do not match
   std::vector<std::string> sources;          // executables; empty with no source_dirs: any process
   std::vector<SourceDirSpec> source_dirs;    // executables under these directories
+  std::vector<uint64_t> workloads{0};         // the workloads it applies to (0: the host)
+  int32_t root_pid = 0;                       // > 0: paths are inside this process's root...
+  uint64_t root_mnt_ns = 0;                   // ...which must be in this mount namespace
 };
 
 // What an inotify watch is for: rule targets in the directory (re-marked when
 // a new file takes their name) and recursive rules (new subdirectories).
 struct FileWatchState {
-  std::string dir;                                        // canonical path when watched
+  std::string dir;                                        // canonical path when watched (inside root)
+  PathRootPtr root;                                       // null: the host
   std::unordered_map<std::string, uint64_t> exact_names;  // rule target names -> FAN_* mask
   uint64_t recursive_mask = 0;                            // recursive rules covering the directory
 };
@@ -119,6 +176,8 @@ class FileEnforcer {
   // Replaces the rules: marks new targets, swaps the table, removes marks no
   // longer needed. Per-rule problems (missing paths, caps) come back in errors.
   SetRulesResult SetRules(const std::vector<FileRuleSpec>& rules);
+  // Replaces the containers told apart from the host (see the top of the file).
+  void SetWorkloads(const std::vector<WorkloadSpec>& workloads);
   FileEnforcerStats Stats() const;
   // Stops both threads and closes the groups: the kernel then allows anything
   // pending and drops every mark. Idempotent.
@@ -130,7 +189,8 @@ class FileEnforcer {
   struct MarkState {
     uint64_t mask;     // FAN_* bits set in the kernel
     bool dir;          // in the directory group
-    std::string path;  // where the inode was found (to find it again for removal)
+    std::string path;  // where the inode was found (to find it again for removal)...
+    PathRootPtr root;  // ...under this root (null: the host)
   };
   struct StaleMark {
     uint64_t mask;
@@ -155,28 +215,31 @@ class FileEnforcer {
   // Whether to report this event's decision (action: EW_ACTION_*); false for the
   // second group's ask of an open already reported as Audited.
   bool FirstReportOfOpen(const struct fanotify_event_metadata& m, int group, const FileInodeId& id, int action);
-  Decision Decide(const FileRuleTable& table, const struct fanotify_event_metadata& m, const std::string& path,
-                  const struct stat& st, ProcessFacts* facts);
+  Decision Decide(const FileRuleTable& table, const WorkloadTable& workloads, const struct fanotify_event_metadata& m,
+                  const std::string& path, const struct stat& st, ProcessFacts* facts);
   void EmitDecision(const FileRuleTable& table, const Decision& d, const struct fanotify_event_metadata& m,
                     const std::string& path, ProcessFacts* facts);
   void DropStaleMark(const struct fanotify_event_metadata& m, int group, const FileInodeId& id,
                      const std::string& path);
   std::shared_ptr<const FileRuleTable> Snapshot() const;
+  std::shared_ptr<const WorkloadTable> WorkloadSnapshot() const;
 
   // Marking, under marks_mu_.
   bool MarkLocked(int fd_or_dirfd, const char* path_or_null, const FileInodeId& id, uint64_t mask, bool dir,
-                  const std::string& found_at, std::string* error);
-  void UnmarkLocked(const FileInodeId& id, uint64_t mask, bool dir, const std::string& found_at);
-  void PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec);
-  void PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec);
+                  const std::string& found_at, const PathRootPtr& root, std::string* error);
+  void UnmarkLocked(const FileInodeId& id, uint64_t mask, bool dir, const std::string& found_at, const PathRoot* root);
+  void PlanExactRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec,
+                     const PathRootPtr& root, const std::string& where);
+  void PlanDirRule(FileEnforcerPlan* plan, uint32_t index, size_t spec_index, const FileRuleSpec& spec,
+                   const PathRootPtr& root, const std::string& where);
   bool PlanMark(FileEnforcerPlan* plan, int fd_or_dirfd, const char* path_or_null, const FileInodeId& id,
-                uint64_t mask, bool dir, const std::string& found_at, const std::string& where);
-  void WalkNewDirLocked(const std::string& dir, uint64_t perm);
+                uint64_t mask, bool dir, const std::string& found_at, const PathRootPtr& root, const std::string& where);
+  void WalkNewDirLocked(const std::string& dir, uint64_t perm, const PathRootPtr& root);
   // Watches `watch_path` (a path, or /proc/self/fd/N of the open directory)
-  // and records it in `into` under `dir`; -1 with *error on failure.
-  int AddWatchLocked(const std::string& watch_path, const std::string& dir,
+  // and records it in `into` under `dir` (inside `root`); -1 with *error on failure.
+  int AddWatchLocked(const std::string& watch_path, const std::string& dir, const PathRootPtr& root,
                      std::unordered_map<int, FileWatchState>* into, std::string* error);
-  bool PlanWatch(FileEnforcerPlan* plan, const std::string& watch_path, const std::string& dir,
+  bool PlanWatch(FileEnforcerPlan* plan, const std::string& watch_path, const std::string& dir, const PathRootPtr& root,
                  const std::string& exact_name, uint64_t exact_mask, uint64_t recursive_mask, const std::string& where);
   void NoteWatchError(const std::string& message);
 
@@ -190,8 +253,9 @@ class FileEnforcer {
   std::thread watch_thread_;
   std::mutex close_mu_;
 
-  mutable std::mutex table_mu_;  // guards table_ (the pointer only: tables are immutable)
+  mutable std::mutex table_mu_;  // guards table_ and workloads_ (the pointers only: both are immutable)
   std::shared_ptr<const FileRuleTable> table_;
+  std::shared_ptr<const WorkloadTable> workloads_;
 
   std::mutex marks_mu_;  // guards marks_, watches_; held by setRules and the watcher, never by the answerer
   std::unordered_map<FileInodeId, MarkState, FileInodeIdHash> marks_;

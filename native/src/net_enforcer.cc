@@ -4,7 +4,8 @@
 // them to a cgroup v2 directory through bpf_links (links always attach with
 // BPF_F_ALLOW_MULTI semantics: programs Docker or systemd put on the same
 // cgroup keep running, and programs attached to descendants cannot override
-// ours), and keeps the `net_rules` map in step with the rule set JS gives.
+// ours), and keeps the `net_rules` map in step with the rule set JS gives and
+// the `workloads` map with the containers (rules name workloads: 0 the host).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "edgeward_abi.h"
+#include "ew_workload_abi.h"
 #include "event_ring.h"
 #include "modules.h"
 #include "net_enforcer.skel.h"
@@ -43,6 +45,13 @@ struct RuleKeyLess {
   }
 };
 using RuleSet = std::map<ew_net_rule_key, ew_net_rule_value, RuleKeyLess>;
+
+struct WorkloadKeyLess {
+  bool operator()(const ew_workload_key& a, const ew_workload_key& b) const {
+    return std::tie(a.ns_kind, a.ns_inum) < std::tie(b.ns_kind, b.ns_inum);
+  }
+};
+using WorkloadSet = std::map<ew_workload_key, ew_workload_value, WorkloadKeyLess>;
 
 // Every program of the skeleton with its name, in attach order: the
 // use-time hooks first, creation last, so that once sockets can no longer be
@@ -91,6 +100,35 @@ class NetEnforcer {
       if (rules.count(key) != 0) continue;
       if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT) {
         throw std::runtime_error("NetEnforcer.setRules: removing a stale rule failed: " + ErrnoText(errno));
+      }
+    }
+  }
+
+  // Replaces the containers: new and changed entries first, then stale ones
+  // deleted (a container that stays keeps its entry throughout).
+  void SetWorkloads(const WorkloadSet& workloads) {
+    if (workloads.size() > 2 * EW_MAX_WORKLOADS) {
+      throw std::range_error("NetEnforcer.setWorkloads: " + std::to_string(workloads.size() / 2) +
+                             " workloads, at most " + std::to_string(EW_MAX_WORKLOADS) + " are supported; nothing changed");
+    }
+    int fd = bpf_map__fd(skel_->maps.workloads);
+    for (const auto& [key, value] : workloads) {
+      if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0) {
+        throw std::runtime_error("NetEnforcer.setWorkloads: adding namespace " + std::to_string(key.ns_inum) +
+                                 " failed: " + ErrnoText(errno));
+      }
+    }
+    std::vector<ew_workload_key> stale;
+    ew_workload_key key = {}, next = {};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      if (workloads.count(next) == 0) stale.push_back(next);
+      key = next;
+      prev = &key;
+    }
+    for (const ew_workload_key& k : stale) {
+      if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT) {
+        throw std::runtime_error("NetEnforcer.setWorkloads: removing a stale namespace failed: " + ErrnoText(errno));
       }
     }
   }
@@ -173,7 +211,8 @@ const char kUsage[] = "NetEnforcer(ring: EventRing, {cgroupPath: string})";
 
 class RuleReader {
  public:
-  RuleReader(Napi::Env env, uint32_t index) : env_(env), prefix_("NetEnforcer.setRules: rules[" + std::to_string(index) + "].") {}
+  RuleReader(Napi::Env env, uint32_t index, const std::string& list = "NetEnforcer.setRules: rules")
+      : env_(env), prefix_(list + "[" + std::to_string(index) + "].") {}
 
   [[noreturn]] void Fail(const char* field, const std::string& what, Napi::Value got) const {
     std::string shown = got.IsUndefined() ? "undefined" : got.ToString().Utf8Value();
@@ -217,11 +256,6 @@ std::pair<ew_net_rule_key, ew_net_rule_value> ReadRule(Napi::Env env, Napi::Valu
   key.proto_class = r.Uint32(o, "protoClass", EW_PROTO_TCP, EW_PROTO_RAW,
                              "an integer in 1..5 (tcp, udp, icmp, icmpv6, raw)");
   key.workload = r.BigUint64(o, "workload");
-  if (key.workload != 0) {
-    // The programs only look up the host workload; a container rule would
-    // silently never apply.
-    r.Fail("workload", "0n (the host; per-container workloads are not supported yet)", o.Get("workload"));
-  }
   key.src_dev = r.BigUint64(o, "srcDev");
   key.src_ino = r.BigUint64(o, "srcIno");
   if (key.src_dev > UINT32_MAX) {
@@ -241,6 +275,7 @@ class NetEnforcerWrap : public Napi::ObjectWrap<NetEnforcerWrap> {
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function fn = DefineClass(env, "NetEnforcer",
                                     {InstanceMethod("setRules", &NetEnforcerWrap::SetRules),
+                                     InstanceMethod("setWorkloads", &NetEnforcerWrap::SetWorkloads),
                                      InstanceMethod("ruleCount", &NetEnforcerWrap::RuleCount),
                                      InstanceMethod("close", &NetEnforcerWrap::Close)});
     exports.Set("NetEnforcer", fn);
@@ -289,6 +324,51 @@ class NetEnforcerWrap : public Napi::ObjectWrap<NetEnforcerWrap> {
     }
     try {
       enforcer.SetRules(rules);
+    } catch (const std::range_error& e) {
+      throw Napi::RangeError::New(env, e.what());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value SetWorkloads(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    NetEnforcer& enforcer = Open(env);
+    if (info.Length() < 1 || !info[0].IsArray()) {
+      throw Napi::TypeError::New(env, "NetEnforcer.setWorkloads(workloads: Array<{workload, mntNs, pidNs}>)");
+    }
+    Napi::Array arr = info[0].As<Napi::Array>();
+    if (arr.Length() > EW_MAX_WORKLOADS) {
+      throw Napi::RangeError::New(env, "NetEnforcer.setWorkloads: " + std::to_string(arr.Length()) + " workloads, at most " +
+                                           std::to_string(EW_MAX_WORKLOADS) + " are supported; nothing changed");
+    }
+    // Every entry is validated before the map is touched.
+    WorkloadSet set;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      const std::string what = "NetEnforcer.setWorkloads: workloads[" + std::to_string(i) + "]";
+      Napi::Value item = arr.Get(i);
+      if (!item.IsObject() || item.IsArray()) throw Napi::TypeError::New(env, what + " must be an object {workload, mntNs, pidNs}");
+      Napi::Object o = item.As<Napi::Object>();
+      RuleReader r(env, i, "NetEnforcer.setWorkloads: workloads");
+      ew_workload_value value = {};
+      value.workload = r.BigUint64(o, "workload");
+      if (value.workload == 0) r.Fail("workload", "a bigint other than 0n (0n is the host)", o.Get("workload"));
+      uint32_t mnt = r.Uint32(o, "mntNs", 1, UINT32_MAX, "a mount namespace inode number (1..4294967295)");
+      uint32_t pid = r.Uint32(o, "pidNs", 0, UINT32_MAX, "a pid namespace inode number (0: none)");
+      ew_workload_key mkey = {};
+      mkey.ns_inum = mnt;
+      mkey.ns_kind = EW_NS_MNT;
+      if (!set.emplace(mkey, value).second) r.Fail("mntNs", "named once only", o.Get("mntNs"));
+      if (pid != 0) {
+        ew_workload_key pkey = {};
+        pkey.ns_inum = pid;
+        pkey.ns_kind = EW_NS_PID;
+        set.emplace(pkey, value);  // shared pid namespace (--pid=container:): the first keeps it
+      }
+    }
+    try {
+      enforcer.SetWorkloads(set);
     } catch (const std::range_error& e) {
       throw Napi::RangeError::New(env, e.what());
     } catch (const std::exception& e) {

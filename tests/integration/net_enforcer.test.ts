@@ -676,7 +676,7 @@ attempt(lambda: socket.send_fds(c, [b"fd"], [u.fileno()]))`,
       [{ ...rule({}), srcDev: 1n << 32n, srcIno: 1n }, /rules\[1\]\.srcDev must be a kernel dev_t/],
       [{ ...rule({}), srcDev: 0n, srcIno: 9n }, /rules\[1\]\.srcDev must be non-zero/],
       [{ ...rule({}), srcDev: 9n, srcIno: 0n }, /rules\[1\]\.srcIno must be non-zero/],
-      [{ ...rule({}), workload: 3n }, /rules\[1\]\.workload must be 0n \(the host/],
+      [{ ...rule({}), workload: -3n }, /rules\[1\]\.workload must be a bigint in 0n\.\.2n\*\*64n-1n/],
       [{ ...rule({}), workload: undefined }, /rules\[1\]\.workload must be a bigint.*got undefined/],
       ['udp', /rules\[1\] must be an object/],
     ];
@@ -688,6 +688,76 @@ attempt(lambda: socket.send_fds(c, [b"fd"], [u.fileno()]))`,
     }
     expect(thrown(() => scopedEnforcer.setRules('x' as never))?.name).toBe('TypeError');
     expect(scopedEnforcer.ruleCount()).toBe(1);
+  });
+
+  test('workloads: a rule for a workload applies in its mount namespace and, after unsharing it, under its pid namespace; host rules do not', async () => {
+    // A stand-in container: a process in new mount and pid namespaces.
+    const holder = start('/usr/bin/unshare', ['-m', '-p', '-f', BUSYBOX, 'sleep', '60']);
+    let inner = 0;
+    try {
+      inner = await waitFor('the namespaced sleeper', () => {
+        const kids = fs.readFileSync(`/proc/${holder.child.pid}/task/${holder.child.pid}/children`, 'utf8').trim();
+        return kids ? Number(kids.split(' ')[0]) : undefined;
+      });
+      const ns = (pid: number, kind: string) => Number(/\d+/.exec(fs.readlinkSync(`/proc/${pid}/ns/${kind}`))![0]);
+      const mnt = ns(inner, 'mnt');
+      const pidNs = ns(inner, 'pid');
+      expect(mnt).not.toBe(ns(process.pid, 'mnt'));
+      scopedEnforcer.setWorkloads([{ workload: BigInt(mnt), mntNs: mnt, pidNs }]);
+      scopedEnforcer.setRules([
+        rule({ ruleId: 71, protoClass: ProtoClass.Udp, workload: BigInt(mnt) }), // the "container" only
+        rule({ ruleId: 72, protoClass: ProtoClass.Tcp, workload: 0n }), // the host only
+      ]);
+      const attempt = async (prefix: string[], kind: SocketKind) =>
+        (await inTestCgroup(prefix[0], [...prefix.slice(1), PYTHON, '-c', `${PY_PRELUDE}attempt(lambda: ${SOCKETS[kind]})`]).done).result;
+      const enter = ['/usr/bin/nsenter', '-t', String(inner), '-m', '-p'];
+      // in the workload's mount namespace: its rule, not the host's
+      expect(await attempt(enter, 'udp')).toBe('EPERM');
+      expect(await attempt(enter, 'tcp')).toBe('ok');
+      // unshared mount namespace (unknown): found by its pid namespace
+      expect(await attempt([...enter, '/usr/bin/unshare', '-m'], 'udp')).toBe('EPERM');
+      expect(await attempt([...enter, '/usr/bin/unshare', '-m'], 'tcp')).toBe('ok');
+      // and in a pid namespace nested below it
+      expect(await attempt([...enter, '/usr/bin/unshare', '-m', '-p', '-f'], 'udp')).toBe('EPERM');
+      // the host, also after unsharing a mount namespace: host rules only
+      expect(await attempt(['/usr/bin/env'], 'udp')).toBe('ok');
+      expect(await attempt(['/usr/bin/env'], 'tcp')).toBe('EPERM');
+      expect(await attempt(['/usr/bin/unshare', '-m'], 'tcp')).toBe('EPERM');
+      expect(await attempt(['/usr/bin/unshare', '-m'], 'udp')).toBe('ok');
+      // the workload gone from the map: its processes are the host again
+      scopedEnforcer.setWorkloads([]);
+      expect(await attempt(enter, 'udp')).toBe('ok');
+      expect(await attempt(enter, 'tcp')).toBe('EPERM');
+    } finally {
+      // the sleeper is pid 1 of its namespace and holds the output pipe: end it first
+      if (inner) process.kill(inner, 'SIGKILL');
+      holder.child.kill('SIGKILL');
+      await holder.done;
+      scopedEnforcer.setWorkloads([]);
+    }
+  });
+
+  test('setWorkloads refuses bad entries with a TypeError naming index and field, and changes nothing then', async () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [{ workload: 0n, mntNs: 5, pidNs: 6 }, /workloads\[1\]\.workload must be a bigint other than 0n/],
+      [{ workload: 5, mntNs: 5, pidNs: 6 }, /workloads\[1\]\.workload must be a bigint/],
+      [{ workload: 5n, mntNs: 0, pidNs: 6 }, /workloads\[1\]\.mntNs must be a mount namespace inode/],
+      [{ workload: 5n, mntNs: 2 ** 32, pidNs: 6 }, /workloads\[1\]\.mntNs must be a mount namespace inode/],
+      [{ workload: 5n, mntNs: 5, pidNs: -1 }, /workloads\[1\]\.pidNs must be a pid namespace inode/],
+      [{ workload: 9n, mntNs: 1, pidNs: 0 }, /workloads\[1\]\.mntNs must be named once only/],
+      ['x', /workloads\[1\] must be an object/],
+    ];
+    for (const [item, message] of bad) {
+      const call = () => scopedEnforcer.setWorkloads([{ workload: 1n, mntNs: 1, pidNs: 0 }, item as never]);
+      expect(call).toThrow(message);
+      expect(thrown(call)?.name).toBe('TypeError');
+    }
+    expect(() => scopedEnforcer.setWorkloads(Array.from({ length: 4097 }, (_, i) => ({ workload: 1n, mntNs: i + 1, pidNs: 0 })))).toThrow(
+      /4097 workloads, at most 4096/,
+    );
+    // nothing was added: a rule for workload 1 matches no process here
+    scopedEnforcer.setRules([rule({ ruleId: 81, protoClass: ProtoClass.Udp, workload: 1n })]);
+    expect((await trySocket('udp', 'scoped')).result).toBe('ok');
   });
 
   test('the constructor refuses a directory that is not a cgroup v2 one, a missing one, and a non-ring', () => {

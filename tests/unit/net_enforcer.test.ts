@@ -6,6 +6,7 @@ import * as path from 'path';
 
 import { Action, ProtoClass } from '../../agent/src/abi';
 import {
+  containerExecutableInode,
   ExecutableInode,
   MountEntry,
   mountOf,
@@ -14,7 +15,7 @@ import {
   statDevToKernelDev,
   toNativeNetRules,
 } from '../../agent/src/net_enforcer';
-import type { NetworkRule } from '../../agent/src/policy/types';
+import type { NetworkRule, WorkloadTarget } from '../../agent/src/policy/types';
 
 const mkdev = (major: bigint, minor: bigint): bigint => (major << 20n) | minor;
 // glibc's makedev(): what st_dev holds
@@ -236,5 +237,68 @@ describe('toNativeNetRules', () => {
       'network rule #2: ruleId must be an integer in 0..4294967295, got -3',
       'network rule 4 (#3): protocol must be one of tcp, udp, icmp, icmpv6, raw, got toString',
     ]);
+  });
+
+  const box: WorkloadTarget = { mntNs: 4026532100, pidNs: 4026532101, pid: 4242, containerId: 'c0ffee', containerName: 'box' };
+
+  it('keys a resolved container rule by its workload and finds its sources inside that container', () => {
+    const asked: Array<[string, string | undefined]> = [];
+    const resolve = (p: string, w?: WorkloadTarget): ExecutableInode => {
+      asked.push([p, w?.containerName]);
+      return w ? { dev: 40n, ino: 77n } : fakeResolve(p);
+    };
+    const out = toNativeNetRules(
+      [
+        rule({ ruleId: 1, protocol: 'udp', scope: { kind: 'host' } }),
+        rule({ ruleId: 2, protocol: 'tcp', workload: box, fromSource: [{ kind: 'path', path: '/usr/bin/a' }] }),
+      ],
+      resolve,
+    );
+    expect(out.errors).toEqual([]);
+    expect(out.rules).toEqual([
+      { ruleId: 1, action: Action.Block, protoClass: ProtoClass.Udp, workload: 0n, srcDev: 0n, srcIno: 0n },
+      { ruleId: 2, action: Action.Block, protoClass: ProtoClass.Tcp, workload: 4026532100n, srcDev: 40n, srcIno: 77n },
+    ]);
+    expect(asked).toEqual([['/usr/bin/a', 'box']]);
+  });
+
+  it('refuses a container rule that was not resolved (it would apply to the host) and names the container in errors', () => {
+    const out = toNativeNetRules(
+      [
+        rule({ ruleId: 3, scope: { kind: 'containers', selector: { matchLabels: { app: 'x' }, matchExpressions: [] } } }),
+        rule({ ruleId: 4, workload: box, fromSource: [{ kind: 'path', path: '/missing' }] }),
+        rule({ ruleId: 5, workload: { ...box, mntNs: 0 } }),
+      ],
+      (p, w) => {
+        throw new Error(`cannot find ${p} in ${w?.containerName}`);
+      },
+    );
+    expect(out.rules).toEqual([]);
+    expect(out.errors).toEqual([
+      'network rule 3 (#0): a container rule not resolved to a container; not enforced',
+      'network rule 4 (#1, container box): fromSource /missing is not enforced: cannot find /missing in box',
+      'network rule 5 (#2, container box): container box has no usable mount namespace; not enforced',
+    ]);
+  });
+});
+
+describe('containerExecutableInode', () => {
+  const mounts = parseMountInfo(
+    [
+      '80 52 0:40 / / rw,relatime master:2 - overlay overlay rw,lowerdir=/l',
+      '81 80 0:43 / /proc rw - proc proc rw',
+      '90 80 254:0 /srv/tools /opt/tools rw - ext4 /dev/vda rw',
+    ].join('\n'),
+  );
+  const info = (path: string, over: object = {}) => ({ path, dev: 40n, ino: 9n, mode: 0o100755, shebang: false, ...over });
+
+  it('takes the device of the container mount the file is on', () => {
+    expect(containerExecutableInode('/bin/x', info('/bin/x'), mounts)).toEqual({ dev: 40n, ino: 9n });
+    expect(containerExecutableInode('/opt/tools/t', info('/opt/tools/t', { dev: 65024n }), mounts)).toEqual({ dev: mkdev(254n, 0n), ino: 9n });
+  });
+
+  it('refuses scripts and non-files', () => {
+    expect(() => containerExecutableInode('/bin/s', info('/bin/s', { shebang: true }), mounts)).toThrow(/is a script/);
+    expect(() => containerExecutableInode('/bin', info('/bin', { mode: 0o40755 }), mounts)).toThrow(/not a regular file in the container/);
   });
 });
