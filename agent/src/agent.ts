@@ -11,6 +11,7 @@ import type { EnforcementBackend } from './backend';
 import { CompatBackend } from './compat_backend';
 import { LsmBackend } from './lsm_backend';
 import { ContainerRegistry, DOCKER_SOCKET } from './containers';
+import { hostRulesOnly, WorkloadBinding } from './workloads';
 import type { AgentConfig } from './config';
 import type { EwEvent } from './events';
 import { ensureKernelFilesystems } from './kernel_fs';
@@ -61,6 +62,8 @@ export class Agent {
   private auditOnly: AuditOnlyBackend | undefined;
   private housekeeping: NodeJS.Timeout | undefined;
   private containers: ContainerRegistry | undefined;
+  /** compat: rules resolved against the running containers, again when they change */
+  private workloads: WorkloadBinding | undefined;
   private lostReported = 0;
   private alertCount = 0;
   private generation = 0;
@@ -127,7 +130,16 @@ export class Agent {
         },
       });
     } else if (report.backend === 'compat') {
-      this.backend = new CompatBackend(this.native, this.pipeline.sink, this.pipeline.ring, report.features.cgroup2Path);
+      const compat = new CompatBackend(this.native, this.pipeline.sink, this.pipeline.ring, report.features.cgroup2Path);
+      this.backend = compat;
+      this.workloads = new WorkloadBinding(
+        (s) => compat.apply(s),
+        () => this.containers?.list() ?? [],
+        (r) => {
+          this.log.info(`containers changed: ${r.rules} rules in force`);
+          for (const e of r.errors) this.log.warn(e);
+        },
+      );
     } else {
       this.auditOnly = new AuditOnlyBackend();
       this.backend = this.auditOnly;
@@ -147,6 +159,7 @@ export class Agent {
     if (this.containers) return true;
     if (!fs.existsSync(DOCKER_SOCKET)) return false;
     this.containers = new ContainerRegistry({ log: (level, message) => this.log[level](message) });
+    this.containers.on(() => this.workloads?.containersChanged());
     void this.containers.start();
     return true;
   }
@@ -198,7 +211,15 @@ export class Agent {
     let rules = set.pathRules.length + set.networkRules.length;
     const notInForce: string[] = [];
     if (this.backend) {
-      const applied = this.backend.apply(set);
+      let applied;
+      if (this.workloads) {
+        applied = this.workloads.apply(set);
+      } else {
+        // A backend that does not scope rules would apply container rules to every process.
+        const host = hostRulesOnly(set, this.backend.name);
+        applied = this.backend.apply(host.set);
+        applied = { ...applied, errors: [...host.errors, ...applied.errors] };
+      }
       // e.g. a rule's file does not exist (yet): the policy is valid, the node differs
       notInForce.push(...applied.errors);
       rules = applied.rules;
@@ -237,6 +258,8 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.housekeeping) clearInterval(this.housekeeping);
     this.containers?.stop();
+    this.workloads?.close();
+    this.workloads = undefined;
     this.housekeeping = undefined;
     this.backend?.close();
     this.backend = undefined;

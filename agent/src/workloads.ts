@@ -164,3 +164,22 @@ export class WorkloadBinding {
     this.pending = undefined;
   }
 }
+
+/**
+ * For a backend that cannot scope rules to containers: the host rules only
+ * (a container rule handed to it would apply to every process), and one line
+ * per policy saying which container rules are not in force.
+ */
+export function hostRulesOnly(set: CompiledPolicySet, backend: string): { set: CompiledPolicySet; errors: string[] } {
+  const isHost = (r: PathRule | NetworkRule) => (r.scope ?? { kind: 'host' }).kind === 'host' && !r.workload;
+  const left = new Map<string, number>();
+  for (const r of [...set.pathRules, ...set.networkRules]) {
+    if (isHost(r)) continue;
+    const name = set.meta.get(r.ruleId)?.policyName ?? `rule ${r.ruleId}`;
+    left.set(name, (left.get(name) ?? 0) + 1);
+  }
+  const errors = [...left].map(
+    ([name, n]) => `policy "${name}": ${n} container rule(s) not enforced: the ${backend} backend does not scope rules to containers yet`,
+  );
+  return { set: { pathRules: set.pathRules.filter(isHost), networkRules: set.networkRules.filter(isHost), meta: set.meta }, errors };
+}

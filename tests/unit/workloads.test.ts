@@ -6,6 +6,7 @@ import { formatPolicyError, parsePolicyText } from '../../agent/src/policy/loade
 import type { CompiledPolicySet, ContainerSelector } from '../../agent/src/policy/types';
 import {
   containerIdentities,
+  hostRulesOnly,
   resolveWorkloads,
   selectedContainers,
   selectorMatches,
@@ -219,5 +220,18 @@ describe('WorkloadBinding', () => {
     binding.containersChanged();
     await new Promise((r) => setImmediate(r));
     expect(applied).toHaveLength(2);
+  });
+});
+
+describe('hostRulesOnly', () => {
+  test('keeps host rules and says which container policies are left out', () => {
+    const set = compiled([
+      hsp('host', { process: { matchPaths: [{ path: '/usr/bin/x' }] }, network: { matchProtocols: [{ protocol: 'udp', fromSource: [] }] } }),
+      ksp('ctr', { matchLabels: { app: 'web' } }, { file: { matchPaths: [{ path: '/a' }, { path: '/b' }] } }),
+    ]);
+    const r = hostRulesOnly(set, 'audit-only');
+    expect(r.set.pathRules.map((p) => p.ruleId)).toEqual([1]);
+    expect(r.set.networkRules.map((p) => p.ruleId)).toEqual([2]);
+    expect(r.errors).toEqual(['policy "ctr": 2 container rule(s) not enforced: the audit-only backend does not scope rules to containers yet']);
   });
 });
