@@ -17,7 +17,30 @@ const IMAGE = `edgeward-test/containers-${process.pid}:latest`;
 const VICTIM = `/tmp/ew-victim-${process.pid}`;
 const APPLETS = ['sh', 'cat', 'echo', 'sleep', 'true', 'ls', 'nc', 'unshare', 'mkdir'];
 
-/** A root filesystem made here and imported: busybox, two more copies of it as separate programs, files to guard. */
+/**
+ * The dynamic loader and libraries /usr/bin/true needs, from ldd: [path the
+ * program asks for, file to copy]. The loader is the first entry.
+ */
+function dynamicRuntime(): Array<[string, string]> {
+  const r = spawnSync('ldd', ['/usr/bin/true'], { encoding: 'utf8' });
+  const out: Array<[string, string]> = [];
+  for (const line of (r.stdout ?? '').split('\n')) {
+    const lib = /=>\s+(\/\S+)/.exec(line);
+    const loader = /^\s*(\/\S+)\s+\(/.exec(line);
+    if (loader) out.unshift([loader[1], fs.realpathSync(loader[1])]);
+    else if (lib) out.push([lib[1], fs.realpathSync(lib[1])]);
+  }
+  if (r.status !== 0 || out.length < 2 || !/ld-/.test(out[0][0])) {
+    throw new Error(`cannot find the dynamic loader and libraries of /usr/bin/true with ldd (status ${r.status}): ${r.stdout}${r.stderr}`);
+  }
+  return out;
+}
+
+/**
+ * A root filesystem made here and imported: busybox, two more copies of it
+ * as separate programs, a dynamically linked program with its own loader,
+ * files to guard.
+ */
 function buildImage(): void {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-ct-rootfs-'));
   const put = (p: string, content: string) => {
@@ -30,6 +53,14 @@ function buildImage(): void {
   fs.mkdirSync(path.join(root, 'usr', 'bin'), { recursive: true });
   // "busybox-*" names run their first argument as the applet
   for (const tool of ['busybox-tool', 'busybox-reader']) fs.copyFileSync(BUSYBOX, path.join(root, 'usr', 'bin', tool));
+  // a dynamic program and the image's own copy of the loader (not the host's inode)
+  for (const [at, from] of dynamicRuntime()) {
+    fs.mkdirSync(path.dirname(path.join(root, at)), { recursive: true });
+    fs.copyFileSync(from, path.join(root, at));
+    fs.chmodSync(path.join(root, at), 0o755);
+  }
+  fs.copyFileSync('/usr/bin/true', path.join(root, 'usr', 'bin', 'dyn-tool'));
+  fs.chmodSync(path.join(root, 'usr', 'bin', 'dyn-tool'), 0o755);
   put('secret/a.txt', 'a\n');
   put('secret/sub/b.txt', 'b\n');
   put('etc/cred', 'password\n');
@@ -99,7 +130,7 @@ describe('container policies on the compat backend (real dockerd)', () => {
       'proc.yaml': ksp(
         'ksp-block-tool',
         appA,
-        '  severity: 6\n  message: tool blocked\n  process:\n    matchPaths:\n    - path: /usr/bin/busybox-tool\n  action: Block\n',
+        '  severity: 6\n  message: tool blocked\n  process:\n    matchPaths:\n    - path: /usr/bin/busybox-tool\n    - path: /usr/bin/dyn-tool\n  action: Block\n',
       ),
       'dir.yaml': ksp(
         'ksp-secret-dir',
@@ -181,6 +212,15 @@ spec:
     expect(alerts().filter((x) => x.PolicyName === 'ksp-block-tool' && x.ContainerName !== A && x.ContainerName !== APRIV)).toEqual([]);
   });
 
+  test("running a blocked dynamic program through the image's own dynamic loader is blocked too", () => {
+    const loader = dynamicRuntime()[0][0];
+    expect(sh(B, `dyn-tool; echo rc=$?; ${loader} /usr/bin/dyn-tool; echo rc=$?`).stdout).toBe('rc=0\nrc=0');
+    expect(sh(A, 'dyn-tool; echo rc=$?').stdout).toMatch(/rc=12[67]/);
+    const viaLoader = sh(A, `${loader} /usr/bin/dyn-tool; echo rc=$?`);
+    expect(viaLoader.stdout).not.toBe('rc=0');
+    expect(viaLoader.stderr).toMatch(DENIED);
+  });
+
   test('docker exec processes, their children and grandchildren are covered', () => {
     const r = sh(A, 'sh -c "sh -c \\"busybox-tool true; echo rc=\\\\\\$?\\""');
     expect(r.stdout).toMatch(/rc=12[67]/);
@@ -204,6 +244,11 @@ spec:
     const w = sh(A, 'echo x >> /etc/cred; echo rc=$?');
     expect(w.stderr).toMatch(DENIED);
     expect(w.stdout).toBe('rc=1');
+    // a hard link made in the container is the same (copied-up) file
+    const link = sh(A, 'ln /etc/cred /tmp/cred-link && cat /tmp/cred-link && echo y >> /tmp/cred-link; echo rc=$?');
+    expect(link.stdout).toBe('password\nrc=1');
+    expect(link.stderr).toMatch(DENIED);
+    expect(sh(A, 'cat /etc/cred').stdout).toBe('password');
     expect(sh(B, 'echo x >> /etc/cred && cat /etc/cred').stdout).toBe('password\nx');
   });
 
