@@ -84,14 +84,21 @@ export const HUB_SERVICE_CONFIG_SCHEMA = {
   },
 } as const;
 
-const validate = new Ajv({ allErrors: true, strict: true }).compile(HUB_SERVICE_CONFIG_SCHEMA);
+const validate = new Ajv({ allErrors: true, strict: true, verbose: true }).compile(HUB_SERVICE_CONFIG_SCHEMA);
 
 function describe(e: ErrorObject, file: string): string {
   const segs = e.instancePath.split('/').filter(Boolean);
   if (e.keyword === 'additionalProperties') segs.push(String(e.params.additionalProperty));
   if (e.keyword === 'required') segs.push(String(e.params.missingProperty));
   const where = segs.map((s, i) => (/^\d+$/.test(s) ? `[${s}]` : i ? `.${s}` : s)).join('');
-  const what = e.keyword === 'additionalProperties' ? 'unknown key' : e.keyword === 'required' ? 'is required' : e.message ?? 'is invalid';
+  const what =
+    e.keyword === 'additionalProperties'
+      ? 'unknown key'
+      : e.keyword === 'required'
+        ? 'is required'
+        : e.keyword === 'pattern' && e.params.pattern === '^/'
+          ? `must be an absolute path (got ${JSON.stringify(e.data)})`
+          : `${e.message ?? 'is invalid'}${e.data !== undefined && typeof e.data !== 'object' ? ` (got ${JSON.stringify(e.data)})` : ''}`;
   return `${file}: ${where || '(top level)'}: ${what}`;
 }
 

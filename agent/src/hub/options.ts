@@ -129,7 +129,7 @@ function describe(e: ErrorObject): string {
     case 'required':
       return 'is required';
     case 'pattern':
-      return `has an invalid format (got ${JSON.stringify(e.data)})`;
+      return e.params.pattern === '^/' ? `must be an absolute path (got ${JSON.stringify(e.data)})` : `has an invalid format (got ${JSON.stringify(e.data)})`;
     default:
       return `${e.message ?? 'is invalid'}${e.data !== undefined && typeof e.data !== 'object' ? ` (got ${JSON.stringify(e.data)})` : ''}`;
   }
