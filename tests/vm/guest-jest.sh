@@ -2,11 +2,12 @@
 # guest-jest.sh COMPILED_DIR [--expect-backend B] [--json] TEST.js... — runs
 # INSIDE the guest (tests/vm/run-conformance.sh starts it through
 # run-in-vm.sh). COMPILED_DIR holds the test sources already compiled to JS
-# on the host (tests/... layout). They are copied next to their .ts sources
-# in the guest's writable overlay — the host's tree is untouched — so that
-# paths computed from __dirname (REPO, fixtures) are the same as under
-# ts-jest, and jest runs them without a transform: ts-jest in a TCG guest
-# spends a minute type-checking before the first test.
+# on the host (the repository's layout: tests/..., agent/src/... for what
+# the tests import). They are copied next to their .ts sources in the guest's
+# writable overlay — the host's tree is untouched — so that require() and
+# paths computed from __dirname (REPO, fixtures) resolve as under ts-jest, and
+# jest runs them without a transform: ts-jest in a TCG guest spends a minute
+# type-checking before the first test.
 #   --expect-backend B  first check that `bin/edgeward probe --json` picks B
 #                       (exit 3 with the probe's reasons otherwise)
 #   --json              jest's JSON report on stdout (human report on stderr)
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || { say "no test files given"; exit 2; }
 [ -d "$compiled/tests" ] || { say "no compiled tests in $compiled/tests"; exit 2; }
+case "$(cd "$compiled" && pwd)" in "$(pwd)"/build/*) ;; *) say "$compiled is not under build/"; exit 2 ;; esac
 
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 since() { awk -v s="$1" '{ printf "%.1f", $1 - s }' /proc/uptime; }
@@ -46,7 +48,7 @@ if [ -n "$expect" ]; then
   fi
 fi
 
-cp -r "$compiled/tests/." tests/
+cp -r "$compiled/." .
 repo=$(pwd)
 config=$(printf '{"rootDir":"%s","roots":["<rootDir>/tests"],"testMatch":["**/*.test.js"],"testEnvironment":"node","transform":{},"testTimeout":300000,"cacheDirectory":"/tmp/jest-cache"}' "$repo")
 t0=$(uptime_s)

@@ -47,8 +47,9 @@ done
 [ -f dist/agent/src/cli.js ] || die "TypeScript not built (dist/agent/src/cli.js): run npm run build"
 [ -f build/native/Release/edgeward.node ] || die "native addon not built: run npm run build"
 
-# Compile the tests (and what they import) into a directory of their own:
-# several runs may happen at once.
+# Compile the tests and everything they import (tests/helpers, agent/src...)
+# into a directory of their own (several runs may happen at once), laid out
+# like the repository.
 mkdir -p "$VM_DIR"
 out=$(mktemp -d "$VM_DIR/tests-js.XXXXXX")
 trap 'rm -rf "$out"' EXIT
@@ -56,7 +57,7 @@ files_json=$(printf '"%s",' "${tests[@]/#/$REPO/}")
 cat >"$out/tsconfig.json" <<EOF
 {
   "extends": "$REPO/tsconfig.test.json",
-  "compilerOptions": { "noEmit": false, "outDir": "$out", "rootDir": "$REPO", "sourceMap": false, "inlineSourceMap": true, "inlineSources": true },
+  "compilerOptions": { "noEmit": false, "outDir": "$out/tree", "rootDir": "$REPO", "sourceMap": false, "inlineSourceMap": true, "inlineSources": true },
   "include": [],
   "files": [${files_json%,}]
 }
@@ -67,7 +68,7 @@ echo "run-conformance: compiled ${tests[*]} in $((($(date +%s%N) - t0) / 1000000
 
 js=()
 for t in "${tests[@]}"; do js+=("${t%.ts}.js"); done
-guest_args=("$out")
+guest_args=("$out/tree")
 [ "$probe_check" = 1 ] && guest_args+=(--expect-backend "$backend")
 [ -n "$json_file" ] && guest_args+=(--json)
 

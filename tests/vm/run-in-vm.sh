@@ -63,7 +63,11 @@ while [ $# -gt 0 ]; do
     --cpus) positive_int "$1" "${2:-}"; cpus=$2; shift 2 ;;
     --cwd) [ -n "${2:-}" ] || usage_error "--cwd needs a directory"; cwd=$(cd "$2" 2>/dev/null && pwd) || usage_error "--cwd: no directory '$2'"; shift 2 ;;
     --env) [[ ${2:-} =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || usage_error "--env needs NAME=VALUE, got '${2:-}'"; envs+=("$2"); shift 2 ;;
-    --log) [ -n "${2:-}" ] || usage_error "--log needs a file"; log_file=$2; shift 2 ;;
+    --log) # opened at once, so that later usage errors land there too
+      [ -n "${2:-}" ] || usage_error "--log needs a file"
+      log_file=$2
+      exec 3>>"$log_file" || { exec 3>&2; usage_error "cannot write $log_file"; }
+      shift 2 ;;
     --result) [ -n "${2:-}" ] || usage_error "--result needs a file"; result_file=$2; shift 2 ;;
     --accel) case "${2:-}" in auto | kvm | tcg) accel=$2 ;; *) usage_error "--accel is auto, kvm or tcg, got '${2:-}'" ;; esac; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -72,7 +76,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ $# -gt 0 ] || usage_error "no command given after --"
-if [ -n "$log_file" ]; then exec 3>>"$log_file" || usage_error "cannot write $log_file"; fi
 [ "$(uname -m)" = x86_64 ] || { msg "only x86_64 hosts are supported (arm64 is not implemented yet)"; exit 125; }
 command -v qemu-system-x86_64 >/dev/null || { msg "qemu-system-x86_64 not found: run scripts/install-deps.sh"; exit 125; }
 
