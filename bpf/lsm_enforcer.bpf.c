@@ -126,7 +126,7 @@ struct ew_lsm_actor {
 static __always_inline int ew_is_kthread(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	return (BPF_CORE_READ(task, flags) & EW_PF_KTHREAD) != 0;
+	return (task->flags & EW_PF_KTHREAD) != 0; /* a trusted pointer: a plain load */
 }
 
 static __always_inline void ew_actor(struct ew_lsm_actor *a)
@@ -230,14 +230,46 @@ static __always_inline void ew_check_target(void *rules, __u64 dev, __u64 ino, _
 
 /* State of the walk up the directories above a file. */
 struct ew_lsm_walk {
-	struct dentry *dentry; /* last directory checked (the file at first) */
+	struct dentry *dentry; /* last dentry checked (the file's at first) */
+	struct dentry *parent; /* its d_parent */
 	struct mount *mnt;     /* the mount `dentry` is seen through */
 	struct dentry *mnt_root;
+	__u64 dev;             /* s_dev of the filesystem `dentry` is on */
 	struct ew_lsm_path_query q;
 	struct ew_lsm_verdict best;
 	__u32 recursive; /* look above the parent (the generation has recursive rules) */
 	__u32 ended;     /* reached the top (or a directory not worth climbing past) */
 };
+
+/* A dentry's parent and inode. */
+struct ew_dentry_link {
+	struct dentry *parent;
+	struct inode *inode;
+};
+
+/* d_parent and d_inode sit close together: one read gets both, where two
+ * cost a helper call each in the walk's loop. */
+#define EW_DENTRY_LINK_SPAN 64
+
+static __always_inline void ew_read_link(struct dentry *d, struct ew_dentry_link *l)
+{
+	__u32 off_parent = bpf_core_field_offset(struct dentry, d_parent);
+	__u32 off_inode = bpf_core_field_offset(struct dentry, d_inode);
+
+	if (off_parent + 8 > EW_DENTRY_LINK_SPAN || off_inode + 8 > EW_DENTRY_LINK_SPAN) {
+		l->parent = BPF_CORE_READ(d, d_parent);
+		l->inode = BPF_CORE_READ(d, d_inode);
+		return;
+	}
+	__u8 head[EW_DENTRY_LINK_SPAN];
+	if (bpf_probe_read_kernel(head, sizeof(head), d)) {
+		l->parent = 0;
+		l->inode = 0;
+		return;
+	}
+	l->parent = *(struct dentry **)(head + (off_parent & (EW_DENTRY_LINK_SPAN - 8)));
+	l->inode = *(struct inode **)(head + (off_inode & (EW_DENTRY_LINK_SPAN - 8)));
+}
 
 /*
  * Directories are found by the filesystem's own tree (d_parent), not by the
@@ -249,31 +281,35 @@ struct ew_lsm_walk {
 static long ew_lsm_walk_step(__u64 index, void *ctx)
 {
 	struct ew_lsm_walk *w = ctx;
+	/* locals only: BPF_CORE_READ(w->x) would relocate against struct ew_lsm_walk */
 	struct dentry *d = w->dentry;
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	struct dentry *next = w->parent;
 	struct mount *mnt = w->mnt;
 
-	if (parent && parent != d) {
-		w->dentry = parent;
-	} else if (d == w->mnt_root) {
-		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-		if (!up || up == mnt) {
+	if (!next || next == d) {
+		if (d != w->mnt_root) {
+			/* root of a filesystem seen through a bind mount of a
+			 * subtree: where the whole filesystem is mounted is not
+			 * known here */
 			w->ended = 1;
 			return 1;
 		}
-		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+		if (!up || up == mnt) {
+			w->ended = 1; /* the namespace's root */
+			return 1;
+		}
+		next = BPF_CORE_READ(mnt, mnt_mountpoint);
 		w->mnt = up;
 		w->mnt_root = BPF_CORE_READ(up, mnt.mnt_root);
-	} else {
-		/* root of a filesystem seen through a bind mount of a subtree:
-		 * where the whole filesystem is mounted is not known here */
-		w->ended = 1;
-		return 1;
+		w->dev = BPF_CORE_READ(next, d_sb, s_dev);
 	}
 
-	struct dentry *dir = w->dentry; /* a local: BPF_CORE_READ(w->x) would relocate against struct ew_lsm_walk */
-	struct inode *inode = BPF_CORE_READ(dir, d_inode);
-	if (!inode) {
+	struct ew_dentry_link link;
+	ew_read_link(next, &link);
+	w->dentry = next;
+	w->parent = link.parent;
+	if (!link.inode) {
 		w->ended = 1;
 		return 1;
 	}
@@ -283,14 +319,20 @@ static long ew_lsm_walk_step(__u64 index, void *ctx)
 		w->ended = 1;
 		return 1;
 	}
-	__u64 dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	struct inode *inode = link.inode;
 	__u64 ino = BPF_CORE_READ(inode, i_ino);
-	ew_check_target(rules, dev, ino, EW_LSM_MATCH_RECURSIVE, index == 0, &w->q, &w->best);
+	ew_check_target(rules, w->dev, ino, EW_LSM_MATCH_RECURSIVE, index == 0, &w->q, &w->best);
 	if (!w->recursive) {
 		w->ended = 1; /* non-recursive rules only: the parent was all */
 		return 1;
 	}
 	return 0;
+}
+
+/* Whether generation `gen` has path rules for `op`: the first thing every path hook asks. */
+static __always_inline struct ew_lsm_gen_info *ew_gen_info(__u32 gen)
+{
+	return bpf_map_lookup_elem(&lsm_gen_info, &gen);
 }
 
 /*
@@ -301,7 +343,7 @@ static long ew_lsm_walk_step(__u64 index, void *ctx)
 static __noinline __u64 ew_path_decide(struct file *file, __u32 op, __u32 write, __u32 exact_only)
 {
 	__u32 gen = ew_active_gen();
-	struct ew_lsm_gen_info *info = bpf_map_lookup_elem(&lsm_gen_info, &gen);
+	struct ew_lsm_gen_info *info = ew_gen_info(gen);
 	void *rules = bpf_map_lookup_elem(&lsm_path_rules, &gen);
 	__u32 opi = op & 3;
 
@@ -328,11 +370,17 @@ static __noinline __u64 ew_path_decide(struct file *file, __u32 op, __u32 write,
 	if (exact_only || !info->dir_entries[opi])
 		return EW_PACK(w.best);
 
+	/* the walk starts from the dentry the file was opened by (on
+	 * overlayfs the inode checked above can be the layer's, the dentry
+	 * the overlay's) */
 	const struct path *fpath = (const struct path *)__builtin_preserve_access_index(&file->f_path);
 	struct vfsmount *vfsmnt = BPF_CORE_READ(fpath, mnt);
-	w.dentry = BPF_CORE_READ(fpath, dentry);
-	if (!w.dentry || !vfsmnt)
+	struct dentry *dentry = BPF_CORE_READ(fpath, dentry);
+	if (!dentry || !vfsmnt)
 		return EW_PACK(w.best);
+	w.dentry = dentry;
+	w.parent = BPF_CORE_READ(dentry, d_parent);
+	w.dev = BPF_CORE_READ(dentry, d_sb, s_dev);
 	w.mnt = ew_vfsmnt_mount(vfsmnt);
 	w.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	w.recursive = info->recursive_entries[opi] != 0;
@@ -340,17 +388,29 @@ static __noinline __u64 ew_path_decide(struct file *file, __u32 op, __u32 write,
 	bpf_loop(EW_LSM_WALK_MAX, ew_lsm_walk_step, &w, 0);
 	if (!w.ended) {
 		/* deeper than the walk goes: inside every recursive rule (fail-safe) */
-		__u32 idx = (w.q.ro_ok ? 2 : 0) + (w.q.oo_ok ? 1 : 0);
 		ew_keep(&w.best, &info->deep[opi][0]);
-		if (idx & 1)
+		if (w.q.oo_ok)
 			ew_keep(&w.best, &info->deep[opi][1]);
-		if (idx & 2) {
+		if (w.q.ro_ok) {
 			ew_keep(&w.best, &info->deep[opi][2]);
-			if (idx & 1)
+			if (w.q.oo_ok)
 				ew_keep(&w.best, &info->deep[opi][3]);
 		}
 	}
 	return EW_PACK(w.best);
+}
+
+/* The active generation's summary when it has rules of `op` (0: no path hook work). */
+static __always_inline int ew_has_path_rules(__u32 op)
+{
+	struct ew_lsm_gen_info *info = ew_gen_info(ew_active_gen());
+	return info && info->path_entries[op & 3];
+}
+
+static __always_inline int ew_has_net_rules(void)
+{
+	struct ew_lsm_gen_info *info = ew_gen_info(ew_active_gen());
+	return info && info->net_entries;
 }
 
 /* Reporting ------------------------------------------------------------------ */
@@ -429,7 +489,7 @@ int BPF_PROG(ew_lsm_bprm_check, struct linux_binprm *bprm, int ret)
 {
 	if (ret)
 		return ret;
-	if (ew_is_kthread())
+	if (!ew_has_path_rules(EW_OP_PROCESS) || ew_is_kthread())
 		return 0;
 	/* bprm->file: the program being started, resolved (also for execveat
 	 * of an O_PATH fd); called again for a script's interpreter */
@@ -446,7 +506,7 @@ int BPF_PROG(ew_lsm_bprm_check, struct linux_binprm *bprm, int ret)
  */
 static __always_inline int ew_check_exec_mapping(struct file *file)
 {
-	if (!file || ew_is_kthread())
+	if (!file || !ew_has_path_rules(EW_OP_PROCESS) || ew_is_kthread())
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct inode *exe = BPF_CORE_READ(task, mm, exe_file, f_inode);
@@ -486,7 +546,7 @@ int BPF_PROG(ew_lsm_file_open, struct file *file, int ret)
 {
 	if (ret)
 		return ret;
-	if (ew_is_kthread())
+	if (!ew_has_path_rules(EW_OP_FILE) || ew_is_kthread())
 		return 0;
 	__u32 mode = BPF_CORE_READ(file, f_mode);
 	__u32 flags = BPF_CORE_READ(file, f_flags);
@@ -587,7 +647,7 @@ static __always_inline int ew_net_enforce(__u32 family, __u32 type, __u32 protoc
 
 static __always_inline int ew_net_on_use(struct socket *sock)
 {
-	if (!sock || ew_is_kthread())
+	if (!sock || !ew_has_net_rules() || ew_is_kthread())
 		return 0;
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
@@ -603,8 +663,8 @@ int BPF_PROG(ew_lsm_socket_create, int family, int type, int protocol, int kern,
 {
 	if (ret)
 		return ret;
-	if (kern || ew_is_kthread())
-		return 0; /* the kernel's own sockets */
+	if (kern || !ew_has_net_rules() || ew_is_kthread())
+		return 0; /* kern: the kernel's own sockets */
 	return ew_net_enforce(family, type, protocol, 1);
 }
 
