@@ -18,9 +18,12 @@ die() { echo "extract-vmlinux: $*" >&2; rm -f "${out:-}.part"; exit 1; }
 in=$1 out=$2
 [ -r "$in" ] || die "cannot read $in"
 
-# Unsigned little-endian integer of WIDTH bytes at OFFSET.
-le() { od -A n -t "u$2" -j "$1" -N "$2" "$in" | tr -d ' \n'; }
-hexat() { od -A n -t x1 -j "$1" -N "$2" "$in" | tr -d ' \n'; }
+trap 'rm -f "$out.part"' EXIT
+size=$(stat -c %s "$in")
+
+# Unsigned little-endian integer of WIDTH bytes at OFFSET ("" past the end).
+le() { [ $(($1 + $2)) -le "$size" ] && od -A n -t "u$2" -j "$1" -N "$2" "$in" | tr -d ' \n'; return 0; }
+hexat() { [ $(($1 + $2)) -le "$size" ] && od -A n -t x1 -j "$1" -N "$2" "$in" | tr -d ' \n'; return 0; }
 
 # Decompresses the bytes from OFFSET (LENGTH bytes, or to the end when empty)
 # with the tool named by the magic found there. Trailing bytes after the
@@ -56,6 +59,7 @@ if [ "$(hexat $((0x202)) 4)" = 48647253 ] && [ "$(le $((0x206)) 2)" -ge $((0x208
   [ "$setup_sects" -eq 0 ] && setup_sects=4
   start=$(((setup_sects + 1) * 512 + $(le $((0x248)) 4)))
   length=$(le $((0x24c)) 4)
+  [ $((start + length)) -le "$size" ] || die "the header puts the payload past the end of $in (truncated?)"
   if try_at "$start" "$length"; then
     # The last 4 payload bytes: the uncompressed size the build recorded.
     expected=$(le $((start + length - 4)) 4)

@@ -55,7 +55,7 @@ exec 9>"$VM_DIR/.lock"
 flock 9
 
 selection=${EDGEWARD_VM_KERNEL:-${EDGEWARD_VM_KERNEL_SERIES:-stock}}
-last_file="$VM_DIR/last-$(echo "$selection" | tr -c 'A-Za-z0-9.+-' _)"
+last_file="$VM_DIR/last-$(printf '%s' "$selection" | tr -c 'A-Za-z0-9.+-' _)"
 
 reuse_last() {
   local why=$1 last
@@ -240,4 +240,16 @@ rm -rf "$guest"
 mv "$guest.new" "$guest"
 echo "$kver" >"$last_file"
 log "guest ready: $guest"
+
+# Superseded kernels (a newer ABI came out): drop the guests and packages no
+# selection uses any more, so build/vm does not grow with every release.
+keep=$(cat "$VM_DIR"/last-* 2>/dev/null | sort -u)
+for g in "$VM_DIR"/guests/*/; do
+  g=${g%/}
+  echo "$keep" | grep -qxF "$(basename "$g")" || { log "removing superseded guest $(basename "$g")"; rm -rf "$g"; }
+done
+for k in "$VM_DIR"/debs/*.deb.kver; do
+  [ -f "$k" ] || continue
+  echo "$keep" | grep -qxF "$(cat "$k")" || { log "removing superseded package $(basename "${k%.kver}")"; rm -f "${k%.kver}" "$k"; }
+done
 echo "$guest"

@@ -147,7 +147,7 @@ kvm_works() {
   rc=$?
   exec 2>&4 4>&-
   [ "$rc" = 133 ] && return 0 # (0x42 << 1) | 1
-  kvm_reason="KVM probe exited $rc: $(tr '\n' ' ' <"$job/kvm-probe.log" | cut -c1-200)"
+  kvm_reason="qemu -accel kvm -cpu host exited $rc: $(head -n 1 "$job/kvm-probe.log" | cut -c1-160)"
   return 1
 }
 case "$accel" in
