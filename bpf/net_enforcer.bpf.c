@@ -36,7 +36,7 @@
 
 #include "ew_events.bpf.h"
 #include "ew_task.bpf.h"
-#include "ew_workload_abi.h"
+#include "ew_workload.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -68,18 +68,6 @@ struct {
 	__type(key, struct ew_net_rule_key);
 	__type(value, struct ew_net_rule_value);
 } net_rules SEC(".maps");
-
-/*
- * Containers by namespace (one mount and one pid namespace key each); twice
- * the cap so userspace can add the new set before removing the old.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4 * EW_MAX_WORKLOADS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct ew_workload_key);
-	__type(value, struct ew_workload_value);
-} workloads SEC(".maps");
 
 /* One decision record per CPU: too big for the 512-byte stack. */
 struct {
@@ -163,50 +151,6 @@ static __always_inline void ew_current_exe(__u64 *dev, __u64 *ino)
 		return; /* kernel thread, or a task past exit_mm() */
 	*ino = BPF_CORE_READ(inode, i_ino);
 	*dev = BPF_CORE_READ(inode, i_sb, s_dev);
-}
-
-/* The workload of a namespace of `kind`, 0 when it is no container's. */
-static __always_inline __u64 ew_workload_of(__u32 inum, __u32 kind)
-{
-	struct ew_workload_key key = { .ns_inum = inum, .ns_kind = kind };
-	struct ew_workload_value *w;
-
-	if (!inum)
-		return 0;
-	w = bpf_map_lookup_elem(&workloads, &key);
-	return w ? w->workload : 0;
-}
-
-/* The current task's workload (see the top of the file). */
-static __always_inline __u64 ew_current_workload(void)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pid *pid;
-	struct upid *upids;
-	__u64 w;
-	__u32 level;
-
-	w = ew_workload_of(BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum), EW_NS_MNT);
-	if (w)
-		return w;
-	pid = BPF_CORE_READ(task, thread_pid);
-	if (!pid)
-		return 0;
-	level = BPF_CORE_READ(pid, level);
-	/* numbers[level] is the task's own pid namespace, numbers[0] the
-	 * initial one (never a container's): nearest first. */
-	upids = (struct upid *)((char *)pid + bpf_core_field_offset(struct pid, numbers));
-	for (__u32 i = 0; i < 32; i++) {
-		struct upid *up;
-
-		if (i >= level)
-			break;
-		up = upids + ((level - i) & 31);
-		w = ew_workload_of(BPF_CORE_READ(up, ns, ns.inum), EW_NS_PID);
-		if (w)
-			return w;
-	}
-	return 0;
 }
 
 /* `best`, or the rule on `key` for `cls` when it is stronger (Block > Audit; ties keep the first). */
