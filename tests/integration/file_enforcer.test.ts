@@ -557,4 +557,93 @@ process.stdout.write(JSON.stringify({ ok, denied, other }) + '\\n');`;
     fs.renameSync(staged, later);
     await waitFor('the new target to be blocked', () => (DENIED.test(cat(later)) ? true : undefined));
   });
+
+  test('workloads: a container rule covers its mount namespace (and, after unshare, its pid namespace) with paths inside its root; host rules only the host', async () => {
+    const dir = caseDir();
+    // A stand-in container: new mount and pid namespaces, chrooted into `root`.
+    const root = path.join(dir, 'root');
+    fs.mkdirSync(path.join(root, 'bin'), { recursive: true });
+    fs.copyFileSync(BUSYBOX, path.join(root, 'bin', 'busybox'));
+    fs.chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
+    writeFile(path.join(root, 'secret'), 'inside');
+    fs.symlinkSync('/secret', path.join(root, 'lnk')); // absolute: "/secret" of the root, not the host's
+    const hostFile = writeFile(path.join(dir, 'host-only'), 'host');
+    const holder = spawn('/usr/bin/unshare', ['-m', '-p', '-f', '/usr/sbin/chroot', root, '/bin/busybox', 'sleep', '60'], {
+      stdio: 'ignore',
+    });
+    let inner = 0;
+    try {
+      inner = await waitFor('the chrooted sleeper', () => {
+        const kids = fs.readFileSync(`/proc/${holder.pid}/task/${holder.pid}/children`, 'utf8').trim();
+        return kids ? Number(kids.split(' ')[0]) : undefined;
+      });
+      const ns = (pid: number, kind: string) => Number(/\d+/.exec(fs.readlinkSync(`/proc/${pid}/ns/${kind}`))![0]);
+      const mnt = ns(inner, 'mnt');
+      const w = BigInt(mnt);
+      const fe = enforcer();
+      const result = fe.setRules([
+        rule({ ruleId: 2101, path: '/lnk', workloads: [w], root: { pid: inner, mntNs: mnt } }),
+        rule({ ruleId: 2102, path: hostFile, workloads: [0n] }),
+      ]);
+      expect(result.errors).toEqual([]);
+      fe.setWorkloads([{ workload: w, mntNs: mnt, pidNs: ns(inner, 'pid') }]);
+
+      const inside = (args: string[]) => {
+        const r = run('/usr/bin/nsenter', ['-t', String(inner), '-m', '-p', ...args]);
+        return r.status === 0 ? `ok:${r.stdout}` : r.stderr.trim();
+      };
+      // in the "container": its rule on its own /secret (through the symlink or not)
+      expect(inside(['-r', '/bin/busybox', 'cat', '/lnk'])).toMatch(DENIED);
+      expect(inside(['-r', '/bin/busybox', 'cat', '/secret'])).toMatch(DENIED);
+      // having unshared its mount namespace: found by its pid namespace
+      expect(inside(['/usr/bin/unshare', '-m', '/usr/sbin/chroot', root, '/bin/busybox', 'cat', '/secret'])).toMatch(DENIED);
+      // the host rule does not apply there
+      expect(inside([tools, 'cat', hostFile])).toBe('ok:host');
+      // the host: the same inode is not the container's to block; the host rule is
+      expect(cat(path.join(root, 'secret'))).toBe('ok:inside');
+      expect(cat(hostFile)).toMatch(DENIED);
+      expect(run('/usr/bin/unshare', ['-m', tools, 'cat', hostFile]).stderr).toMatch(DENIED);
+      // paths are reported as the namespace sees them: a chroot (unlike Docker's pivot_root) keeps the host's tree
+      const ds = await decisionsOf(2101, 3);
+      const secret = path.join(root, 'secret');
+      expect(ds.map((d) => [d.resource, d.mntNs === mnt])).toEqual([
+        [secret, true],
+        [secret, true],
+        [secret, false],
+      ]);
+      // without the workload table the container's processes are the host
+      fe.setWorkloads([]);
+      expect(inside(['-r', '/bin/busybox', 'cat', '/secret'])).toBe('ok:inside');
+      expect(inside([tools, 'cat', hostFile])).toMatch(DENIED);
+    } finally {
+      if (inner) process.kill(inner, 'SIGKILL');
+      holder.kill('SIGKILL');
+    }
+  });
+
+  test('workloads: bad input names the field; a root whose process is gone or elsewhere is reported, not guessed', () => {
+    const fe = enforcer();
+    const base = rule({ ruleId: 1, path: '/x' });
+    const bad: Array<[unknown, RegExp]> = [
+      [{ ...base, workloads: [] }, /rules\[0\]\.workloads must be a non-empty array/],
+      [{ ...base, workloads: [1] }, /rules\[0\]\.workloads\[0\] must be a bigint/],
+      [{ ...base, root: { pid: 0, mntNs: 5 } }, /rules\[0\]\.root\.pid must be an integer in 1\.\./],
+      [{ ...base, root: { pid: 1, mntNs: 0 } }, /rules\[0\]\.root\.mntNs must be an integer in 1\.\./],
+    ];
+    for (const [item, message] of bad) expect(() => fe.setRules([item as NativeFileRule])).toThrow(message);
+    expect(() => fe.setWorkloads([{ workload: 0n, mntNs: 1, pidNs: 0 }])).toThrow(/workloads\[0\]\.workload must not be 0n/);
+    expect(() => fe.setWorkloads([{ workload: 1n, mntNs: 0, pidNs: 0 }])).toThrow(/workloads\[0\]\.mntNs must be an integer/);
+    expect(() =>
+      fe.setWorkloads([
+        { workload: 1n, mntNs: 7, pidNs: 0 },
+        { workload: 2n, mntNs: 7, pidNs: 0 },
+      ]),
+    ).toThrow(/workloads\[1\]\.mntNs 7 is named twice/);
+    // this process is not in mount namespace 12345 (a recycled pid looks like this): refused with the reason
+    const r = fe.setRules([rule({ ruleId: 2201, path: '/x', workloads: [12345n], root: { pid: process.pid, mntNs: 12345 } })]);
+    expect(r.errors).toEqual([
+      `rule 2201 (rules[0], container mount namespace 12345): cannot find the container's root: process ${process.pid} is in mount namespace ` +
+        `${/\d+/.exec(fs.readlinkSync('/proc/self/ns/mnt'))![0]}, not 12345 (the container's init is gone) (not enforced)`,
+    ]);
+  });
 });
