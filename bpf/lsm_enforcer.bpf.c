@@ -37,7 +37,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Macros of the kernel headers (not in vmlinux.h); equal on 6.1 and 6.18. */
 #define EW_FMODE_WRITE 0x2
 #define EW_FMODE_CREATED 0x100000
+#define EW_O_WRONLY 01
 #define EW_O_TRUNC 01000
+/* __FMODE_EXEC: open_exec() marks the opens of files to execute in f_flags */
+#define EW_FMODE_EXEC_FLAG 0x20
 #define EW_PROT_EXEC 0x4
 #define EW_PF_KTHREAD 0x00200000
 
@@ -287,7 +290,7 @@ static long ew_lsm_walk_step(__u64 index, void *ctx)
 	struct mount *mnt = w->mnt;
 
 	if (!next || next == d) {
-		if (d != w->mnt_root) {
+		if (!mnt || d != w->mnt_root) {
 			/* root of a filesystem seen through a bind mount of a
 			 * subtree: where the whole filesystem is mounted is not
 			 * known here */
@@ -335,23 +338,24 @@ static __always_inline struct ew_lsm_gen_info *ew_gen_info(__u32 gen)
 	return bpf_map_lookup_elem(&lsm_gen_info, &gen);
 }
 
+/* How ew_path_decide() is asked (its `how` argument). */
+#define EW_DECIDE_WRITE 0x100      /* the access writes: readOnly rules apply */
+#define EW_DECIDE_EXACT_ONLY 0x200 /* exact rules only (no directory walk) */
+
 /*
- * The verdict for `op` on `file` (the inode opened or executed) by the
- * current task: exact rules on the inode, directory rules on the
- * directories above it (Block > Audit).
+ * The verdict for op (`how` & 0xff) on `inode` (NULL: a name being
+ * created) found as `dentry` through `vfsmnt` (NULL: do not cross mounts),
+ * by the current task: exact rules on the inode, directory rules on the
+ * directories above the dentry (Block > Audit).
  */
-static __noinline __u64 ew_path_decide(struct file *file, __u32 op, __u32 write, __u32 exact_only)
+static __noinline __u64 ew_path_decide(struct inode *inode, struct dentry *dentry, struct vfsmount *vfsmnt, __u32 how)
 {
 	__u32 gen = ew_active_gen();
 	struct ew_lsm_gen_info *info = ew_gen_info(gen);
 	void *rules = bpf_map_lookup_elem(&lsm_path_rules, &gen);
-	__u32 opi = op & 3;
+	__u32 op = how & 0xff, opi = op & 3;
 
-	if (!info || !rules || !file || !info->path_entries[opi])
-		return 0;
-
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	if (!inode)
+	if (!info || !rules || !info->path_entries[opi])
 		return 0;
 	struct ew_lsm_actor actor;
 	ew_actor(&actor);
@@ -359,30 +363,26 @@ static __noinline __u64 ew_path_decide(struct file *file, __u32 op, __u32 write,
 	struct ew_lsm_walk w = {};
 	w.q.gen = gen;
 	w.q.op = op;
-	w.q.ro_ok = write ? 1 : 0;
-	w.q.oo_ok = BPF_CORE_READ(inode, i_uid.val) != actor.fsuid;
+	w.q.ro_ok = (how & EW_DECIDE_WRITE) ? 1 : 0;
 	w.q.exe_dev = actor.exe_dev;
 	w.q.exe_ino = actor.exe_ino;
-
-	__u64 dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	__u64 ino = BPF_CORE_READ(inode, i_ino);
-	ew_check_target(rules, dev, ino, EW_LSM_MATCH_EXACT, 0, &w.q, &w.best);
-	if (exact_only || !info->dir_entries[opi])
+	if (inode) {
+		/* ownerOnly: processes whose fsuid owns the file are not matched */
+		w.q.oo_ok = BPF_CORE_READ(inode, i_uid.val) != actor.fsuid;
+		__u64 dev = BPF_CORE_READ(inode, i_sb, s_dev);
+		__u64 ino = BPF_CORE_READ(inode, i_ino);
+		ew_check_target(rules, dev, ino, EW_LSM_MATCH_EXACT, 0, &w.q, &w.best);
+	}
+	if ((how & EW_DECIDE_EXACT_ONLY) || !info->dir_entries[opi] || !dentry)
 		return EW_PACK(w.best);
 
-	/* the walk starts from the dentry the file was opened by (on
-	 * overlayfs the inode checked above can be the layer's, the dentry
-	 * the overlay's) */
-	const struct path *fpath = (const struct path *)__builtin_preserve_access_index(&file->f_path);
-	struct vfsmount *vfsmnt = BPF_CORE_READ(fpath, mnt);
-	struct dentry *dentry = BPF_CORE_READ(fpath, dentry);
-	if (!dentry || !vfsmnt)
-		return EW_PACK(w.best);
 	w.dentry = dentry;
 	w.parent = BPF_CORE_READ(dentry, d_parent);
 	w.dev = BPF_CORE_READ(dentry, d_sb, s_dev);
-	w.mnt = ew_vfsmnt_mount(vfsmnt);
-	w.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	if (vfsmnt) {
+		w.mnt = ew_vfsmnt_mount(vfsmnt);
+		w.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	}
 	w.recursive = info->recursive_entries[opi] != 0;
 
 	bpf_loop(EW_LSM_WALK_MAX, ew_lsm_walk_step, &w, 0);
@@ -453,37 +453,105 @@ static __always_inline void ew_send(struct ew_decision_event *e, __u64 verdict, 
 	ew_output(e, size, 1);
 }
 
-/* Reports a path decision: resource = the file's path. Decisions are rare (Block/Audit only). */
-static __noinline int ew_report_file(struct file *file, __u64 verdict, __u32 operation, __s32 ret, __s32 flags)
+/*
+ * Reports a path decision: resource = the path of `dentry` seen through
+ * `vfsmnt`. `meta`: operation | 0x100 when refused. Decisions are rare
+ * (Block/Audit only), so resolving the paths is affordable.
+ */
+static __noinline int ew_report_path(struct dentry *dentry, struct vfsmount *vfsmnt, __u64 verdict, __u32 meta,
+				     __s32 flags)
 {
 	__u32 zero = 0, res_flags = 0, res_len;
 	struct ew_decision_event *e = bpf_map_lookup_elem(&lsm_decision_scratch, &zero);
+	struct path p = {};
 
 	if (!e)
 		return 0;
-	res_len = ew_resolve_file(file, e->strings, &res_flags);
+	p.dentry = dentry;
+	p.mnt = vfsmnt;
+	res_len = ew_resolve_path(&p, e->strings, &res_flags);
 	if (res_len >= EW_PATH_MAX)
 		res_len = EW_PATH_MAX - 1;
 	__u32 exe_len = ew_fill_exe(e, res_len);
-	ew_send(e, verdict, operation, ret, flags, res_len, exe_len);
+	ew_send(e, verdict, meta & 0xff, (meta & 0x100) ? -EW_EPERM : 0, flags, res_len, exe_len);
 	return 0;
 }
 
 /* Applies a path verdict: Block refuses with EPERM, Audit allows; both reported. */
-static __always_inline int ew_path_enforce(struct file *file, struct ew_lsm_verdict v, __u8 operation,
-					   __s32 flags)
+static __always_inline int ew_path_enforce(struct dentry *dentry, struct vfsmount *vfsmnt, __u64 packed,
+					   __u32 operation, __s32 flags)
 {
+	struct ew_lsm_verdict v = ew_unpack(packed);
 	if (v.action == EW_ACTION_BLOCK) {
-		ew_report_file(file, EW_PACK(v), operation, -EW_EPERM, flags);
+		ew_report_path(dentry, vfsmnt, packed, operation | 0x100, flags);
 		return -EW_EPERM;
 	}
 	if (v.action == EW_ACTION_AUDIT)
-		ew_report_file(file, EW_PACK(v), operation, 0, flags);
+		ew_report_path(dentry, vfsmnt, packed, operation, flags);
 	return 0;
+}
+
+/* The pieces of an open file a decision needs. */
+struct ew_file_view {
+	struct inode *inode;
+	struct dentry *dentry;   /* f_path.dentry: what the report names */
+	struct vfsmount *vfsmnt;
+	struct dentry *walk_from; /* where directory rules are looked for */
+	struct vfsmount *walk_mnt;
+};
+
+/*
+ * On 6.1 overlayfs opens its layer's file with the overlay's path
+ * (open_with_fake_path): f_inode is the layer's inode, f_path the
+ * overlay's. Directory rules are then looked for above the layer's own
+ * dentry (an alias of the inode), so an overlay mounted over a protected
+ * directory (possible in a user namespace) does not hide it. The layer's
+ * mount is unknown there: the walk stops at its filesystem's root.
+ */
+static __always_inline void ew_view_file(struct file *file, struct ew_file_view *v)
+{
+	/* locals only: BPF_CORE_READ(v->x) would relocate against struct ew_file_view */
+	const struct path *fpath = (const struct path *)__builtin_preserve_access_index(&file->f_path);
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct dentry *dentry = BPF_CORE_READ(fpath, dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(fpath, mnt);
+	v->inode = inode;
+	v->dentry = dentry;
+	v->vfsmnt = vfsmnt;
+	v->walk_from = dentry;
+	v->walk_mnt = vfsmnt;
+	if (inode && dentry && BPF_CORE_READ(dentry, d_inode) != inode) {
+		struct hlist_node *first = BPF_CORE_READ(inode, i_dentry.first);
+		v->walk_from = first ? (struct dentry *)((char *)first - bpf_core_field_offset(struct dentry, d_u.d_alias)) : 0;
+		v->walk_mnt = 0;
+	}
+}
+
+/* Decides and enforces `op` (with EW_DECIDE_* bits in `how`) on an open file. */
+static __always_inline int ew_file_enforce(struct file *file, __u32 how, __s32 flags)
+{
+	struct ew_file_view v;
+	ew_view_file(file, &v);
+	if (!v.inode)
+		return 0;
+	__u64 verdict = ew_path_decide(v.inode, v.walk_from, v.walk_mnt, how);
+	return ew_path_enforce(v.dentry, v.vfsmnt, verdict, how & 0xff, flags);
 }
 
 /* Process rules ---------------------------------------------------------------- */
 
+/*
+ * Process rules are decided where the kernel opens a file to execute it
+ * (open_exec(): the program, a script's interpreter, the ELF interpreter;
+ * f_flags has __FMODE_EXEC), in file_open below: also when overlayfs opens
+ * the layer's file for an executed overlay file, so a blocked program
+ * cannot be run through an overlay mounted over its directory. The caller's
+ * executable is still the old image there (fromSource).
+ *
+ * bprm_check_security is the backstop for the program actually started
+ * (bprm->file): it refuses Blocks the open did not see (rules switched in
+ * between) and reports only those, so each exec is reported once.
+ */
 SEC("lsm/bprm_check_security")
 int BPF_PROG(ew_lsm_bprm_check, struct linux_binprm *bprm, int ret)
 {
@@ -491,18 +559,23 @@ int BPF_PROG(ew_lsm_bprm_check, struct linux_binprm *bprm, int ret)
 		return ret;
 	if (!ew_has_path_rules(EW_OP_PROCESS) || ew_is_kthread())
 		return 0;
-	/* bprm->file: the program being started, resolved (also for execveat
-	 * of an O_PATH fd); called again for a script's interpreter */
 	struct file *file = BPF_CORE_READ(bprm, file);
-	struct ew_lsm_verdict v = ew_unpack(ew_path_decide(file, EW_OP_PROCESS, 0, 0));
-	return ew_path_enforce(file, v, EW_OP_PROCESS, 0);
+	struct ew_file_view v;
+	ew_view_file(file, &v);
+	if (!v.inode)
+		return 0;
+	__u64 verdict = ew_path_decide(v.inode, v.walk_from, v.walk_mnt, EW_OP_PROCESS);
+	if (ew_unpack(verdict).action != EW_ACTION_BLOCK)
+		return 0;
+	return ew_path_enforce(v.dentry, v.vfsmnt, verdict, EW_OP_PROCESS, 0);
 }
 
 /*
  * Executable mappings of a file an exact Process rule names, other than the
  * kernel mapping the program it is starting (already decided at exec: by
- * then exe_file is the new program). Directory rules are not applied here:
- * shared libraries live in directories too.
+ * then exe_file is the new program): the dynamic loader run as
+ * `ld.so /blocked`, dlopen(), mprotect(PROT_EXEC). Directory rules are not
+ * applied here: shared libraries live in directories too.
  */
 static __always_inline int ew_check_exec_mapping(struct file *file)
 {
@@ -513,8 +586,7 @@ static __always_inline int ew_check_exec_mapping(struct file *file)
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	if (!inode || inode == exe)
 		return 0;
-	struct ew_lsm_verdict v = ew_unpack(ew_path_decide(file, EW_OP_PROCESS, 0, 1));
-	return ew_path_enforce(file, v, EW_OP_PROCESS, 0);
+	return ew_file_enforce(file, EW_OP_PROCESS | EW_DECIDE_EXACT_ONLY, 0);
 }
 
 SEC("lsm/mmap_file")
@@ -546,14 +618,123 @@ int BPF_PROG(ew_lsm_file_open, struct file *file, int ret)
 {
 	if (ret)
 		return ret;
-	if (!ew_has_path_rules(EW_OP_FILE) || ew_is_kthread())
+	struct ew_lsm_gen_info *info = ew_gen_info(ew_active_gen());
+	if (!info || !(info->path_entries[EW_OP_PROCESS] | info->path_entries[EW_OP_FILE]))
+		return 0; /* the common case when no path rule exists: two array lookups */
+	__u32 flags = file->f_flags; /* a trusted pointer: plain loads */
+	int exec = (flags & EW_FMODE_EXEC_FLAG) != 0;
+	int process = exec && info->path_entries[EW_OP_PROCESS];
+	int files = info->path_entries[EW_OP_FILE] != 0;
+	if ((!process && !files) || ew_is_kthread())
 		return 0;
-	__u32 mode = BPF_CORE_READ(file, f_mode);
-	__u32 flags = BPF_CORE_READ(file, f_flags);
+	if (process) {
+		ret = ew_file_enforce(file, EW_OP_PROCESS, 0);
+		if (ret || !files)
+			return ret;
+	}
+	__u32 mode = file->f_mode;
 	/* O_TRUNC truncates even with O_RDONLY; a created file is a write to its directory */
 	int write = (mode & EW_FMODE_WRITE) || (flags & EW_O_TRUNC) || (mode & EW_FMODE_CREATED);
-	struct ew_lsm_verdict v = ew_unpack(ew_path_decide(file, EW_OP_FILE, write, 0));
-	return ew_path_enforce(file, v, EW_OP_FILE, (__s32)flags);
+	return ew_file_enforce(file, EW_OP_FILE | (write ? EW_DECIDE_WRITE : 0), (__s32)flags);
+}
+
+/*
+ * Path operations (CONFIG_SECURITY_PATH) are writes for File rules: a
+ * readOnly file or directory cannot be removed, renamed, linked elsewhere,
+ * truncated, chmod/chown'ed, nor get new entries; a fully blocked one
+ * neither (renaming or linking a file out of a blocked directory would
+ * otherwise take it out of the rule's reach). Reported with open-style
+ * flags O_WRONLY | EW_LSM_PATH_OP(hook).
+ */
+static __always_inline int ew_path_write(struct dentry *dentry, struct vfsmount *vfsmnt, __u32 hook)
+{
+	if (!dentry || !ew_has_path_rules(EW_OP_FILE) || ew_is_kthread())
+		return 0;
+	struct inode *inode = BPF_CORE_READ(dentry, d_inode); /* NULL: a name being created */
+	__u64 verdict = ew_path_decide(inode, dentry, vfsmnt, EW_OP_FILE | EW_DECIDE_WRITE);
+	return ew_path_enforce(dentry, vfsmnt, verdict, EW_OP_FILE, EW_O_WRONLY | EW_LSM_PATH_OP(hook));
+}
+
+static __always_inline struct vfsmount *ew_mnt_of(const struct path *p)
+{
+	return BPF_CORE_READ(p, mnt);
+}
+
+SEC("lsm/path_unlink")
+int BPF_PROG(ew_lsm_path_unlink, const struct path *dir, struct dentry *dentry, int ret)
+{
+	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_UNLINK);
+}
+
+SEC("lsm/path_rmdir")
+int BPF_PROG(ew_lsm_path_rmdir, const struct path *dir, struct dentry *dentry, int ret)
+{
+	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_RMDIR);
+}
+
+SEC("lsm/path_mkdir")
+int BPF_PROG(ew_lsm_path_mkdir, const struct path *dir, struct dentry *dentry, umode_t mode, int ret)
+{
+	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_MKDIR);
+}
+
+SEC("lsm/path_mknod")
+int BPF_PROG(ew_lsm_path_mknod, const struct path *dir, struct dentry *dentry, umode_t mode, unsigned int dev,
+	     int ret)
+{
+	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_MKNOD);
+}
+
+SEC("lsm/path_symlink")
+int BPF_PROG(ew_lsm_path_symlink, const struct path *dir, struct dentry *dentry, const char *old_name, int ret)
+{
+	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_SYMLINK);
+}
+
+SEC("lsm/path_link")
+int BPF_PROG(ew_lsm_path_link, struct dentry *old_dentry, const struct path *new_dir, struct dentry *new_dentry,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	/* links stay on one mount: new_dir's is the old name's too */
+	struct vfsmount *mnt = ew_mnt_of(new_dir);
+	ret = ew_path_write(old_dentry, mnt, EW_LSM_HOOK_LINK);
+	return ret ? ret : ew_path_write(new_dentry, mnt, EW_LSM_HOOK_LINK);
+}
+
+SEC("lsm/path_rename")
+int BPF_PROG(ew_lsm_path_rename, const struct path *old_dir, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry, unsigned int flags, int ret)
+{
+	if (ret)
+		return ret;
+	ret = ew_path_write(old_dentry, ew_mnt_of(old_dir), EW_LSM_HOOK_RENAME);
+	/* the new name: a file replaced there, or a new entry in its directory */
+	return ret ? ret : ew_path_write(new_dentry, ew_mnt_of(new_dir), EW_LSM_HOOK_RENAME);
+}
+
+static __always_inline int ew_path_write_path(const struct path *p, __u32 hook)
+{
+	return ew_path_write(BPF_CORE_READ(p, dentry), BPF_CORE_READ(p, mnt), hook);
+}
+
+SEC("lsm/path_truncate")
+int BPF_PROG(ew_lsm_path_truncate, const struct path *path, int ret)
+{
+	return ret ? ret : ew_path_write_path(path, EW_LSM_HOOK_TRUNCATE);
+}
+
+SEC("lsm/path_chmod")
+int BPF_PROG(ew_lsm_path_chmod, const struct path *path, umode_t mode, int ret)
+{
+	return ret ? ret : ew_path_write_path(path, EW_LSM_HOOK_CHMOD);
+}
+
+SEC("lsm/path_chown")
+int BPF_PROG(ew_lsm_path_chown, const struct path *path, unsigned long uid, unsigned long gid, int ret)
+{
+	return ret ? ret : ew_path_write_path(path, EW_LSM_HOOK_CHOWN);
 }
 
 /* Network rules ------------------------------------------------------------------ */

@@ -78,6 +78,26 @@ struct ew_lsm_gen_info {
 };
 
 /*
+ * File decisions taken by a path hook rather than an open: the record's
+ * `flags` are O_WRONLY | EW_LSM_PATH_OP(hook) (bits no open(2) flag uses),
+ * so they read as a write and say which operation it was.
+ */
+enum ew_lsm_path_hook {
+	EW_LSM_HOOK_UNLINK = 1,
+	EW_LSM_HOOK_RMDIR = 2,
+	EW_LSM_HOOK_MKDIR = 3,
+	EW_LSM_HOOK_MKNOD = 4,
+	EW_LSM_HOOK_SYMLINK = 5,
+	EW_LSM_HOOK_LINK = 6,
+	EW_LSM_HOOK_RENAME = 7,
+	EW_LSM_HOOK_TRUNCATE = 8,
+	EW_LSM_HOOK_CHMOD = 9,
+	EW_LSM_HOOK_CHOWN = 10,
+};
+#define EW_LSM_PATH_OP_SHIFT 24
+#define EW_LSM_PATH_OP(hook) ((hook) << EW_LSM_PATH_OP_SHIFT)
+
+/*
  * Directory levels (d_parent steps plus mount crossings) walked above a
  * file. A path within PATH_MAX has at most 2048 components ("a/"), so only
  * paths reached relatively can be deeper.

@@ -70,21 +70,40 @@ std::string LogTail(const std::string& log, size_t lines) {
   return log.substr(pos == 0 ? 0 : pos + 1);
 }
 
-// Every program of the skeleton with its name.
-std::vector<std::pair<const char*, bpf_program*>> Programs(lsm_enforcer* skel) {
+struct Program {
+  const char* hook;  // LSM hook name (bpf_lsm_<hook> in the kernel's BTF)
+  bpf_program* prog;
+  bool optional;     // path_* hooks exist only with CONFIG_SECURITY_PATH
+};
+
+// Every program of the skeleton.
+std::vector<Program> Programs(lsm_enforcer* skel) {
   return {
-      {"bprm_check_security", skel->progs.ew_lsm_bprm_check},
-      {"mmap_file", skel->progs.ew_lsm_mmap_file},
-      {"file_mprotect", skel->progs.ew_lsm_file_mprotect},
-      {"file_open", skel->progs.ew_lsm_file_open},
-      {"socket_connect", skel->progs.ew_lsm_socket_connect},
-      {"socket_bind", skel->progs.ew_lsm_socket_bind},
-      {"socket_listen", skel->progs.ew_lsm_socket_listen},
-      {"socket_accept", skel->progs.ew_lsm_socket_accept},
-      {"socket_sendmsg", skel->progs.ew_lsm_socket_sendmsg},
-      {"socket_create", skel->progs.ew_lsm_socket_create},
+      {"bprm_check_security", skel->progs.ew_lsm_bprm_check, false},
+      {"mmap_file", skel->progs.ew_lsm_mmap_file, false},
+      {"file_mprotect", skel->progs.ew_lsm_file_mprotect, false},
+      {"file_open", skel->progs.ew_lsm_file_open, false},
+      {"path_unlink", skel->progs.ew_lsm_path_unlink, true},
+      {"path_rmdir", skel->progs.ew_lsm_path_rmdir, true},
+      {"path_mkdir", skel->progs.ew_lsm_path_mkdir, true},
+      {"path_mknod", skel->progs.ew_lsm_path_mknod, true},
+      {"path_symlink", skel->progs.ew_lsm_path_symlink, true},
+      {"path_link", skel->progs.ew_lsm_path_link, true},
+      {"path_rename", skel->progs.ew_lsm_path_rename, true},
+      {"path_truncate", skel->progs.ew_lsm_path_truncate, true},
+      {"path_chmod", skel->progs.ew_lsm_path_chmod, true},
+      {"path_chown", skel->progs.ew_lsm_path_chown, true},
+      {"socket_connect", skel->progs.ew_lsm_socket_connect, false},
+      {"socket_bind", skel->progs.ew_lsm_socket_bind, false},
+      {"socket_listen", skel->progs.ew_lsm_socket_listen, false},
+      {"socket_accept", skel->progs.ew_lsm_socket_accept, false},
+      {"socket_sendmsg", skel->progs.ew_lsm_socket_sendmsg, false},
+      {"socket_create", skel->progs.ew_lsm_socket_create, false},
   };
 }
+
+// Whether this kernel has the LSM hook (its BTF names bpf_lsm_<hook>).
+bool KernelHasHook(const char* hook) { return libbpf_find_vmlinux_btf_id(hook, BPF_LSM_MAC) > 0; }
 
 // Closes an fd on scope exit unless released.
 class FdGuard {
@@ -164,6 +183,10 @@ void LsmEnforcer::Open() {
   int err = ring_->ReuseMaps(skel_->obj);
   if (err != 0) throw std::runtime_error("LsmEnforcer: reusing the event ring's maps failed: " + ErrnoText(-err));
 
+  // Optional hooks the kernel lacks are not loaded (a missing attach target fails the whole object).
+  for (const Program& p : Programs(skel_)) {
+    if (p.optional && !KernelHasHook(p.hook)) bpf_program__set_autoload(p.prog, false);
+  }
   g_libbpf_log.clear();
   libbpf_print_fn_t previous = libbpf_set_print(CaptureLibbpf);
   err = lsm_enforcer::load(skel_);
@@ -172,13 +195,14 @@ void LsmEnforcer::Open() {
     throw std::runtime_error("LsmEnforcer: loading the LSM programs failed: " + ErrnoText(-err) +
                              " (needs root, BTF and a kernel booted with bpf in lsm=)\n" + LogTail(g_libbpf_log, 12));
   }
-  for (const auto& [name, prog] : Programs(skel_)) {
-    bpf_link* link = bpf_program__attach_lsm(prog);
+  for (const Program& p : Programs(skel_)) {
+    if (!bpf_program__autoload(p.prog)) continue;
+    bpf_link* link = bpf_program__attach_lsm(p.prog);
     if (link == nullptr) {
       int e = errno;
-      throw std::runtime_error(std::string("LsmEnforcer: attaching lsm/") + name + " failed: " + ErrnoText(e));
+      throw std::runtime_error(std::string("LsmEnforcer: attaching lsm/") + p.hook + " failed: " + ErrnoText(e));
     }
-    links_.emplace_back(name, link);
+    links_.emplace_back(p.hook, link);
   }
 }
 
@@ -251,11 +275,12 @@ LsmEnforcerStats LsmEnforcer::Stats() const {
   s.active = active_;
   s.path_entries = path_count_[active_];
   s.net_entries = net_count_[active_];
-  for (const auto& [name, prog] : Programs(skel_)) {
+  for (const Program& prog : Programs(skel_)) {
+    if (!bpf_program__autoload(prog.prog)) continue;
     bpf_prog_info info = {};
     uint32_t len = sizeof(info);
-    LsmProgramStats p = {name, 0, 0};
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0) {
+    LsmProgramStats p = {prog.hook, 0, 0};
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog.prog), &info, &len) == 0) {
       p.run_count = info.run_cnt;
       p.run_time_ns = info.run_time_ns;
     }

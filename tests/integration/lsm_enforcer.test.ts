@@ -152,8 +152,9 @@ describe('bpf-lsm enforcer on a BPF-LSM kernel', () => {
   });
 
   test('every hook is attached', () => {
+    const paths = ['path_unlink', 'path_rmdir', 'path_mkdir', 'path_mknod', 'path_symlink', 'path_link', 'path_rename', 'path_truncate', 'path_chmod', 'path_chown'];
     expect(enforcer.attached().sort()).toEqual(
-      ['bprm_check_security', 'file_mprotect', 'file_open', 'mmap_file', 'socket_accept', 'socket_bind', 'socket_connect', 'socket_create', 'socket_listen', 'socket_sendmsg'].sort(),
+      ['bprm_check_security', 'file_mprotect', 'file_open', 'mmap_file', 'socket_accept', 'socket_bind', 'socket_connect', 'socket_create', 'socket_listen', 'socket_sendmsg', ...paths].sort(),
     );
   });
 
@@ -271,10 +272,12 @@ attempt(protect)`,
   // File rules ------------------------------------------------------------------
 
   describe('open', () => {
-    test('a blocked file is refused by inode: hard links, renames, bind mounts; its neighbour reads', async () => {
+    test('a blocked file is refused by inode: hard links, bind mounts; linking or renaming it is refused; its neighbour reads', async () => {
       const secret = path.join(data, 'secret');
       const neighbour = path.join(data, 'neighbour');
       fs.writeFileSync(secret, 'secret');
+      const link = path.join(work, 'secret-link');
+      fs.linkSync(secret, link); // made before the rules
       const rule = fileRule(secret);
       apply([rule]);
       const r = py(`attempt(lambda: open(sys.argv[1], 'rb').read())`, [secret]);
@@ -284,13 +287,20 @@ attempt(protect)`,
       expect(ds).toEqual([
         { pid: r.pid, ruleId: rule.ruleId, action: Action.Block, operation: OperationCode.File, enforcer: EnforcerCode.BpfLsm, ret: -1, flags: expect.any(Number), resource: secret, exe: fs.realpathSync(PYTHON) },
       ]);
-      const link = path.join(work, 'secret-link');
-      fs.linkSync(secret, link);
       expect(readFile(link)).toBe('EPERM');
-      const moved = path.join(work, 'secret-moved');
-      fs.renameSync(secret, moved);
-      expect(readFile(moved)).toBe('EPERM');
-      fs.renameSync(moved, secret);
+      // path operations on it are writes: refused (CONFIG_SECURITY_PATH)
+      const ops = py(
+        `
+p, w = sys.argv[1], sys.argv[2]
+attempt(lambda: os.link(p, os.path.join(w, 'secret-late-link')))
+attempt(lambda: os.rename(p, os.path.join(w, 'moved')))
+attempt(lambda: os.unlink(p))
+attempt(lambda: os.truncate(p, 0))
+attempt(lambda: os.chmod(p, 0o600))`,
+        [secret, work],
+      );
+      expect(ops.results).toEqual(['EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM']);
+      expect(fs.statSync(secret).size).toBe(6); // not truncated
       const bind = path.join(work, 'bind');
       fs.mkdirSync(bind, { recursive: true });
       execFileSync('mount', ['--bind', data, bind]);
@@ -334,9 +344,16 @@ attempt(lambda: os.close(os.open(os.path.join(sys.argv[2], 'new'), os.O_RDONLY |
       apply([dirRule(dir, false)]);
       expect(readFile(path.join(dir, 'top'))).toBe('EPERM');
       expect(readFile(path.join(sub, 'deep'))).toBe('ok');
+      // a file that arrives later is covered by the directory's inode (a rule
+      // for one source, so that this process may move it in)
+      const pyCopy = path.join(work, 'py-dir');
+      fs.copyFileSync(PYTHON, pyCopy);
+      fs.chmodSync(pyCopy, 0o755);
+      apply([dirRule(dir, false, { fromSource: [{ kind: 'path', path: pyCopy }] })]);
       fs.writeFileSync(path.join(work, 'outside'), 'x');
       fs.renameSync(path.join(work, 'outside'), path.join(dir, 'moved-in'));
-      expect(readFile(path.join(dir, 'moved-in'))).toBe('EPERM');
+      expect(py(`attempt(lambda: open(sys.argv[1]).read())`, [path.join(dir, 'moved-in')], pyCopy).results).toEqual(['EPERM']);
+      expect(readFile(path.join(dir, 'moved-in'))).toBe('ok');
       apply([dirRule(dir, true)]);
       expect(readFile(path.join(sub, 'deep'))).toBe('EPERM');
       const bind = path.join(work, 'bind-sub');
@@ -426,23 +443,76 @@ attempt(lambda: None)`,
     });
 
     test('a file replaced by a new inode at the rule path is covered again once the backend resolves the set again', async () => {
+      // a rule for one source only: other processes may replace the file
       const f = path.join(data, 'replaced');
       fs.writeFileSync(f, 'v1');
+      const pyCopy = path.join(work, 'py-replaced');
+      fs.copyFileSync(PYTHON, pyCopy);
+      fs.chmodSync(pyCopy, 0o755);
+      const readAsCopy = () => py(`attempt(lambda: open(sys.argv[1], 'rb').read())`, [f], pyCopy).results[0];
       const backend = new LsmBackend(addon, ring);
       try {
         enforcer.close(); // one enforcer at a time: the backend has its own
-        const set: CompiledPolicySet = { pathRules: [fileRule(f)], networkRules: [], meta: new Map() };
+        const set: CompiledPolicySet = { pathRules: [fileRule(f, { fromSource: [{ kind: 'path', path: pyCopy }] })], networkRules: [], meta: new Map() };
         expect(backend.apply(set).errors).toEqual([]);
-        expect(readFile(f)).toBe('EPERM');
+        expect(readAsCopy()).toBe('EPERM');
         const tmp = path.join(data, 'replaced.tmp');
         fs.writeFileSync(tmp, 'v2');
         fs.renameSync(tmp, f); // what editors and package managers do
-        await waitFor('the new inode to be blocked', () => (readFile(f) === 'EPERM' ? true : undefined), 5000);
+        await waitFor('the new inode to be blocked', () => (readAsCopy() === 'EPERM' ? true : undefined), 10_000);
+        expect(fs.readFileSync(f, 'utf8')).toBe('v2');
       } finally {
         backend.close();
         enforcer = new LsmEnforcer(addon, ring);
       }
-      expect(readFile(f)).toBe('ok');
+      expect(readAsCopy()).toBe('ok');
+    });
+
+    test('path operations are writes: a readOnly directory keeps its entries, names and modes; reads pass', () => {
+      const ro = path.join(data, 'ro');
+      fs.mkdirSync(path.join(ro, 'sub'), { recursive: true });
+      fs.writeFileSync(path.join(ro, 'f'), 'x');
+      fs.writeFileSync(path.join(work, 'incoming'), 'x');
+      apply([dirRule(ro, true, { readOnly: true })]);
+      const r = py(
+        `
+d, w = sys.argv[1], sys.argv[2]
+f = os.path.join(d, 'f')
+attempt(lambda: open(f, 'rb').read())
+attempt(lambda: os.unlink(f))
+attempt(lambda: os.rename(f, os.path.join(w, 'out')))
+attempt(lambda: os.rename(os.path.join(w, 'incoming'), os.path.join(d, 'in')))
+attempt(lambda: os.link(f, os.path.join(w, 'hard')))
+attempt(lambda: os.mkdir(os.path.join(d, 'new')))
+attempt(lambda: os.rmdir(os.path.join(d, 'sub')))
+attempt(lambda: os.symlink('/etc/passwd', os.path.join(d, 'sym')))
+attempt(lambda: os.mkfifo(os.path.join(d, 'fifo')))
+attempt(lambda: os.truncate(f, 0))
+attempt(lambda: os.chmod(f, 0o600))
+attempt(lambda: os.chown(f, 1, 1))
+attempt(lambda: os.mkdir(os.path.join(w, 'elsewhere-ok')))`,
+        [ro, work],
+      );
+      expect(r.results).toEqual(['ok', 'EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM', 'ok']);
+      expect(fs.readdirSync(ro).sort()).toEqual(['f', 'sub']);
+    });
+
+    test('an overlay mounted over a protected directory hides neither its files nor its programs', () => {
+      const lower = path.join(work, 'ovl-lower');
+      fs.mkdirSync(lower);
+      fs.writeFileSync(path.join(lower, 'f'), 'x');
+      const prog = path.join(lower, 'busybox');
+      fs.copyFileSync(BUSYBOX, prog);
+      fs.chmodSync(prog, 0o755);
+      const exact = path.join(work, 'ovl-exact');
+      fs.writeFileSync(exact, 'x');
+      apply([dirRule(lower, false), procRule(prog)]);
+      const m = path.join(work, 'ovl');
+      for (const d of ['up', 'work', 'm']) fs.mkdirSync(path.join(m, d), { recursive: true });
+      execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${m}/up,workdir=${m}/work`, `${m}/m`]);
+      mounted.push(`${m}/m`);
+      expect(readFile(path.join(m, 'm', 'f'))).toBe('EPERM');
+      expect(run(path.join(m, 'm', 'busybox'), ['true']).spawnError).toBe('EPERM');
     });
   });
 
