@@ -103,10 +103,14 @@ export class Agent {
       new BootClock(readUptime()),
       this.processes,
       (id) => this.lookupMeta(id),
-      (mntNs, pid) => {
+      (mntNs, pidNs, pid) => {
         const containers = this.containers;
         if (!containers) return undefined;
-        return (mntNs !== undefined ? containers.byMountNamespace(mntNs) : undefined) ?? containers.byPid(pid);
+        return (
+          (mntNs !== undefined ? containers.byMountNamespace(mntNs) : undefined) ??
+          (pidNs !== undefined ? containers.byPidNamespace(pidNs) : undefined) ??
+          containers.byPid(pid)
+        );
       },
     );
     this.pipeline = new EventPipeline(

@@ -52,8 +52,9 @@ export interface DecisionFacts {
   flags: number;
   resource: string;
   exe: string;
-  /** mount namespace of the acting process, when the record carries it */
+  /** mount and pid namespaces of the acting process, when the record carries them */
   mntNs?: number;
+  pidNs?: number;
 }
 
 /** What the alert needs of a container (agent/src/containers.ts). */
@@ -65,7 +66,11 @@ export interface ContainerFacts {
   namespaceName: string;
 }
 
-export type ContainerResolver = (mntNs: number | undefined, hostPid: number) => ContainerFacts | undefined;
+export type ContainerResolver = (
+  mntNs: number | undefined,
+  pidNs: number | undefined,
+  hostPid: number,
+) => ContainerFacts | undefined;
 
 /** A process's pid inside its own pid namespace (last NSpid field), or undefined when gone. */
 export function namespacePid(hostPid: number, procRoot = '/proc'): number | undefined {
@@ -173,7 +178,7 @@ export class AlertBuilder {
         data = 'syscall=SYS_SOCKET';
     }
     const source = actor;
-    const c = this.container(d.mntNs, d.pid);
+    const c = this.container(d.mntNs, d.pidNs, d.pid);
     // KubeArmor reports PID/PPID as seen inside the container, HostPID/HostPPID on the host.
     const pid = c ? namespacePid(d.pid) ?? d.pid : d.pid;
     const ppid = c ? namespacePid(d.ppid) ?? d.ppid : d.ppid;

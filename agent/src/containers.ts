@@ -41,6 +41,14 @@ export function namespaceInode(link: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+function readNamespace(link: string): number | undefined {
+  try {
+    return namespaceInode(fs.readlinkSync(link));
+  } catch {
+    return undefined;
+  }
+}
+
 type ContainerListener = (event: 'added' | 'removed' | 'renamed', c: ContainerIdentity) => void;
 
 export class ContainerRegistry {
@@ -55,6 +63,7 @@ export class ContainerRegistry {
   private connected = false;
   private unreachableReported = false;
   private readonly procRoot: string;
+  private readonly hostPidNs: number | undefined;
 
   constructor(private readonly opts: ContainerRegistryOptions = {}) {
     // Loaded here, not at import: dockerode (through ssh2) costs ~23 MiB of RSS,
@@ -64,6 +73,7 @@ export class ContainerRegistry {
     this.docker = new DockerodeClass({ socketPath: opts.socketPath ?? DOCKER_SOCKET });
     this.reconnectDelay = opts.reconnectMs ?? 500;
     this.procRoot = opts.procRoot ?? '/proc';
+    this.hostPidNs = readNamespace(`${this.procRoot}/self/ns/pid`);
   }
 
   /** Connects, lists running containers, follows events; never throws: retries while dockerd is away. */
@@ -95,6 +105,14 @@ export class ContainerRegistry {
 
   byMountNamespace(mntNs: number): ContainerIdentity | undefined {
     return this.byMnt.get(mntNs);
+  }
+
+  /** By pid namespace: a container process that unshared its mount namespace keeps its pid namespace. */
+  byPidNamespace(pidNs: number): ContainerIdentity | undefined {
+    // --pid=host containers share the host's pid namespace: it names no container.
+    if (pidNs === this.hostPidNs) return undefined;
+    for (const c of this.byId.values()) if (c.pidNs === pidNs) return c;
+    return undefined;
   }
 
   /** The container of a running host pid, via its mount namespace; undefined for host processes. */

@@ -92,24 +92,23 @@ describe('container identities (real dockerd)', () => {
     await waitFor('the removal', () => (registry.list().some((x) => x.id === id) ? undefined : true));
   });
 
-  test('an alert raised inside a container names it (host network rule, container process)', async () => {
+  test('an alert raised inside a container names it (container policy, container process)', async () => {
     const work = makeTempDir('containers');
     const policies = path.join(work, 'policies');
     fs.mkdirSync(policies);
     fs.writeFileSync(
       path.join(policies, 'udp.yaml'),
       `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorHostPolicy
+kind: KubeArmorPolicy
 metadata:
-  name: no-udp-anywhere
+  name: no-udp-in-web
 spec:
-  nodeSelector:
+  selector:
     matchLabels:
-      kubearmor.io/hostname: "*"
+      app: web
   network:
     matchProtocols:
       - protocol: udp
-        fromSource: []
   action: Block
 `,
     );
@@ -127,6 +126,8 @@ spec:
         Labels: 'app=web,tier=edge',
         NamespaceName: 'container_namespace',
         Operation: 'Network',
+        Type: 'MatchedPolicy',
+        PolicyName: 'no-udp-in-web',
         Action: 'Block',
         Result: 'Permission denied',
       });
