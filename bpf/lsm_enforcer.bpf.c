@@ -348,13 +348,20 @@ static __always_inline struct ew_lsm_gen_info *ew_gen_info(__u32 gen)
  * by the current task: exact rules on the inode, directory rules on the
  * directories above the dentry (Block > Audit).
  */
-static __noinline __u64 ew_path_decide(struct inode *inode, struct dentry *dentry, struct vfsmount *vfsmnt, __u32 how)
+__noinline __u64 ew_path_decide(__u64 inode_ptr, __u64 dentry_ptr, __u64 vfsmnt_ptr, __u32 how)
 {
+	/* A global function (scalar arguments): the verifier checks it once per
+	 * program instead of at every call site, which keeps loading quick. */
+	struct inode *inode = (struct inode *)inode_ptr;
+	struct dentry *dentry = (struct dentry *)dentry_ptr;
+	struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_ptr;
 	__u32 gen = ew_active_gen();
 	struct ew_lsm_gen_info *info = ew_gen_info(gen);
 	void *rules = bpf_map_lookup_elem(&lsm_path_rules, &gen);
 	__u32 op = how & 0xff, opi = op & 3;
 
+	if (opi != EW_OP_PROCESS && opi != EW_OP_FILE)
+		return 0; /* bounds opi for the verifier: only these have path rules */
 	if (!info || !rules || !info->path_entries[opi])
 		return 0;
 	struct ew_lsm_actor actor;
@@ -415,30 +422,58 @@ static __always_inline int ew_has_net_rules(void)
 
 /* Reporting ------------------------------------------------------------------ */
 
-/* The current executable's path into the record's exe string, after `res_len` bytes of resource. */
-static __always_inline __u32 ew_fill_exe(struct ew_decision_event *e, __u32 res_len)
+/*
+ * Resolves the path of (dentry, mnt) and copies it into the decision
+ * record's strings at `offset`; returns its length. One global function, so
+ * each program holds (and the verifier checks) one copy of the path walker.
+ */
+__noinline __u32 ew_put_path(__u64 dentry_ptr, __u64 mnt_ptr, __u32 offset)
 {
-	__u32 zero = 0, exe_len = 0, flags = 0;
-	struct ew_lsm_exe_path *exe_path = bpf_map_lookup_elem(&lsm_exe_scratch, &zero);
+	__u32 zero = 0, len = 0, flags = 0;
+	struct ew_decision_event *e = bpf_map_lookup_elem(&lsm_decision_scratch, &zero);
+	struct ew_lsm_exe_path *tmp = bpf_map_lookup_elem(&lsm_exe_scratch, &zero);
+	struct path p = {};
+
+	__u64 off = offset;
+
+	if (!e || !tmp)
+		return 0;
+	/* hide the range from the compiler so the mask stays for the verifier */
+	asm volatile("" : "+r"(off));
+	off &= EW_PATH_MAX - 1;
+	tmp->path[0] = 0;
+	if (dentry_ptr && mnt_ptr) {
+		p.dentry = (struct dentry *)dentry_ptr;
+		p.mnt = (struct vfsmount *)mnt_ptr;
+		len = ew_resolve_path(&p, tmp->path, &flags);
+	}
+	if (len >= EW_PATH_MAX)
+		len = EW_PATH_MAX - 1;
+	bpf_probe_read_kernel(&e->strings[off], len + 1, tmp->path);
+	return len;
+}
+
+/* The current executable's path into the record's exe string, after `res_len` bytes of resource. */
+static __always_inline __u32 ew_fill_exe(__u32 res_len)
+{
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	const struct path *fpath = (const struct path *)__builtin_preserve_access_index(&exe->f_path);
+	__u64 dentry = 0, mnt = 0;
 
-	if (!exe_path)
-		return 0;
-	exe_path->path[0] = 0;
-	if (exe)
-		exe_len = ew_resolve_file(exe, exe_path->path, &flags);
-	if (exe_len >= EW_PATH_MAX)
-		exe_len = EW_PATH_MAX - 1;
-	if (res_len >= EW_PATH_MAX)
-		res_len = EW_PATH_MAX - 1;
-	bpf_probe_read_kernel(&e->strings[res_len + 1], exe_len + 1, exe_path->path);
-	return exe_len;
+	if (exe) {
+		dentry = (__u64)BPF_CORE_READ(fpath, dentry);
+		mnt = (__u64)BPF_CORE_READ(fpath, mnt);
+	}
+	return ew_put_path(dentry, mnt, (res_len & (EW_PATH_MAX - 1)) + 1);
 }
 
 static __always_inline void ew_send(struct ew_decision_event *e, __u64 verdict, __u8 operation,
 				    __s32 ret, __s32 flags, __u32 res_len, __u32 exe_len)
 {
+	/* lengths come back from global functions unbounded for the verifier */
+	res_len &= EW_PATH_MAX - 1;
+	exe_len &= EW_PATH_MAX - 1;
 	__u64 size = offsetof(struct ew_decision_event, strings) + res_len + 1 + exe_len + 1;
 	e->resource_len = res_len;
 	e->exe_len = exe_len;
@@ -458,21 +493,15 @@ static __always_inline void ew_send(struct ew_decision_event *e, __u64 verdict, 
  * `vfsmnt`. `meta`: operation | 0x100 when refused. Decisions are rare
  * (Block/Audit only), so resolving the paths is affordable.
  */
-static __noinline int ew_report_path(struct dentry *dentry, struct vfsmount *vfsmnt, __u64 verdict, __u32 meta,
-				     __s32 flags)
+__noinline int ew_report_path(__u64 dentry_ptr, __u64 vfsmnt_ptr, __u64 verdict, __u32 meta, __s32 flags)
 {
-	__u32 zero = 0, res_flags = 0, res_len;
+	__u32 zero = 0;
+	__u32 res_len = ew_put_path(dentry_ptr, vfsmnt_ptr, 0);
+	__u32 exe_len = ew_fill_exe(res_len);
 	struct ew_decision_event *e = bpf_map_lookup_elem(&lsm_decision_scratch, &zero);
-	struct path p = {};
 
 	if (!e)
 		return 0;
-	p.dentry = dentry;
-	p.mnt = vfsmnt;
-	res_len = ew_resolve_path(&p, e->strings, &res_flags);
-	if (res_len >= EW_PATH_MAX)
-		res_len = EW_PATH_MAX - 1;
-	__u32 exe_len = ew_fill_exe(e, res_len);
 	ew_send(e, verdict, meta & 0xff, (meta & 0x100) ? -EW_EPERM : 0, flags, res_len, exe_len);
 	return 0;
 }
@@ -483,11 +512,11 @@ static __always_inline int ew_path_enforce(struct dentry *dentry, struct vfsmoun
 {
 	struct ew_lsm_verdict v = ew_unpack(packed);
 	if (v.action == EW_ACTION_BLOCK) {
-		ew_report_path(dentry, vfsmnt, packed, operation | 0x100, flags);
+		ew_report_path((__u64)dentry, (__u64)vfsmnt, packed, operation | 0x100, flags);
 		return -EW_EPERM;
 	}
 	if (v.action == EW_ACTION_AUDIT)
-		ew_report_path(dentry, vfsmnt, packed, operation, flags);
+		ew_report_path((__u64)dentry, (__u64)vfsmnt, packed, operation, flags);
 	return 0;
 }
 
@@ -534,7 +563,7 @@ static __always_inline int ew_file_enforce(struct file *file, __u32 how, __s32 f
 	ew_view_file(file, &v);
 	if (!v.inode)
 		return 0;
-	__u64 verdict = ew_path_decide(v.inode, v.walk_from, v.walk_mnt, how);
+	__u64 verdict = ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt, how);
 	return ew_path_enforce(v.dentry, v.vfsmnt, verdict, how & 0xff, flags);
 }
 
@@ -564,7 +593,7 @@ int BPF_PROG(ew_lsm_bprm_check, struct linux_binprm *bprm, int ret)
 	ew_view_file(file, &v);
 	if (!v.inode)
 		return 0;
-	__u64 verdict = ew_path_decide(v.inode, v.walk_from, v.walk_mnt, EW_OP_PROCESS);
+	__u64 verdict = ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt, EW_OP_PROCESS);
 	if (ew_unpack(verdict).action != EW_ACTION_BLOCK)
 		return 0;
 	return ew_path_enforce(v.dentry, v.vfsmnt, verdict, EW_OP_PROCESS, 0);
@@ -646,13 +675,26 @@ int BPF_PROG(ew_lsm_file_open, struct file *file, int ret)
  * otherwise take it out of the rule's reach). Reported with open-style
  * flags O_WRONLY | EW_LSM_PATH_OP(hook).
  */
+/*
+ * A kernel pointer as a plain number: global functions take scalars only,
+ * and the verifier keeps a hook argument typed (no arithmetic turns it into
+ * one); reading it back through a helper does.
+ */
+static __always_inline __u64 ew_scalar(const void *ptr)
+{
+	__u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), &ptr);
+	return v;
+}
+
 static __always_inline int ew_path_write(struct dentry *dentry, struct vfsmount *vfsmnt, __u32 hook)
 {
 	if (!dentry || !ew_has_path_rules(EW_OP_FILE) || ew_is_kthread())
 		return 0;
 	struct inode *inode = BPF_CORE_READ(dentry, d_inode); /* NULL: a name being created */
-	__u64 verdict = ew_path_decide(inode, dentry, vfsmnt, EW_OP_FILE | EW_DECIDE_WRITE);
-	return ew_path_enforce(dentry, vfsmnt, verdict, EW_OP_FILE, EW_O_WRONLY | EW_LSM_PATH_OP(hook));
+	__u64 d = ew_scalar(dentry);
+	__u64 verdict = ew_path_decide((__u64)inode, d, (__u64)vfsmnt, EW_OP_FILE | EW_DECIDE_WRITE);
+	return ew_path_enforce((struct dentry *)d, vfsmnt, verdict, EW_OP_FILE, EW_O_WRONLY | EW_LSM_PATH_OP(hook));
 }
 
 static __always_inline struct vfsmount *ew_mnt_of(const struct path *p)
@@ -759,7 +801,7 @@ static __always_inline void ew_net_lookup(void *rules, struct ew_net_rule_key *k
  * The verdict for a socket of (family, type, protocol): the executable's
  * rules, then any-source ones. Packed, with the matching class in bits 8..15.
  */
-static __noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol)
+__noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol)
 {
 	struct ew_lsm_verdict best = {};
 	__u32 cls = 0;
@@ -794,7 +836,7 @@ static __noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol)
 }
 
 /* Reports a network decision: resource = the protocol class's name. */
-static __noinline int ew_report_net(__u64 verdict, __u32 cls, __s32 ret)
+__noinline int ew_report_net(__u64 verdict, __u32 cls, __s32 ret)
 {
 	__u32 zero = 0, len;
 	struct ew_decision_event *e = bpf_map_lookup_elem(&lsm_decision_scratch, &zero);
@@ -804,7 +846,7 @@ static __noinline int ew_report_net(__u64 verdict, __u32 cls, __s32 ret)
 	cls &= 7;
 	len = ew_net_class_name_lens[cls] & 7;
 	__builtin_memcpy(e->strings, ew_net_class_names[cls], 8);
-	__u32 exe_len = ew_fill_exe(e, len);
+	__u32 exe_len = ew_fill_exe(len);
 	ew_send(e, verdict, EW_OP_NETWORK, ret, (__s32)cls, len, exe_len);
 	return 0;
 }

@@ -60,12 +60,13 @@ struct ew_lsm_path_value {
 
 /*
  * Per-generation summary, so hooks skip what no rule can match. Indexed by
- * enum ew_operation (1 process, 2 file; 0 unused).
+ * enum ew_operation (1 process, 2 file; 0 and 3 unused: four entries let
+ * programs index with `op & 3` without a bounds check).
  */
 struct ew_lsm_gen_info {
-	__u32 path_entries[3];      /* entries of this op: 0 = nothing to look up */
-	__u32 dir_entries[3];       /* entries with a directory (child or recursive) verdict */
-	__u32 recursive_entries[3]; /* entries with a recursive verdict: walk above the parent */
+	__u32 path_entries[4];      /* entries of this op: 0 = nothing to look up */
+	__u32 dir_entries[4];       /* entries with a directory (child or recursive) verdict */
+	__u32 recursive_entries[4]; /* entries with a recursive verdict: walk above the parent */
 	__u32 net_entries;
 	/*
 	 * Applied when the directory walk is cut (deeper than EW_LSM_WALK_MAX):
@@ -73,7 +74,7 @@ struct ew_lsm_gen_info {
 	 * readOnly * 2 + ownerOnly, so a path too deep to walk is treated as
 	 * inside every recursive directory rule (fail-safe).
 	 */
-	struct ew_lsm_verdict deep[3][4];
+	struct ew_lsm_verdict deep[4][4];
 	__u64 generation;           /* userspace's counter, for stats */
 };
 
