@@ -154,3 +154,34 @@ export async function startMosquitto(opts: { users: BrokerUser[]; acl: string })
     },
   };
 }
+
+/**
+ * JavaScript for `node -e` children that run the hub code from its
+ * TypeScript sources (transpiled on load, cached by content hash so later
+ * children start fast), so hub tests need no build.
+ */
+export const TS_REQUIRE_HOOK = `
+const tsCacheDir = ${JSON.stringify(path.join(os.tmpdir(), 'edgeward-ts-cache'))};
+let ts;
+require.extensions['.ts'] = (module, filename) => {
+  const fs = require('fs');
+  const text = fs.readFileSync(filename, 'utf8');
+  const key = require('crypto').createHash('sha256').update(filename + '\\0' + text).digest('hex');
+  const cached = require('path').join(tsCacheDir, key + '.js');
+  let js;
+  try {
+    js = fs.readFileSync(cached, 'utf8');
+  } catch {
+    ts = ts || require(${JSON.stringify(path.join(REPO, 'node_modules', 'typescript'))});
+    js = ts.transpileModule(text, {
+      fileName: filename,
+      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true, resolveJsonModule: true },
+    }).outputText;
+    fs.mkdirSync(tsCacheDir, { recursive: true });
+    const tmp = cached + '.' + process.pid;
+    fs.writeFileSync(tmp, js);
+    fs.renameSync(tmp, cached);
+  }
+  module._compile(js, filename);
+};
+`;

@@ -13,7 +13,7 @@ import { parseHubServiceConfig } from '../../agent/src/hub/hub_config';
 import { HubConfig, parseHubConfig } from '../../agent/src/hub/options';
 import { HubService } from '../../agent/src/hub/service';
 import type { StoredAlert } from '../../agent/src/hub/store';
-import { Broker, startMosquitto } from '../helpers/mosquitto';
+import { Broker, startMosquitto, TS_REQUIRE_HOOK } from '../helpers/mosquitto';
 import { REPO, waitFor } from '../helpers/system';
 
 const ORG = 'acme';
@@ -22,15 +22,8 @@ const PREFIX = 'ew';
 // Runs the node client from the TypeScript sources (transpiled on load), so
 // the test needs no build; prints "E <n> <id>" once alert n is in the spool.
 const CHILD = `
+${TS_REQUIRE_HOOK}
 const fs = require('fs');
-const ts = require(${JSON.stringify(path.join(REPO, 'node_modules', 'typescript'))});
-require.extensions['.ts'] = (module, filename) => {
-  const out = ts.transpileModule(fs.readFileSync(filename, 'utf8'), {
-    fileName: filename,
-    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true, resolveJsonModule: true },
-  });
-  module._compile(out.outputText, filename);
-};
 const { createHubClient } = require(${JSON.stringify(path.join(REPO, 'agent', 'src', 'hub', 'client.ts'))});
 const args = JSON.parse(process.argv[1]);
 const r = createHubClient({ config: args.config, stateDirectory: args.state, requestReload: () => ({ files: 0, policies: 0, rules: 0, errors: [], warnings: [] }), env: {} });

@@ -213,37 +213,22 @@ export class HubStore {
 
   /** Alerts stored after `afterN` (insertion order), oldest first. */
   alertsAfter(afterN: number, limit: number, filter: { org?: string; node?: string } = {}): StoredAlert[] {
-    const where = ['n > ?'];
-    const args: unknown[] = [afterN];
-    if (filter.org) {
-      where.push('org = ?');
-      args.push(filter.org);
-    }
-    if (filter.node) {
-      where.push('node = ?');
-      args.push(filter.node);
-    }
-    args.push(limit);
-    const rows = this.db.prepare(`SELECT * FROM alerts WHERE ${where.join(' AND ')} ORDER BY n LIMIT ?`).all(...args) as Array<
-      Omit<StoredAlert, 'alert' | 'spooledAt' | 'receivedAt'> & { alert: string; spooled_at: number; received_at: number }
-    >;
-    return rows.map((r) => ({
-      n: r.n,
-      id: r.id,
-      org: r.org,
-      node: r.node,
-      epoch: r.epoch,
-      seq: r.seq,
-      spooledAt: r.spooled_at,
-      receivedAt: r.received_at,
-      alert: JSON.parse(r.alert),
-    }));
+    const { where, args } = alertFilter(filter);
+    const rows = this.db.prepare(`SELECT * FROM alerts WHERE n > ? ${where} ORDER BY n LIMIT ?`).all(afterN, ...args, limit) as RawAlert[];
+    return rows.map(storedAlert);
   }
 
-  /** The last `limit` alerts' starting point, for `alerts` without --all. */
-  lastAlertN(skipBack: number): number {
+  /** The newest `limit` alerts, oldest first. */
+  lastAlerts(limit: number, filter: { org?: string; node?: string } = {}): StoredAlert[] {
+    const { where, args } = alertFilter(filter);
+    const rows = this.db.prepare(`SELECT * FROM (SELECT * FROM alerts WHERE 1 ${where} ORDER BY n DESC LIMIT ?) ORDER BY n`).all(...args, limit) as RawAlert[];
+    return rows.map(storedAlert);
+  }
+
+  /** n of the newest alert (0 when none): `alerts --follow` starts after it. */
+  maxAlertN(): number {
     const r = this.db.prepare('SELECT max(n) AS m FROM alerts').get() as { m: number | null };
-    return Math.max(0, (r.m ?? 0) - skipBack);
+    return r.m ?? 0;
   }
 
   telemetryCount(org: string, node: string): number {
@@ -278,6 +263,36 @@ export class HubStore {
   close(): void {
     this.db.close();
   }
+}
+
+type RawAlert = Omit<StoredAlert, 'alert' | 'spooledAt' | 'receivedAt'> & { alert: string; spooled_at: number; received_at: number };
+
+function alertFilter(filter: { org?: string; node?: string }): { where: string; args: unknown[] } {
+  let where = '';
+  const args: unknown[] = [];
+  if (filter.org) {
+    where += ' AND org = ?';
+    args.push(filter.org);
+  }
+  if (filter.node) {
+    where += ' AND node = ?';
+    args.push(filter.node);
+  }
+  return { where, args };
+}
+
+function storedAlert(r: RawAlert): StoredAlert {
+  return {
+    n: r.n,
+    id: r.id,
+    org: r.org,
+    node: r.node,
+    epoch: r.epoch,
+    seq: r.seq,
+    spooledAt: r.spooled_at,
+    receivedAt: r.received_at,
+    alert: JSON.parse(r.alert),
+  };
 }
 
 interface RawDesired {
