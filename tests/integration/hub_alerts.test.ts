@@ -9,7 +9,7 @@ import * as path from 'path';
 import { renderAcl } from '../../agent/src/hub/acl';
 import { generateSigningKeyPair } from '../../agent/src/hub/bundle';
 import { createHubClient } from '../../agent/src/hub/client';
-import { parseHubServiceConfig } from '../../agent/src/hub/hub_config';
+import { HubServiceConfig, parseHubServiceConfig } from '../../agent/src/hub/hub_config';
 import { HubConfig, parseHubConfig } from '../../agent/src/hub/options';
 import { HubService } from '../../agent/src/hub/service';
 import type { StoredAlert } from '../../agent/src/hub/store';
@@ -92,6 +92,7 @@ async function kill(child: Child): Promise<void> {
 describe('alerts to the hub through outages and crashes (real mosquitto)', () => {
   let broker: Broker;
   let hub: HubService;
+  let hubConfig: HubServiceConfig;
   let work: string;
   let publicKeyFile: string;
   const passwords: Record<string, string> = {};
@@ -144,7 +145,7 @@ describe('alerts to the hub through outages and crashes (real mosquitto)', () =>
 
   beforeAll(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-hubalerts-'));
-    const fleet = ['n1', 'n2', 'n3', 'n4'].map((node) => ({ org: ORG, node, groups: [] }));
+    const fleet = ['n1', 'n2', 'n3', 'n4', 'n5'].map((node) => ({ org: ORG, node, groups: [] }));
     for (const n of [...fleet.map((f) => f.node), 'hub-1']) passwords[n] = crypto.randomBytes(12).toString('hex');
     broker = await startMosquitto({
       users: [{ username: 'hub-1', password: passwords['hub-1'] }, ...fleet.map((f) => ({ username: `${f.node}@${ORG}`, password: passwords[f.node] }))],
@@ -165,6 +166,7 @@ describe('alerts to the hub through outages and crashes (real mosquitto)', () =>
       'test',
     );
     if (!cfg.ok) throw new Error(cfg.error.map((e) => e.message).join('; '));
+    hubConfig = cfg.value;
     const h = HubService.create(cfg.value, { controlSocket: false });
     if (!h.ok) throw new Error(h.error.map((e) => e.message).join('; '));
     hub = h.value;
@@ -279,5 +281,33 @@ describe('alerts to the hub through outages and crashes (real mosquitto)', () =>
     });
     expect(row.dropped.telemetry.full).toBe(60);
     await online.value.stop();
+  }, 60_000);
+
+  test('hub down: alerts wait in the spool; the hub coming back gets them at once, not after the (grown) ack timeout', async () => {
+    const c = createHubClient({
+      config: nodeConfig('n5', { ackTimeoutMs: 30_000 }),
+      stateDirectory: path.join(work, 'state-n5'),
+      requestReload: () => ({ files: 0, policies: 0, rules: 0, errors: [], warnings: [] }),
+      env: {},
+    });
+    if (!c.ok) throw new Error(c.error.map((e) => e.message).join('; '));
+    const client = c.value;
+    client.start();
+    await waitFor('n5 to connect', () => (client.status().connected ? true : undefined), 10_000);
+    await hub.stop();
+    for (let i = 0; i < 50; i++) expect(client.enqueueAlert({ Message: `m-${i}` } as never).ok).toBe(true);
+    // the broker took them (no subscriber), but nobody stored them: they stay
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(client.status().spool.alerts.pending).toBe(50);
+    const h = HubService.create(hubConfig, { controlSocket: false });
+    if (!h.ok) throw new Error(h.error.map((e) => e.message).join('; '));
+    hub = h.value;
+    const back = Date.now();
+    await hub.start();
+    await waitFor('all 50 at the restarted hub', () => (storedFor('n5').length === 50 ? true : undefined), 10_000);
+    expect(Date.now() - back).toBeLessThan(10_000); // far below the 30 s ack timeout
+    expectContiguousInOrder(storedFor('n5'), [[0, 49]]);
+    await waitFor('the spool to empty', () => (client.status().spool.alerts.pending === 0 ? true : undefined), 10_000);
+    await client.stop();
   }, 60_000);
 });

@@ -80,6 +80,14 @@ describe('hub store', () => {
     s.close();
   });
 
+  test('an alert id is unique per node: another node cannot suppress it by sending the id first', () => {
+    const s = open();
+    expect(s.storeBatch('acme', 'evil', batch(1, 2))).toEqual({ ok: true, value: { inserted: 2, duplicates: 0 } });
+    expect(s.storeBatch('acme', 'n1', batch(1, 2))).toEqual({ ok: true, value: { inserted: 2, duplicates: 0 } });
+    expect(s.alertsAfter(0, 10, { node: 'n1' })).toHaveLength(2);
+    s.close();
+  });
+
   test('an offline will of an older session does not override a newer online birth', () => {
     const s = open();
     const status = (state: 'online' | 'offline', session: string) => ({ format: 'edgeward.status.v1' as const, state, session, org: 'acme', node: 'n1', groups: [], at: new Date().toISOString() });

@@ -93,6 +93,8 @@ interface Outstanding {
 }
 
 interface Sender {
+  /** bumped on every rewind: answers to publishes of an earlier round are ignored */
+  generation: number;
   sendFrom: number;
   outstanding: Outstanding[];
   ackTimeoutMs: number;
@@ -108,7 +110,6 @@ export class HubClient extends Emitter<HubClientEvents> {
   private readonly senders: Record<SpoolKind, Sender>;
   private readonly refusals = new Map<string, NonNullable<ScopeReport['refused']>>();
   private readonly log: HubLogger;
-  private generation = 0;
   private stopped = false;
   private started = false;
   private committing = false;
@@ -136,7 +137,7 @@ export class HubClient extends Emitter<HubClientEvents> {
     super();
     this.log = options.log ?? silentLogger;
     this.topics = nodeTopics(config.topicPrefix, identity.org, identity.node);
-    const sender = (): Sender => ({ sendFrom: 1, outstanding: [], ackTimeoutMs: config.ackTimeoutMs, scheduled: false });
+    const sender = (): Sender => ({ generation: 0, sendFrom: 1, outstanding: [], ackTimeoutMs: config.ackTimeoutMs, scheduled: false });
     this.senders = { alerts: sender(), telemetry: sender() };
     this.connection = connection(this);
     for (const p of restoreProblems) {
@@ -157,7 +158,7 @@ export class HubClient extends Emitter<HubClientEvents> {
     this.started = true;
     this.connection.on('up', (_client, session) => this.onUp(session));
     this.connection.on('down', (reason) => {
-      this.generation++;
+      for (const kind of SPOOL_KINDS) this.senders[kind].generation++;
       this.lastError = reason;
       this.emit('disconnected', reason);
     });
@@ -251,7 +252,7 @@ export class HubClient extends Emitter<HubClientEvents> {
     if (this.stopped || !this.connection.isUp()) return;
     const s = this.senders[kind];
     const b = this.config.batch;
-    const generation = this.generation;
+    const generation = s.generation;
     const topic = kind === 'alerts' ? this.topics.alerts : this.topics.telemetry;
     while (s.outstanding.length < b.maxInFlight) {
       const r = this.spool.read(kind, s.sendFrom, b.maxRecords, b.maxBytes);
@@ -267,7 +268,7 @@ export class HubClient extends Emitter<HubClientEvents> {
       s.sendFrom = entry.to + 1;
       const batch = encodeBatch(kind, this.spool.epoch, this.spool.dropped(), records);
       void this.connection.publish(topic, batch, { qos: 1 }).then((res) => {
-        if (generation !== this.generation || this.stopped) return;
+        if (generation !== s.generation || this.stopped) return;
         if (!res.ok) {
           // stays outstanding: sent again after the ack timeout or on reconnect
           this.lastError = res.error;
@@ -300,6 +301,7 @@ export class HubClient extends Emitter<HubClientEvents> {
   /** Start over from the oldest record not delivered (after reconnects, ack timeouts, a hub coming online). */
   private rewind(kind: SpoolKind): void {
     const s = this.senders[kind];
+    s.generation++;
     s.outstanding = [];
     s.sendFrom = this.spool.watermark(kind) + 1;
     this.pump(kind);
@@ -315,7 +317,6 @@ export class HubClient extends Emitter<HubClientEvents> {
         this.log.info(`hub: no acknowledgement for ${kind} ${oldest.from}..${oldest.to} in ${s.ackTimeoutMs} ms; sending again`);
         // a silent hub is asked less and less often
         s.ackTimeoutMs = Math.min(MAX_ACK_TIMEOUT_MS, s.ackTimeoutMs * 2);
-        this.generation++;
         this.rewind(kind);
       }
     }
@@ -324,7 +325,6 @@ export class HubClient extends Emitter<HubClientEvents> {
   // ---------------------------------------------------------------- connection
 
   private onUp(session: string): void {
-    this.generation++;
     this.lastStatusAt = Date.now();
     void this.connection.publish(this.topics.status, this.statusMessage('online'), { qos: 1, retain: true });
     void this.publishReported();
@@ -384,21 +384,21 @@ export class HubClient extends Emitter<HubClientEvents> {
     this.statusTimer.unref();
   }
 
-  private onMessage(topic: string, payload: Buffer, _packet: MqttPacket): void {
+  private onMessage(topic: string, payload: Buffer, packet: MqttPacket): void {
     const t = parseTopic(this.config.topicPrefix, topic);
     if (!t) return;
     if (t.kind === 'hub') {
       const s = parseHubStatus(payload);
-      if (s.ok && s.value.state === 'online' && this.hubSessions.get(t.instance) !== s.value.session) {
-        const known = this.hubSessions.has(t.instance);
-        this.hubSessions.set(t.instance, s.value.session);
-        // a hub (re)started: what it may have missed is sent now rather than after the ack timeout
-        if (known || this.senders.alerts.outstanding.length) {
-          for (const kind of SPOOL_KINDS) {
-            this.senders[kind].ackTimeoutMs = this.config.ackTimeoutMs;
-            this.generation++;
-            this.rewind(kind);
-          }
+      if (!s.ok) return;
+      const before = this.hubSessions.get(t.instance);
+      this.hubSessions.set(t.instance, s.value.session);
+      // A hub instance came online while we are connected (a live message, not the retained one
+      // delivered on subscribe): it may have missed batches, so send what is unacknowledged now
+      // rather than after the ack timeout, which may have grown to minutes while it was away.
+      if (s.value.state === 'online' && packet.retain !== true && before !== s.value.session) {
+        for (const kind of SPOOL_KINDS) {
+          this.senders[kind].ackTimeoutMs = this.config.ackTimeoutMs;
+          this.rewind(kind);
         }
       }
       return;

@@ -61,7 +61,6 @@ export class HubService extends Emitter<HubServiceEvents> {
     }
     const c = config;
     const filters = hubFilters(c.topicPrefix, c.shareGroup);
-    const session = () => this.connection.sessionId();
     this.connection = new Connection({
       url: c.broker.url,
       clientId: c.broker.username,
@@ -83,13 +82,12 @@ export class HubService extends Emitter<HubServiceEvents> {
       ],
       log: this.log,
     });
-    void session;
     this.connection.on('up', () => this.onUp());
     this.connection.on('error', (e) => {
       this.log.warn(`hub: ${formatHubError(e)}`);
       this.emit('error', e);
     });
-    this.connection.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet.retain === true));
+    this.connection.on('message', (topic, payload) => this.onMessage(topic, payload));
   }
 
   static create(config: HubServiceConfig, options: HubServiceOptions = {}): Result<HubService, HubError[]> {
@@ -198,7 +196,7 @@ export class HubService extends Emitter<HubServiceEvents> {
     }
   }
 
-  private onMessage(topic: string, payload: Buffer, retained: boolean): void {
+  private onMessage(topic: string, payload: Buffer): void {
     const t = parseTopic(this.config.topicPrefix, topic);
     if (!t || t.kind === 'hub') return;
     if (t.channel === 'desired') return this.onDesired(t.kind === 'node' ? { scope: 'node', name: t.node } : { scope: 'group', name: t.group }, t.org, payload);
@@ -243,7 +241,7 @@ export class HubService extends Emitter<HubServiceEvents> {
         return;
       }
       default:
-        void retained;
+        return;
     }
   }
 

@@ -29,18 +29,21 @@ CREATE TABLE IF NOT EXISTS desired (
 );
 CREATE TABLE IF NOT EXISTS alerts (
   n INTEGER PRIMARY KEY AUTOINCREMENT,
-  id TEXT NOT NULL UNIQUE,
+  id TEXT NOT NULL,
   org TEXT NOT NULL, node TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
   spooled_at INTEGER NOT NULL, received_at INTEGER NOT NULL,
-  alert TEXT NOT NULL
+  alert TEXT NOT NULL,
+  -- per node: another node cannot suppress an alert by sending its id first
+  UNIQUE (org, node, id)
 );
 CREATE INDEX IF NOT EXISTS alerts_by_node ON alerts (org, node, epoch, seq);
 CREATE TABLE IF NOT EXISTS telemetry (
   n INTEGER PRIMARY KEY AUTOINCREMENT,
-  id TEXT NOT NULL UNIQUE,
+  id TEXT NOT NULL,
   org TEXT NOT NULL, node TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
   spooled_at INTEGER NOT NULL, received_at INTEGER NOT NULL,
-  data TEXT NOT NULL
+  data TEXT NOT NULL,
+  UNIQUE (org, node, id)
 );
 CREATE TABLE IF NOT EXISTS drops (
   org TEXT NOT NULL, node TEXT NOT NULL, epoch TEXT NOT NULL, kind TEXT NOT NULL,
