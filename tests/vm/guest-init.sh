@@ -69,7 +69,9 @@ stage1() {
 
   # cache=loose: the host tree does not change under a short-lived guest, and
   # page-cached reads make node start several times faster than cache=none.
-  $B mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose hostroot /lower ||
+  # (edgeward.9pcache= on the command line overrides it, for measurements.)
+  cache=$(cmdline_value edgeward.9pcache)
+  $B mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=${cache:-loose} hostroot /lower ||
     fail "mounting the host root over virtio-9p failed"
   $B mount -t tmpfs -o mode=755 rw /rw
   $B mkdir -p /rw/upper /rw/work

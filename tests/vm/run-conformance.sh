@@ -9,6 +9,9 @@
 # The tests are compiled to JS on the host first (tsc, with the repository's
 # tsconfig.test.json: type errors stop here), because ts-jest inside a TCG
 # guest costs over a minute per run; tests/vm/guest-jest.sh runs them there.
+# The build (dist/ and the addon) is copied at the same moment and laid over
+# the guest's view of the tree, so a rebuild on the host during the
+# run cannot change what the guest executes.
 # Unless --no-probe-check, the guest's `bin/edgeward probe --json` must pick
 # backend B before any test runs (exit 3 otherwise: no silent fallback).
 #   --json FILE    jest's JSON report is written to FILE
@@ -65,6 +68,23 @@ EOF
 t0=$(date +%s%N)
 node node_modules/typescript/bin/tsc -p "$out/tsconfig.json" >&2 || die "compiling ${tests[*]} failed"
 echo "run-conformance: compiled ${tests[*]} in $((($(date +%s%N) - t0) / 1000000)) ms" >&2
+
+# A snapshot of the build goes along: the guest reads the host's tree lazily
+# for minutes, and a rebuild on the host meanwhile would hand it a mix of old
+# and new files (or a half-written addon). Retried until nothing changed
+# during the copy.
+# (The BPF objects are inside the addon, as skeletons.)
+snapshot_state() { find dist build/native/Release/edgeward.node -type f -printf '%p %s %T@\n' 2>/dev/null | sort | sha256sum; }
+for attempt in 1 2 3 4 5; do
+  before=$(snapshot_state)
+  rm -rf "$out/tree/dist" "$out/tree/build"
+  mkdir -p "$out/tree/build/native/Release"
+  cp -a dist "$out/tree/"
+  cp -a build/native/Release/edgeward.node "$out/tree/build/native/Release/"
+  [ "$(snapshot_state)" = "$before" ] && break
+  [ $attempt = 5 ] && die "the build kept changing while it was copied (a rebuild is running?)"
+  sleep 2
+done
 
 js=()
 for t in "${tests[@]}"; do js+=("${t%.ts}.js"); done
