@@ -24,6 +24,7 @@ commands:
                              run the agent in the foreground until SIGTERM/SIGINT (SIGHUP reloads policies)
   probe [--json]             what this kernel can do and which enforcement backend runs
   policy validate PATH...    check policy files or directories; exit 1 if any is invalid
+  hub <command>              the hub service: serve, status, alerts [--follow], policy push (edgeward hub --help)
   version                    print the version
 `;
 
@@ -168,6 +169,11 @@ export async function main(argv: string[]): Promise<number> {
         return runProbe(rest);
       case 'policy':
         return runPolicy(rest);
+      case 'hub': {
+        // loaded on demand: the node agent does not pay for the hub service's modules
+        const { runHubCommand } = await import('./hub/cli');
+        return await runHubCommand(rest);
+      }
       case 'version':
       case '--version': {
         const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8'));
