@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import type { ApplyResult, EnforcementBackend, RuleKindSupport } from './backend';
-import { LsmEnforcer, NativeLsmStats } from './lsm_enforcer';
+import { LsmEnforcer, LsmEnforcerOptions, NativeLsmStats } from './lsm_enforcer';
 import type { NativeAddon, NativeEventRing } from './native';
 import type { CompiledPolicySet } from './policy/types';
 
@@ -27,6 +27,8 @@ export const LSM_SUPPORT: RuleKindSupport = {
 const RESOLVE_DELAY_MS = 50;
 
 export interface LsmBackendOptions {
+  /** pin programs and rules (see LsmEnforcerOptions.pin): enforcement survives the agent; a restart adopts it */
+  pin?: LsmEnforcerOptions['pin'];
   /** called after a set was resolved again because a watched path changed */
   onReapply?: (result: ApplyResult & { trigger: string }) => void;
   /** watch rule targets and sources for new inodes (default true) */
@@ -50,7 +52,12 @@ export class LsmBackend implements EnforcementBackend {
     ring: NativeEventRing,
     private readonly options: LsmBackendOptions = {},
   ) {
-    this.enforcer = new LsmEnforcer(native, ring);
+    this.enforcer = new LsmEnforcer(native, ring, { pin: options.pin });
+  }
+
+  /** Whether rules pinned by an earlier agent were adopted (in force before the first apply()). */
+  adopted(): boolean {
+    return this.enforcer.adopted();
   }
 
   apply(set: CompiledPolicySet): ApplyResult {
@@ -69,13 +76,24 @@ export class LsmBackend implements EnforcementBackend {
     this.enforcer.enableStats();
   }
 
+  /** Detaches everything (and removes pinned state): nothing is enforced any more. */
   close(): void {
+    this.stopWatching();
+    this.enforcer.close();
+  }
+
+  /** Exits without detaching: pinned programs and rules keep enforcing (--detach-on-exit not given). */
+  release(): void {
+    this.stopWatching();
+    this.enforcer.release();
+  }
+
+  private stopWatching(): void {
     if (this.pending) clearTimeout(this.pending);
     this.pending = undefined;
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
     this.watchedNames.clear();
-    this.enforcer.close();
   }
 
   /** Watches the parent directory of each path for its base name. */

@@ -90,8 +90,17 @@ export interface NativeLsmEnforcer {
   enableStats(): void;
   /** names of the LSM hooks attached */
   attached(): string[];
-  /** detaches every program: nothing is enforced any more */
+  /** whether the constructor adopted rules an earlier process pinned (they are in force) */
+  adopted(): boolean;
+  /** drops this process's handles; pinned programs and rules stay in force */
+  release(): void;
+  /** detaches every program and removes the pins: nothing is enforced any more */
   close(): void;
+}
+
+export interface NativeLsmOptions {
+  /** pin maps and links there (a directory on bpffs); adopt what an earlier process pinned there */
+  pinDir?: string;
 }
 
 export interface NativeLsmLimits {
@@ -104,7 +113,7 @@ export interface NativeLsmLimits {
 
 /** The addon's bpf-lsm exports (to be merged into NativeAddon in native.ts). */
 export interface NativeLsmAddon {
-  LsmEnforcer: new (ring: NativeEventRing) => NativeLsmEnforcer;
+  LsmEnforcer: new (ring: NativeEventRing, options?: NativeLsmOptions) => NativeLsmEnforcer;
   lsmLimits: NativeLsmLimits;
 }
 
@@ -360,16 +369,76 @@ export interface LsmApplyResult {
   applied: boolean;
 }
 
+// Pinned state ------------------------------------------------------------------
+
+/** Where edgeward pins BPF objects (bpffs). */
+export const PIN_ROOT = '/sys/fs/bpf/edgeward';
+
+/** The pin directory of this build's map layout: another layout gets another directory. */
+export function lsmPinDir(layoutVersion: number, root = PIN_ROOT): string {
+  return `${root}/lsm-v${layoutVersion}`;
+}
+
+/**
+ * Removes pinned bpf-lsm state under `root` (every layout, or all but
+ * `keep`): unlinking a pinned link detaches its program once no process
+ * holds it. Returns the directories removed. What `edgeward unload` does.
+ */
+export function unloadPinnedLsm(root = PIN_ROOT, keep?: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(root);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new Error(`cannot list ${root}: ${(err as Error).message}`);
+  }
+  const removed: string[] = [];
+  for (const name of names.filter((n) => /^lsm-v\d+$/.test(n)).sort()) {
+    const dir = `${root}/${name}`;
+    if (dir === keep) continue;
+    // links first: programs stop before their maps go
+    const files = fs.readdirSync(dir).sort((a, b) => Number(b.startsWith('link_')) - Number(a.startsWith('link_')));
+    for (const f of files) fs.unlinkSync(`${dir}/${f}`);
+    fs.rmdirSync(dir);
+    removed.push(dir);
+  }
+  return removed;
+}
+
+export interface LsmEnforcerOptions {
+  /**
+   * Pin programs and rules under PIN_ROOT (or this root) so enforcement
+   * survives the agent; a restarted agent adopts them. Default: not pinned.
+   */
+  pin?: boolean | { root: string };
+}
+
 /** Process, file and network rules decided in the kernel by BPF-LSM programs. */
 export class LsmEnforcer {
   private native: NativeLsmEnforcer | undefined;
   private readonly limits: NativeLsmLimits;
+  private readonly pinRoot: string | undefined;
+  private readonly pinDir: string | undefined;
+  private staleRemoved = false;
 
-  /** Loads and attaches the LSM programs (no rules yet); throws when the kernel refuses. */
-  constructor(addon: NativeAddon, ring: NativeEventRing) {
+  /**
+   * Loads and attaches the LSM programs; throws when the kernel refuses.
+   * No rules yet, unless pinned rules were adopted (see adopted()).
+   */
+  constructor(addon: NativeAddon, ring: NativeEventRing, options: LsmEnforcerOptions = {}) {
     const lsm = lsmAddon(addon);
     this.limits = lsm.lsmLimits;
-    this.native = new lsm.LsmEnforcer(ring);
+    if (options.pin) {
+      this.pinRoot = typeof options.pin === 'object' ? options.pin.root : PIN_ROOT;
+      fs.mkdirSync(this.pinRoot, { recursive: true, mode: 0o700 });
+      this.pinDir = lsmPinDir(this.limits.layoutVersion, this.pinRoot);
+    }
+    this.native = new lsm.LsmEnforcer(ring, this.pinDir ? { pinDir: this.pinDir } : {});
+  }
+
+  /** Whether rules pinned by an earlier agent were adopted (and are in force now). */
+  adopted(): boolean {
+    return this.open().adopted();
   }
 
   /**
@@ -400,7 +469,17 @@ export class LsmEnforcer {
     } catch (err) {
       return { errors: [...set.errors, `bpf-lsm rules not applied: ${(err as Error).message}`], watchPaths: set.watchPaths, applied: false };
     }
-    return { errors: set.errors, watchPaths: set.watchPaths, applied: true };
+    const errors = [...set.errors];
+    if (this.pinRoot && !this.staleRemoved) {
+      // another layout's pinned programs enforced the old rules until now
+      try {
+        unloadPinnedLsm(this.pinRoot, this.pinDir);
+        this.staleRemoved = true;
+      } catch (err) {
+        errors.push(`bpf-lsm: removing pinned state of another version failed: ${(err as Error).message}`);
+      }
+    }
+    return { errors, watchPaths: set.watchPaths, applied: true };
   }
 
   stats(): NativeLsmStats {
@@ -415,9 +494,15 @@ export class LsmEnforcer {
     return this.open().attached();
   }
 
-  /** Detaches the programs: everything is allowed again. Idempotent. */
+  /** Detaches the programs and removes the pins: everything is allowed again. Idempotent. */
   close(): void {
     this.native?.close();
+    this.native = undefined;
+  }
+
+  /** Lets go of the programs; pinned ones keep enforcing (unpinned ones detach). Idempotent. */
+  release(): void {
+    this.native?.release();
     this.native = undefined;
   }
 

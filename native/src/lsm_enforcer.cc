@@ -16,6 +16,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <napi.h>
@@ -166,22 +167,27 @@ ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::ve
   return info;
 }
 
-LsmEnforcer::LsmEnforcer(std::shared_ptr<EventRing> ring) : ring_(std::move(ring)) {
+LsmEnforcer::LsmEnforcer(std::shared_ptr<EventRing> ring, const std::string& pin_dir)
+    : ring_(std::move(ring)), pin_dir_(pin_dir) {
   try {
     Open();
   } catch (...) {
-    Close();
+    // keep whatever an earlier process pinned: its rules stay in force
+    Release();
     throw;
   }
 }
 
-LsmEnforcer::~LsmEnforcer() { Close(); }
+// Only an explicit Close() removes pinned state; a pinned enforcer that is
+// merely destroyed (process exit) keeps enforcing.
+LsmEnforcer::~LsmEnforcer() { Release(); }
 
 void LsmEnforcer::Open() {
   skel_ = lsm_enforcer::open();
   if (skel_ == nullptr) throw std::runtime_error("LsmEnforcer: opening the BPF object failed: " + ErrnoText(errno));
   int err = ring_->ReuseMaps(skel_->obj);
   if (err != 0) throw std::runtime_error("LsmEnforcer: reusing the event ring's maps failed: " + ErrnoText(-err));
+  if (!pin_dir_.empty()) adopted_ = AdoptPinnedMaps();
 
   // Optional hooks the kernel lacks are not loaded (a missing attach target fails the whole object).
   for (const Program& p : Programs(skel_)) {
@@ -203,6 +209,114 @@ void LsmEnforcer::Open() {
       throw std::runtime_error(std::string("LsmEnforcer: attaching lsm/") + p.hook + " failed: " + ErrnoText(e));
     }
     links_.emplace_back(p.hook, link);
+  }
+  if (!pin_dir_.empty()) PinAll();
+  if (adopted_) ReadAdoptedState();
+}
+
+namespace {
+
+// The rule maps that are pinned (and adopted), by pin file name.
+std::vector<std::pair<const char*, bpf_map*>> PinnedMaps(lsm_enforcer* skel) {
+  return {{"active", skel->maps.lsm_active},
+          {"gen_info", skel->maps.lsm_gen_info},
+          {"path_rules", skel->maps.lsm_path_rules},
+          {"net_rules", skel->maps.lsm_net_rules}};
+}
+
+std::string LinkPin(const std::string& dir, const char* hook) { return dir + "/link_" + hook; }
+
+}  // namespace
+
+// Reuses the maps an earlier process pinned; false when there are none.
+// Throws when they exist but do not have this build's layout.
+bool LsmEnforcer::AdoptPinnedMaps() {
+  std::vector<std::pair<bpf_map*, int>> found;
+  size_t missing = 0;
+  for (const auto& [name, map] : PinnedMaps(skel_)) {
+    std::string path = pin_dir_ + "/" + name;
+    int fd = bpf_obj_get(path.c_str());
+    if (fd < 0) {
+      if (errno != ENOENT) {
+        int e = errno;
+        for (auto& f : found) close(f.second);
+        throw std::runtime_error("LsmEnforcer: opening the pinned map " + path + " failed: " + ErrnoText(e));
+      }
+      missing++;
+      continue;
+    }
+    bpf_map_info info = {};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.type != bpf_map__type(map) ||
+        info.key_size != bpf_map__key_size(map) || info.value_size != bpf_map__value_size(map) ||
+        info.max_entries != bpf_map__max_entries(map)) {
+      close(fd);
+      for (auto& f : found) close(f.second);
+      throw std::runtime_error("LsmEnforcer: the pinned map " + path +
+                               " does not have this build's layout; remove the pinned state (edgeward unload) and start again");
+    }
+    found.emplace_back(map, fd);
+  }
+  if (found.empty()) return false;
+  if (missing > 0) {
+    // A pinning that was interrupted: nothing consistent to adopt.
+    for (auto& f : found) close(f.second);
+    Unpin();
+    return false;
+  }
+  for (auto& [map, fd] : found) {
+    int err = bpf_map__reuse_fd(map, fd);
+    close(fd);  // reuse_fd duplicated it
+    if (err != 0) throw std::runtime_error("LsmEnforcer: reusing a pinned map failed: " + ErrnoText(-err));
+  }
+  return true;
+}
+
+// Pins the maps (unless adopted: they are already) and the links; an
+// adopted directory's old links are replaced one by one, each after its
+// successor is attached, so every hook stays enforced throughout.
+void LsmEnforcer::PinAll() {
+  if (mkdir(pin_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw std::runtime_error("LsmEnforcer: creating the pin directory " + pin_dir_ + " failed: " + ErrnoText(errno) +
+                             " (is bpffs mounted at /sys/fs/bpf?)");
+  }
+  if (!adopted_) {
+    for (const auto& [name, map] : PinnedMaps(skel_)) {
+      std::string path = pin_dir_ + "/" + name;
+      int err = bpf_map__pin(map, path.c_str());
+      if (err != 0) throw std::runtime_error("LsmEnforcer: pinning " + path + " failed: " + ErrnoText(-err));
+    }
+  }
+  for (const auto& [hook, link] : links_) {
+    std::string path = LinkPin(pin_dir_, hook.c_str());
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+      throw std::runtime_error("LsmEnforcer: removing the old link " + path + " failed: " + ErrnoText(errno));
+    }
+    int err = bpf_link__pin(link, path.c_str());
+    if (err != 0) throw std::runtime_error("LsmEnforcer: pinning " + path + " failed: " + ErrnoText(-err));
+  }
+}
+
+// Removes every pin of the directory (links first: their programs detach
+// once this process's handles are gone too), then the directory.
+void LsmEnforcer::Unpin() {
+  if (pin_dir_.empty()) return;
+  for (const Program& p : Programs(skel_)) unlink(LinkPin(pin_dir_, p.hook).c_str());
+  for (const auto& [name, map] : PinnedMaps(skel_)) unlink((pin_dir_ + "/" + name).c_str());
+  rmdir(pin_dir_.c_str());
+}
+
+// The generation in force and its summary, as the earlier process left them.
+void LsmEnforcer::ReadAdoptedState() {
+  const uint32_t zero = 0;
+  uint32_t active = 0;
+  if (bpf_map_lookup_elem(MapFd("active"), &zero, &active) != 0) active = 0;
+  active_ = active & 1;
+  ew_lsm_gen_info info = {};
+  if (bpf_map_lookup_elem(MapFd("info"), &active_, &info) == 0) {
+    generation_ = info.generation;
+    path_count_[active_] = info.path_entries[EW_OP_PROCESS] + info.path_entries[EW_OP_FILE];
+    net_count_[active_] = info.net_entries;
   }
 }
 
@@ -296,6 +410,12 @@ std::vector<std::string> LsmEnforcer::Attached() const {
 }
 
 void LsmEnforcer::Close() {
+  if (skel_ != nullptr) Unpin();
+  Release();
+}
+
+void LsmEnforcer::Release() {
+  // Closing a pinned link's fd leaves it attached (the pin holds it).
   for (auto& link : links_) bpf_link__destroy(link.second);
   links_.clear();
   if (skel_ != nullptr) lsm_enforcer::destroy(skel_);
@@ -314,7 +434,7 @@ void LsmEnforcer::Close() {
 
 namespace {
 
-const char kUsage[] = "LsmEnforcer(ring: EventRing)";
+const char kUsage[] = "LsmEnforcer(ring: EventRing, options?: {pinDir?: string})";
 
 // Reads and checks fields of one JS object; errors name the element and field.
 class FieldReader {
@@ -463,6 +583,8 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
                                      InstanceMethod("stats", &LsmEnforcerWrap::Stats),
                                      InstanceMethod("enableStats", &LsmEnforcerWrap::EnableStats),
                                      InstanceMethod("attached", &LsmEnforcerWrap::Attached),
+                                     InstanceMethod("adopted", &LsmEnforcerWrap::Adopted),
+                                     InstanceMethod("release", &LsmEnforcerWrap::Release),
                                      InstanceMethod("close", &LsmEnforcerWrap::Close)});
     exports.Set("LsmEnforcer", fn);
     exports.Set("lsmLimits", Limits(env));
@@ -472,8 +594,19 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
     Napi::Env env = info.Env();
     if (info.Length() < 1) throw Napi::TypeError::New(env, kUsage);
     std::shared_ptr<EventRing> ring = EventRingWrap::Unwrap(info[0]);
+    std::string pin_dir;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (!info[1].IsObject()) throw Napi::TypeError::New(env, std::string(kUsage) + ": options must be an object");
+      Napi::Value pin = info[1].As<Napi::Object>().Get("pinDir");
+      if (!pin.IsUndefined()) {
+        if (!pin.IsString() || pin.As<Napi::String>().Utf8Value().empty() || pin.As<Napi::String>().Utf8Value()[0] != '/') {
+          throw Napi::TypeError::New(env, std::string(kUsage) + ": options.pinDir must be an absolute path on bpffs");
+        }
+        pin_dir = pin.As<Napi::String>().Utf8Value();
+      }
+    }
     try {
-      enforcer_ = std::make_unique<LsmEnforcer>(ring);
+      enforcer_ = std::make_unique<LsmEnforcer>(ring, pin_dir);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -588,7 +721,16 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
     return a;
   }
 
+  Napi::Value Adopted(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), Open(info.Env()).adopted()); }
+
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    if (enforcer_) enforcer_->Release();
+    enforcer_.reset();
+    return info.Env().Undefined();
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (enforcer_) enforcer_->Close();
     enforcer_.reset();
     return info.Env().Undefined();
   }

@@ -44,7 +44,14 @@ struct LsmEnforcerStats {
 class LsmEnforcer {
  public:
   // Throws std::runtime_error naming the step (load, attach) that failed.
-  explicit LsmEnforcer(std::shared_ptr<EventRing> ring);
+  //
+  // pin_dir (a directory on bpffs, empty: no pinning): the rule maps and the
+  // links are pinned there, so enforcement outlives this process (exit,
+  // crash, kill -9). When the directory already holds this layout's maps
+  // (an earlier agent's), they are adopted: the rules in force stay, the
+  // new programs (writing to this process's event ring) are attached and
+  // pinned in place of the old ones, which detach only after.
+  LsmEnforcer(std::shared_ptr<EventRing> ring, const std::string& pin_dir);
   ~LsmEnforcer();
   LsmEnforcer(const LsmEnforcer&) = delete;
   LsmEnforcer& operator=(const LsmEnforcer&) = delete;
@@ -60,16 +67,26 @@ class LsmEnforcer {
   LsmEnforcerStats Stats() const;
   std::vector<std::string> Attached() const;
 
-  // Detaches every program (nothing is enforced any more) and frees the
-  // maps. Idempotent.
+  // Detaches every program (nothing is enforced any more), removes the
+  // pins and frees the maps. Idempotent.
   void Close();
+  // Lets go of this process's handles but leaves the pinned programs and
+  // rules enforcing (without a pin directory: the same as Close()).
+  void Release();
   bool closed() const { return skel_ == nullptr; }
+  bool adopted() const { return adopted_; }
 
  private:
   void Open();
   int MapFd(const char* which) const;
+  bool AdoptPinnedMaps();
+  void PinAll();
+  void Unpin();
+  void ReadAdoptedState();
 
   std::shared_ptr<EventRing> ring_;
+  std::string pin_dir_;
+  bool adopted_ = false;
   lsm_enforcer* skel_ = nullptr;
   std::vector<std::pair<std::string, bpf_link*>> links_;
   uint32_t active_ = 0;
