@@ -12,11 +12,14 @@ import {
   LSM_VARIANTS,
   LsmMatch,
   LsmResolvers,
+  lsmPinDir,
   lsmVariant,
   NativeLsmPathEntry,
+  PIN_ROOT,
   resolveTargetInode,
   TargetInode,
   toLsmRuleSet,
+  unloadPinnedLsm,
 } from '../../agent/src/lsm_enforcer';
 import type { MountEntry } from '../../agent/src/net_enforcer';
 import type { NetworkRule, PathRule } from '../../agent/src/policy/types';
@@ -249,5 +252,30 @@ describe('resolveTargetInode', () => {
 
   test('a missing path is an error naming it', () => {
     expect(() => resolveTargetInode(path.join(dir, 'missing'), [])).toThrow(/cannot stat .*missing \(ENOENT\)/);
+  });
+});
+
+describe('pinned state paths and unloading', () => {
+  test('one directory per map layout under /sys/fs/bpf/edgeward', () => {
+    expect(PIN_ROOT).toBe('/sys/fs/bpf/edgeward');
+    expect(lsmPinDir(1)).toBe('/sys/fs/bpf/edgeward/lsm-v1');
+    expect(lsmPinDir(3, '/x')).toBe('/x/lsm-v3');
+  });
+
+  test('unloadPinnedLsm removes every layout directory (links first) except the one kept, and nothing else', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-pins-'));
+    try {
+      for (const d of ['lsm-v1', 'lsm-v2', 'other']) {
+        fs.mkdirSync(path.join(root, d));
+        for (const f of ['active', 'link_file_open']) fs.writeFileSync(path.join(root, d, f), '');
+      }
+      expect(unloadPinnedLsm(root, path.join(root, 'lsm-v2'))).toEqual([path.join(root, 'lsm-v1')]);
+      expect(fs.readdirSync(root).sort()).toEqual(['lsm-v2', 'other']);
+      expect(unloadPinnedLsm(root)).toEqual([path.join(root, 'lsm-v2')]);
+      expect(fs.readdirSync(root)).toEqual(['other']);
+      expect(unloadPinnedLsm(path.join(root, 'missing'))).toEqual([]);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });
