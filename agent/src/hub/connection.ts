@@ -83,6 +83,8 @@ export interface ConnectionOptions {
 }
 
 export interface ConnectionEvents {
+  /** CONNACK received, subscriptions not yet made (retained messages follow them) */
+  session: (session: string) => void;
   /** connected and subscribed */
   up: (client: MqttClientLike, session: string) => void;
   down: (reason: HubError) => void;
@@ -228,10 +230,13 @@ export class Connection extends Emitter<ConnectionEvents> {
       this.emit('error', lastError);
     });
     client.on('message', (topic, payload, packet) => {
-      if (this.client === client && this.upSince !== undefined) this.emit('message', topic, payload, packet);
+      // retained messages may be parsed in the same chunk as the SUBACK, before 'up' is emitted
+      if (this.client === client && !closed) this.emit('message', topic, payload, packet);
     });
     client.on('connect', () => {
       if (this.client !== client) return;
+      this.upSince = Date.now();
+      this.emit('session', this.session);
       const filters = o.subscriptions();
       const subscribed = filters.length
         ? new Promise<Result<MqttGrant[]>>((resolve) =>
@@ -248,7 +253,6 @@ export class Connection extends Emitter<ConnectionEvents> {
             if (g.qos & 0x80) this.emit('error', hubError('subscribe-failed', `subscription to ${g.topic} refused by the broker (reason ${g.qos})`));
           }
         }
-        this.upSince = Date.now();
         this.log.info(`hub: connected to ${o.url} as ${o.clientId}`);
         this.emit('up', client, this.session);
       });

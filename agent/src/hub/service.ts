@@ -82,6 +82,8 @@ export class HubService extends Emitter<HubServiceEvents> {
       ],
       log: this.log,
     });
+    // what the broker holds is learnt anew on every connection (it may have lost retained messages)
+    this.connection.on('session', () => this.onBroker.clear());
     this.connection.on('up', () => this.onUp());
     this.connection.on('error', (e) => {
       this.log.warn(`hub: ${formatHubError(e)}`);
