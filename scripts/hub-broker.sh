@@ -11,6 +11,8 @@
 #
 # Write DIR/acl with `edgeward hub acl --config hub.yaml > DIR/acl` and send the broker SIGHUP
 # to reload it. When run as root, mosquitto drops to user "mosquitto": DIR is chown'd to it.
+# The CA key is created in DIR/tls for a quick start; in production move DIR/tls/ca.key off the
+# broker (issue certificates elsewhere with hub-certs.sh) and hand node keys to their nodes only.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 template="$here/../policies/hub/mosquitto.conf.template"

@@ -36,6 +36,7 @@ export interface Broker {
   restart(): Promise<void>;
   /** rewrites the ACL file and makes mosquitto reload it (SIGHUP) */
   setAcl(acl: string): Promise<void>;
+  /** SIGTERM, then removes its directory */
   stop(): Promise<void>;
 }
 
@@ -144,13 +145,15 @@ export async function startMosquitto(opts: { users: BrokerUser[]; acl: string })
       while (!/Reloading config/i.test(log.slice(before)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
     },
     stop: async () => {
-      if (!child) return;
-      const c = child;
-      c.kill('SIGTERM');
-      const t = setTimeout(() => c.kill('SIGKILL'), 5000);
-      await waitExit(c);
-      clearTimeout(t);
-      child = undefined;
+      if (child) {
+        const c = child;
+        c.kill('SIGTERM');
+        const t = setTimeout(() => c.kill('SIGKILL'), 5000);
+        await waitExit(c);
+        clearTimeout(t);
+        child = undefined;
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
     },
   };
 }
