@@ -86,10 +86,25 @@ stage1() {
 
   # Places that must be really writable and not on the overlay (inode-keyed
   # rules: overlay files report the upper layer's device in stat()).
+  # The command's directory (e.g. a clone under the host's /tmp) stays visible:
+  # its overlay view is set aside before the tmpfs hides it, then put back.
+  keep=$(cmdline_value edgeward.keep) kept=""
+  case "$keep" in
+    /tmp/?*|/run/?*|/var/tmp/?*)
+      if [ -d "/newroot$keep" ]; then
+        $B mkdir -p /rw/keep
+        $B mount --bind "/newroot$keep" /rw/keep || fail "setting $keep aside failed"
+        kept=1
+      fi ;;
+  esac
   for d in /tmp /run /var/tmp; do
     $B mkdir -p "/newroot$d" 2>/dev/null
     $B mount -t tmpfs -o mode=1777 tmpfs "/newroot$d" || fail "tmpfs on $d failed"
   done
+  if [ -n "$kept" ]; then
+    $B mkdir -p "/newroot$keep"
+    $B mount --move /rw/keep "/newroot$keep" || fail "putting $keep back failed"
+  fi
   $B chmod 755 /newroot/run
   R=/newroot/run/edgeward-vm
   $B mkdir -p $R/bin

@@ -185,7 +185,7 @@ boot_once() {
   qemu-system-x86_64 -M q35 "${accel_args[@]}" -smp "$cpus" -m "$mem" \
     -nodefaults -no-user-config -display none -no-reboot -nic none \
     -kernel "$kernel_image" -initrd "$guest/initramfs.cpio" \
-    -append "console=ttyS0 panic=-1 lsm=lockdown,capability,landlock,yama,bpf edgeward.job=$job ${EDGEWARD_VM_APPEND:-}" \
+    -append "console=ttyS0 panic=-1 lsm=lockdown,capability,landlock,yama,bpf edgeward.job=$job edgeward.keep=$cwd ${EDGEWARD_VM_APPEND:-}" \
     -chardev file,id=console,path="$job/console.log" -serial chardev:console \
     -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
     -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
