@@ -338,12 +338,27 @@ describe('hub policy sync over a real mosquitto', () => {
     await n2.client.stop();
     // a broker URL nothing listens on: only the disk can supply the policies
     const cfg = nodeConfig('n2', { url: 'mqtts://127.0.0.1:1' } as Partial<HubConfig>);
-    const again = createHubClient({ config: cfg, stateDirectory: n2.state, requestReload: () => ({ files: 0, policies: 0, rules: 0, errors: [], warnings: [] }), env: {} });
+    // the agent's own load (e.g. at start) is what the first report describes
+    let agentLoad: PolicyLoadReport | undefined;
+    const again = createHubClient({
+      config: cfg,
+      stateDirectory: n2.state,
+      requestReload: () => ({ files: 0, policies: 0, rules: 0, errors: [], warnings: [] }),
+      currentLoad: () => agentLoad,
+      env: {},
+    });
     if (!again.ok) throw new Error(again.error.map((e) => e.message).join('; '));
     expect(again.value.restoreProblems).toEqual([]);
     const restored = Object.fromEntries(loadPolicyDirectory(again.value.policyDirectory).policies.map((p) => [p.name, p.spec.process?.matchPaths?.[0].path]));
     expect(restored).toEqual(before);
     expect(Object.keys(restored).length).toBeGreaterThan(0);
+    expect(again.value.reportedState().documents.every((d) => d.status === 'unknown' || d.status === 'overridden')).toBe(true);
+    const files = fs.readdirSync(again.value.policyDirectory).sort();
+    agentLoad = { files: files.length, policies: files.length - 1, rules: 3, errors: [`${path.join(again.value.policyDirectory, files[0])}: policy "x": not supported here (policy refused)`], warnings: [] };
+    const docs = again.value.reportedState().documents.filter((d) => d.file !== undefined);
+    expect(docs.find((d) => d.file === files[0])).toMatchObject({ status: 'error', errors: [expect.stringMatching(/not supported here/)] });
+    expect(docs.filter((d) => d.file !== files[0]).every((d) => d.status === 'enforced')).toBe(true);
+    expect(again.value.reportedState().agent?.rules).toBe(3);
     await again.value.stop();
     nodes.delete('n2');
   });

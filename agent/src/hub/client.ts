@@ -144,7 +144,11 @@ export class HubClient extends Emitter<HubClientEvents> {
       this.log.error(`hub: ${formatHubError(p.error)}`);
       this.refusals.set(`${p.target.scope}:${p.target.name}`, { code: p.error.code, reason: p.error.message, at: new Date().toISOString() });
     }
-    this.lastLoad = options.currentLoad?.();
+  }
+
+  /** The agent's latest load: asked for each report when the agent offers it (any reload path counts). */
+  private load(): PolicyLoadReport | undefined {
+    return this.options.currentLoad?.() ?? this.lastLoad;
   }
 
   /** The directory of materialised hub policies: the agent loads it besides its own. */
@@ -218,7 +222,8 @@ export class HubClient extends Emitter<HubClientEvents> {
       scopes: this.scopeReports(),
       documents: this.documentReports(),
     };
-    if (this.lastLoad) r.agent = { ...this.lastLoad };
+    const load = this.load();
+    if (load) r.agent = { ...load, errors: [...load.errors], warnings: [...load.warnings] };
     return r;
   }
 
@@ -526,7 +531,7 @@ export class HubClient extends Emitter<HubClientEvents> {
   }
 
   private documentReports(): DocumentReport[] {
-    const load = this.lastLoad;
+    const load = this.load();
     return this.store.documents().map((m) => {
       const base = { scope: m.scope.scope, scopeName: m.scope.name, version: m.version, document: m.document, policy: m.policy };
       if (m.overriddenBy) return { ...base, status: 'overridden' as const, errors: [], overriddenBy: m.overriddenBy };
