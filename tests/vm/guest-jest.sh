@@ -13,6 +13,10 @@
 #   --json              jest's JSON report on stdout (human report on stderr)
 set -eu
 
+# The whole script is one compound command: the shell reads all of it before
+# running any, so an edit of this file during a (long) run cannot derail it.
+{
+
 say() { echo "guest-jest: $*" >&2; }
 if [ ! -d /run/edgeward-vm ] || [ "$(hostname)" != edgeward-vm ]; then
   say "refusing to run outside the edgeward qemu guest (it writes compiled tests into tests/)"
@@ -67,3 +71,5 @@ status=0
 node node_modules/jest/bin/jest.js --ci --runInBand --config "$config" $json "$@" || status=$?
 say "jest ran $* in $(since "$t0") s (exit $status)"
 exit $status
+exit
+}

@@ -29,6 +29,10 @@
 # BPF-LSM attachment (Debian 6.1 arm64 refuses it with ENOTSUPP).
 set -euo pipefail
 
+# The whole script is one compound command: the shell reads all of it before
+# running any, so an edit of this file during a (long) run cannot derail it.
+{
+
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 VM_DIR=${EDGEWARD_VM_DIR:-$REPO/build/vm}
@@ -253,3 +257,5 @@ for k in "$VM_DIR"/debs/*.deb.kver; do
   echo "$keep" | grep -qxF "$(cat "$k")" || { log "removing superseded package $(basename "${k%.kver}")"; rm -f "${k%.kver}" "$k"; }
 done
 echo "$guest"
+exit
+}

@@ -21,6 +21,10 @@
 # usage or compile error, 3 when the probe picked another backend.
 set -euo pipefail
 
+# The whole script is one compound command: the shell reads all of it before
+# running any, so an edit of this file during a (long) run cannot derail it.
+{
+
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 VM_DIR=${EDGEWARD_VM_DIR:-$REPO/build/vm}
@@ -101,3 +105,5 @@ else
     -- sh tests/vm/guest-jest.sh "${guest_args[@]}" "${js[@]}" || status=$?
 fi
 exit $status
+exit
+}

@@ -40,6 +40,10 @@
 # last lines. x86_64 only (arm64: not implemented; see prepare-guest.sh).
 set -uo pipefail
 
+# The whole script is one compound command: the shell reads all of it before
+# running any, so an edit of this file during a (long) run cannot derail it.
+{
+
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 VM_DIR=${EDGEWARD_VM_DIR:-$REPO/build/vm}
@@ -314,3 +318,5 @@ case "$outcome" in
   *) console_tail ;;
 esac
 finish "$outcome" "$exit_code"
+exit
+}
