@@ -1,0 +1,247 @@
+// End to end on the real kernel: the real Agent (compat backend) wired to a
+// HubClient the way agent.ts is meant to wire it (docs/PROTOCOL.md), in a
+// child process; a hub service and a real mosquitto. A push makes a program
+// really fail with EPERM, the alert reaches the hub, a forged bundle changes
+// nothing, and after a SIGKILL the node enforces from disk with no broker.
+//
+// Stand-in for the final wiring: here the agent's policy directory *is* the
+// hub's materialised directory (agent.ts loads one directory today).
+import { ChildProcess, spawn } from 'child_process';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { renderAcl } from '../../agent/src/hub/acl';
+import { generateSigningKeyPair, keyIdOf, signBundle } from '../../agent/src/hub/bundle';
+import { parseHubServiceConfig } from '../../agent/src/hub/hub_config';
+import { HubConfig, parseHubConfig } from '../../agent/src/hub/options';
+import { mqtt, MqttClientLike } from '../../agent/src/hub/mqtt_types';
+import { HubService } from '../../agent/src/hub/service';
+import { Broker, startMosquitto, TS_REQUIRE_HOOK } from '../helpers/mosquitto';
+import { ADDON, BUSYBOX, busyboxCopy, REPO, run, waitFor } from '../helpers/system';
+
+const ORG = 'acme';
+const PREFIX = 'ew';
+
+const AGENT_WITH_HUB = `${TS_REQUIRE_HOOK}
+const src = (p) => require(${JSON.stringify(path.join(REPO, 'agent', 'src'))} + '/' + p);
+const { Agent } = src('agent.ts');
+const { defaultConfig } = src('config.ts');
+const { createHubClient, formatHubError } = src('hub/index.ts');
+const args = JSON.parse(process.argv[1]);
+const config = defaultConfig();
+config.stateDirectory = args.state;
+config.backend = 'compat';
+config.alerts.stdout = false;
+config.logging.format = 'json';
+config.logging.level = 'info';
+let agent;
+const hub = createHubClient({
+  config: args.hub,
+  stateDirectory: args.state,
+  requestReload: () => agent.reload(),
+  currentLoad: () => agent.status().lastLoad,
+  log: { error: (m) => console.error(JSON.stringify({ level: 'error', message: m })), warn: (m) => console.error(JSON.stringify({ level: 'warn', message: m })), info: (m) => console.error(JSON.stringify({ level: 'info', message: m })), debug: () => {} },
+  env: {},
+});
+if (!hub.ok) { console.error(hub.error.map(formatHubError).join('; ')); process.exit(3); }
+config.policyDirectory = hub.value.policyDirectory; // restored from disk already: enforced from the first load
+agent = new Agent(config);
+agent.start();
+agent.subscribe((alert) => hub.value.enqueueAlert(alert));
+hub.value.start();
+process.on('SIGTERM', () => hub.value.stop().then(() => agent.stop()).then(() => process.exit(0)));
+`;
+
+interface AgentChild {
+  proc: ChildProcess;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function startAgentWithHub(hub: HubConfig, state: string): AgentChild {
+  const proc = spawn(process.execPath, ['-e', AGENT_WITH_HUB, JSON.stringify({ hub, state })], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  return { proc, stderr: () => err, exited };
+}
+
+async function waitReady(a: AgentChild): Promise<void> {
+  let code: number | null | undefined;
+  void a.exited.then((c) => (code = c));
+  await waitFor('the agent to enforce', () => {
+    if (code !== undefined) throw new Error(`agent exited with ${code}:\n${a.stderr()}`);
+    return /"event":"ready"/.test(a.stderr()) ? true : undefined;
+  }, 60_000);
+}
+
+function hostPolicy(name: string, binary: string): string {
+  return `apiVersion: security.kubearmor.com/v1
+kind: KubeArmorHostPolicy
+metadata:
+  name: ${name}
+spec:
+  nodeSelector:
+    matchLabels:
+      kubearmor.io/hostname: "*"
+  severity: 8
+  process:
+    matchPaths:
+      - path: ${binary}
+  action: Block
+`;
+}
+
+describe('hub push enforced by a real agent (compat backend, real kernel, real mosquitto)', () => {
+  let broker: Broker;
+  let hub: HubService;
+  let work: string;
+  let blocked: string;
+  let agent: AgentChild | undefined;
+  let nodeCfg: HubConfig;
+  let raw: MqttClientLike | undefined;
+  let signingPem: string;
+  const pw: Record<string, string> = {};
+
+  const reported = () => hub.store.nodes().find((n) => n.node === 'n1')?.reported;
+  const nodeScope = () => reported()?.scopes.find((s) => s.scope === 'node');
+
+  beforeAll(async () => {
+    const problems: string[] = [];
+    if (process.getuid?.() !== 0) problems.push('must run as root');
+    if (!fs.existsSync(ADDON)) problems.push(`native addon not built (${ADDON}): run npm run build`);
+    if (!fs.existsSync(BUSYBOX)) problems.push(`${BUSYBOX} missing: run scripts/install-deps.sh`);
+    if (problems.length) throw new Error(`hub agent test cannot run: ${problems.join('; ')}`);
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-hubagent-'));
+    blocked = busyboxCopy(work, 'hub-blocked');
+    for (const u of ['n1', 'hub-1', 'hub-2']) pw[u] = crypto.randomBytes(12).toString('hex');
+    broker = await startMosquitto({
+      users: [
+        { username: 'hub-1', password: pw['hub-1'] },
+        { username: 'hub-2', password: pw['hub-2'] },
+        { username: `n1@${ORG}`, password: pw.n1 },
+      ],
+      acl: renderAcl({ prefix: PREFIX, hubUsers: ['hub-1', 'hub-2'], nodes: [{ org: ORG, node: 'n1', groups: [] }] }),
+    });
+    const pair = generateSigningKeyPair();
+    signingPem = pair.privateKeyPem;
+    fs.writeFileSync(path.join(work, 'signing.key'), pair.privateKeyPem, { mode: 0o600 });
+    fs.writeFileSync(path.join(work, 'signing.pub'), pair.publicKeyPem);
+    fs.writeFileSync(path.join(work, 'hub.pw'), pw['hub-1'], { mode: 0o600 });
+    fs.writeFileSync(path.join(work, 'n1.pw'), pw.n1, { mode: 0o600 });
+    const cfg = parseHubServiceConfig(
+      {
+        broker: { url: broker.passwordUrl, username: 'hub-1', passwordFile: path.join(work, 'hub.pw'), tls: { ca: broker.ca } },
+        topicPrefix: PREFIX,
+        database: path.join(work, 'hub', 'hub.db'),
+        signingKey: path.join(work, 'signing.key'),
+        reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
+      },
+      'test',
+    );
+    if (!cfg.ok) throw new Error(cfg.error.map((e) => e.message).join('; '));
+    const h = HubService.create(cfg.value, { controlSocket: false });
+    if (!h.ok) throw new Error(h.error.map((e) => e.message).join('; '));
+    hub = h.value;
+    await hub.start();
+    await waitFor('the hub to connect', () => (hub.isConnected() ? true : undefined), 10_000);
+    const n = parseHubConfig({
+      url: broker.passwordUrl,
+      topicPrefix: PREFIX,
+      organization: ORG,
+      nodeId: 'n1',
+      tls: { ca: broker.ca },
+      passwordFile: path.join(work, 'n1.pw'),
+      policyPublicKeys: [path.join(work, 'signing.pub')],
+      reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
+      ackTimeoutMs: 1000,
+    });
+    if (!n.ok) throw new Error(n.error.map((e) => e.message).join('; '));
+    nodeCfg = n.value;
+    agent = startAgentWithHub(nodeCfg, path.join(work, 'state'));
+    await waitReady(agent);
+    await waitFor('the node online at the hub', () => (hub.store.nodes().find((x) => x.node === 'n1')?.state === 'online' ? true : undefined), 20_000);
+  }, 120_000);
+
+  afterAll(async () => {
+    raw?.end(true);
+    if (agent) {
+      agent.proc.kill('SIGTERM');
+      const t = setTimeout(() => agent!.proc.kill('SIGKILL'), 10_000);
+      await agent.exited;
+      clearTimeout(t);
+    }
+    await hub?.stop();
+    await broker?.stop();
+  });
+
+  test('before any push the program runs', () => {
+    expect(run(blocked, ['true']).status).toBe(0);
+  });
+
+  test('push -> enforced (EPERM) and reported as the version in force, the alert reaches the hub with the node identity', async () => {
+    const pushed = await hub.push(ORG, { scope: 'node', name: 'n1' }, [{ name: 'block.yaml', yaml: hostPolicy('hub-block', blocked) }]);
+    if (!pushed.ok) throw new Error(pushed.error.message);
+    await waitFor('n1 to report the version enforced', () => {
+      const d = reported()?.documents.find((x) => x.policy === 'KubeArmorHostPolicy/hub-block');
+      return nodeScope()?.inForce?.version === pushed.value.version && d?.status === 'enforced' ? true : undefined;
+    }, 20_000);
+    expect(reported()?.agent?.rules).toBeGreaterThan(0);
+    expect(run(blocked, ['true']).spawnError).toBe('EPERM');
+    const alert = await waitFor('the alert at the hub', () => hub.store.alertsAfter(0, 1000, { node: 'n1' }).find((a) => a.alert.Resource === blocked), 20_000);
+    expect(alert).toMatchObject({ org: ORG, node: 'n1', alert: { PolicyName: 'hub-block', Action: 'Block', Result: 'Permission denied', Operation: 'Process' } });
+  });
+
+  test('a forged bundle is refused and reported; the block stays', async () => {
+    raw = mqtt.connect(broker.passwordUrl, {
+      protocolVersion: 5,
+      clientId: 'hub-2',
+      username: 'hub-2',
+      password: pw['hub-2'],
+      ca: fs.readFileSync(broker.ca),
+      rejectUnauthorized: true,
+      clean: true,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      keepalive: 30,
+    });
+    await new Promise<void>((resolve, reject) => {
+      raw!.on('connect', () => resolve());
+      raw!.on('error', reject);
+    });
+    const other = generateSigningKeyPair();
+    const inForce = nodeScope()!.inForce!.version;
+    const forged = JSON.parse(
+      signBundle({ org: ORG, target: { scope: 'node', name: 'n1' }, version: inForce + 1, documents: [] }, { keyId: other.keyId, key: crypto.createPrivateKey(other.privateKeyPem) }).toString(),
+    );
+    forged.keyId = keyIdOf(crypto.createPublicKey(signingPem)); // claims the pinned key
+    await new Promise<void>((resolve, reject) =>
+      raw!.publish(`${PREFIX}/${ORG}/nodes/n1/policy/desired`, Buffer.from(JSON.stringify(forged)), { qos: 1, retain: true }, (e) => (e ? reject(e) : resolve())),
+    );
+    await waitFor('the refusal reported', () => (nodeScope()?.refused?.code === 'bad-signature' ? true : undefined), 20_000);
+    expect(nodeScope()?.inForce?.version).toBe(inForce);
+    expect(run(blocked, ['true']).spawnError).toBe('EPERM');
+  });
+
+  test('agent SIGKILLed, restarted with no broker reachable: the last good policy is enforced from disk; its alerts arrive later', async () => {
+    agent!.proc.kill('SIGKILL');
+    await agent!.exited;
+    const offline = startAgentWithHub({ ...nodeCfg, url: 'mqtts://127.0.0.1:1' }, path.join(work, 'state'));
+    agent = offline;
+    await waitReady(offline);
+    expect(run(blocked, ['true']).spawnError).toBe('EPERM');
+    const before = hub.store.alertsAfter(0, 1000, { node: 'n1' }).length;
+    // give the agent a moment to spool the alert of that exec, then stop it cleanly
+    await new Promise((r) => setTimeout(r, 1000));
+    offline.proc.kill('SIGTERM');
+    await offline.exited;
+    expect(hub.store.alertsAfter(0, 1000, { node: 'n1' }).length).toBe(before);
+    // back online: the alert spooled while offline reaches the hub
+    agent = startAgentWithHub(nodeCfg, path.join(work, 'state'));
+    await waitReady(agent);
+    await waitFor('the offline alert at the hub', () => (hub.store.alertsAfter(0, 1000, { node: 'n1' }).length > before ? true : undefined), 20_000);
+    const rows = hub.store.alertsAfter(0, 1000, { node: 'n1' });
+    expect(rows[rows.length - 1].alert).toMatchObject({ Resource: blocked, PolicyName: 'hub-block' });
+  }, 120_000);
+});
