@@ -357,7 +357,9 @@ export class SegmentQueue {
   countDropped(reason: keyof DropCounters, n = 1): void {
     this.cursor.dropped[reason] += n;
     try {
-      this.writeCursor(true);
+      // not forced: under a flood into a full spool an fsync per refused record would stall the
+      // agent; the fsync policy's timer makes it durable
+      this.writeCursor(false);
     } catch {
       // the count stays in memory and is reported; the disk is failing anyway
     }
