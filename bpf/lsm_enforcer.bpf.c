@@ -172,7 +172,28 @@ struct ew_lsm_path_query {
 	__u32 oo_ok;  /* ownerOnly variants apply (the actor does not own the file) */
 	__u64 exe_dev;
 	__u64 exe_ino;
+	struct inode *inode; /* the file's (NULL: a name being created) */
+	__u32 actor_known; /* exe_* and oo_ok are filled in (on the first rule found) */
+	__u32 _pad;
 };
+
+/*
+ * Who acts, read only once a rule names a target: most opens find none,
+ * and these are several reads each.
+ */
+static __always_inline void ew_know_actor(struct ew_lsm_path_query *q)
+{
+	if (q->actor_known)
+		return;
+	struct ew_lsm_actor actor;
+	ew_actor(&actor);
+	q->exe_dev = actor.exe_dev;
+	q->exe_ino = actor.exe_ino;
+	struct inode *inode = q->inode; /* a local: BPF_CORE_READ(q->x) would relocate against the query */
+	/* ownerOnly: processes whose fsuid owns the file are not matched */
+	q->oo_ok = inode ? BPF_CORE_READ(inode, i_uid.val) != actor.fsuid : 0;
+	q->actor_known = 1;
+}
 
 /* Keeps the stronger of *best and v (Block > Audit; ties keep the first found). */
 static __always_inline void ew_keep(struct ew_lsm_verdict *best, const struct ew_lsm_verdict *v)
@@ -204,7 +225,7 @@ static __always_inline void ew_pick(const struct ew_lsm_path_value *val, __u32 m
  * executable's entry when the target has sourced rules.
  */
 static __always_inline void ew_check_target(void *rules, __u64 dev, __u64 ino, __u32 match, int also_child,
-					    const struct ew_lsm_path_query *q, struct ew_lsm_verdict *best)
+					    struct ew_lsm_path_query *q, struct ew_lsm_verdict *best)
 {
 	struct ew_lsm_path_key key = {};
 	struct ew_lsm_path_value *val;
@@ -216,6 +237,7 @@ static __always_inline void ew_check_target(void *rules, __u64 dev, __u64 ino, _
 	val = bpf_map_lookup_elem(rules, &key);
 	if (!val)
 		return; /* no rule of this op names the inode */
+	ew_know_actor(q);
 	ew_pick(val, match, q, best);
 	if (also_child)
 		ew_pick(val, EW_LSM_MATCH_CHILD, q, best);
@@ -364,18 +386,13 @@ __noinline __u64 ew_path_decide(__u64 inode_ptr, __u64 dentry_ptr, __u64 vfsmnt_
 		return 0; /* bounds opi for the verifier: only these have path rules */
 	if (!info || !rules || !info->path_entries[opi])
 		return 0;
-	struct ew_lsm_actor actor;
-	ew_actor(&actor);
 
 	struct ew_lsm_walk w = {};
 	w.q.gen = gen;
 	w.q.op = op;
 	w.q.ro_ok = (how & EW_DECIDE_WRITE) ? 1 : 0;
-	w.q.exe_dev = actor.exe_dev;
-	w.q.exe_ino = actor.exe_ino;
+	w.q.inode = inode;
 	if (inode) {
-		/* ownerOnly: processes whose fsuid owns the file are not matched */
-		w.q.oo_ok = BPF_CORE_READ(inode, i_uid.val) != actor.fsuid;
 		__u64 dev = BPF_CORE_READ(inode, i_sb, s_dev);
 		__u64 ino = BPF_CORE_READ(inode, i_ino);
 		ew_check_target(rules, dev, ino, EW_LSM_MATCH_EXACT, 0, &w.q, &w.best);
@@ -395,6 +412,7 @@ __noinline __u64 ew_path_decide(__u64 inode_ptr, __u64 dentry_ptr, __u64 vfsmnt_
 	bpf_loop(EW_LSM_WALK_MAX, ew_lsm_walk_step, &w, 0);
 	if (!w.ended) {
 		/* deeper than the walk goes: inside every recursive rule (fail-safe) */
+		ew_know_actor(&w.q);
 		ew_keep(&w.best, &info->deep[opi][0]);
 		if (w.q.oo_ok)
 			ew_keep(&w.best, &info->deep[opi][1]);
