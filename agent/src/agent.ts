@@ -14,13 +14,17 @@ import { ContainerRegistry, DOCKER_SOCKET } from './containers';
 import { hostRulesOnly, WorkloadBinding } from './workloads';
 import type { AgentConfig } from './config';
 import type { EwEvent } from './events';
+// not './hub': its index also loads the hub service's code (SQLite), which a node never runs
+import { createHubClient, HubClient, HubClientStatus } from './hub/client';
+import { hubPolicyDirectory } from './hub/options';
+import { formatHubError } from './hub/result';
 import { ensureKernelFilesystems } from './kernel_fs';
 import { createAlertLogger, createLogger } from './logger';
 import { EventPipeline } from './monitor';
 import { loadNative, NativeAddon } from './native';
 import { compilePolicies, formatCompileError } from './policy/compiler';
 import { mergeWithLastGood } from './policy/last_good';
-import { formatPolicyError, isPolicyFileName, LoadedPolicy, loadPolicyDirectory, symlinkedPathWarnings } from './policy/loader';
+import { formatPolicyError, isPolicyFileName, LoadedPolicy, loadPolicyDirectories, symlinkedPathWarnings } from './policy/loader';
 import { renumberRules } from './policy/renumber';
 import type { RuleMeta } from './policy/types';
 import { probe, ProbeReport } from './probe';
@@ -45,6 +49,8 @@ export interface AgentStatus {
   alerts: number;
   processes: number;
   lastLoad: PolicyLoadSummary | undefined;
+  /** absent: no hub configured */
+  hub?: HubClientStatus;
 }
 
 export class Agent {
@@ -70,6 +76,10 @@ export class Agent {
   private lastLoad: PolicyLoadSummary | undefined;
   private report: ProbeReport | undefined;
   private readonly onAlert: Array<(a: KubeArmorAlert) => void> = [];
+  private hub: HubClient | undefined;
+  /** alerts the hub spool refused since the last warning (the spool counts them too) */
+  private hubRefused = 0;
+  private hubRefusedWarnedAt = 0;
 
   constructor(private readonly config: AgentConfig) {
     this.log = createLogger({
@@ -152,10 +162,48 @@ export class Agent {
     // Alerts name containers: know the running ones before saying "ready"
     // (bounded: a node without dockerd must not wait).
     if (this.followContainersIfDocker()) await this.containers!.waitConnected(DOCKER_WAIT_MS);
+    // The hub's last good bundles come from disk: enforced from the first load, before any network.
+    this.openHub();
     this.reload();
+    this.hub?.start();
     // The native threads do not keep node's event loop alive; this timer does,
     // and it makes lost events visible instead of silent.
     this.housekeeping = setInterval(() => this.checkPipeline(), HOUSEKEEPING_MS);
+  }
+
+  /**
+   * Creates the hub client when configured. A hub that cannot be set up
+   * (e.g. its CA file is missing) is reported; the node still enforces its
+   * own policies and the hub's last good ones, which are already on disk.
+   */
+  private openHub(): void {
+    const config = this.config.hub;
+    if (!config) return;
+    const created = createHubClient({
+      config,
+      stateDirectory: this.config.stateDirectory,
+      requestReload: () => this.reload({ fromHub: true }),
+      currentLoad: () => this.lastLoad,
+      log: {
+        error: (m, meta) => this.log.error(m, meta),
+        warn: (m, meta) => this.log.warn(m, meta),
+        info: (m, meta) => this.log.info(m, meta),
+        debug: (m, meta) => this.log.debug(m, meta),
+      },
+    });
+    if (!created.ok) {
+      for (const e of created.error) this.log.error(`hub: ${formatHubError(e)}; not syncing with the hub`);
+      return;
+    }
+    this.hub = created.value;
+    this.log.info(`hub: node ${this.hub.identity.org}/${this.hub.identity.node}, policies from ${this.hub.policyDirectory}`);
+  }
+
+  /** Where policies come from: the operator's directory first (it wins a name clash), then the hub's. */
+  private policyDirectories(): string[] {
+    const dirs = [this.config.policyDirectory];
+    if (this.config.hub) dirs.push(hubPolicyDirectory(this.config.stateDirectory));
+    return dirs;
   }
 
   /** Starts following Docker once its socket exists (dockerd may start after the agent). */
@@ -183,10 +231,11 @@ export class Agent {
     }
   }
 
-  /** Loads the policy directory again and replaces the rules in force. */
-  reload(): PolicyLoadSummary {
-    const dir = this.config.policyDirectory;
-    const loaded = loadPolicyDirectory(dir);
+  /** Loads the policy directories again and replaces the rules in force. */
+  reload(origin: { fromHub?: boolean } = {}): PolicyLoadSummary {
+    const dirs = this.policyDirectories();
+    // The hub's directory exists once a bundle arrived: before that it is simply empty.
+    const loaded = loadPolicyDirectories(dirs.filter((d, i) => i === 0 || fs.existsSync(d)));
     const errors = loaded.errors.map(formatPolicyError);
     const options = { hostname: this.hostName(), nodeLabels: this.config.node.labels ?? {} };
 
@@ -232,9 +281,11 @@ export class Agent {
     this.previousMeta = this.meta;
     this.meta = set.meta;
     for (const e of errors) this.log.error(e);
-    const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter(isPolicyFileName).length : 0;
+    const files = dirs.reduce((n, d) => n + (fs.existsSync(d) ? fs.readdirSync(d).filter(isPolicyFileName).length : 0), 0);
     this.lastLoad = { files, policies: this.accepted.length, rules, errors, warnings: notInForce };
-    this.log.info(`enforcing ${rules} rules from ${this.accepted.length} policies in ${dir}`, {
+    // the hub client reports a reload it asked for itself
+    if (!origin.fromHub) this.hub?.policyReloaded(this.lastLoad);
+    this.log.info(`enforcing ${rules} rules from ${this.accepted.length} policies in ${dirs.join(', ')}`, {
       event: 'ready',
       backend: this.backend?.name,
       rules,
@@ -251,6 +302,7 @@ export class Agent {
       alerts: this.alertCount,
       processes: this.processes.size(),
       lastLoad: this.lastLoad,
+      ...(this.hub ? { hub: this.hub.status() } : {}),
     };
   }
 
@@ -261,6 +313,9 @@ export class Agent {
   /** Detaches every program and mark; after it nothing is enforced. */
   async stop(): Promise<void> {
     if (this.housekeeping) clearInterval(this.housekeeping);
+    // alerts not yet delivered stay in the spool for the next start
+    await this.hub?.stop().catch((e: unknown) => this.log.warn(`hub: stop: ${(e as Error)?.message ?? e}`));
+    this.hub = undefined;
     this.containers?.stop();
     this.workloads?.close();
     this.workloads = undefined;
@@ -316,6 +371,16 @@ export class Agent {
     }
   }
 
+  /** The spool refused an alert (full, too large): counted there; said here at most once a minute. */
+  private hubRefusedAlert(reason: string): void {
+    this.hubRefused++;
+    const now = Date.now();
+    if (now - this.hubRefusedWarnedAt < 60_000) return;
+    this.log.warn(`hub: ${this.hubRefused} alert(s) not spooled for the hub (${reason}); they are in the local alert log`);
+    this.hubRefused = 0;
+    this.hubRefusedWarnedAt = now;
+  }
+
   private emit(builder: AlertBuilder, decision: DecisionFacts | undefined): void {
     if (!decision) return;
     const alert = builder.build(decision);
@@ -325,6 +390,10 @@ export class Agent {
     }
     this.alertCount++;
     this.alertLog.info('alert', { alert });
+    if (this.hub) {
+      const queued = this.hub.enqueueAlert(alert);
+      if (!queued.ok) this.hubRefusedAlert(formatHubError(queued.error));
+    }
     for (const l of this.onAlert) l(alert);
   }
 }

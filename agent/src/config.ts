@@ -6,6 +6,7 @@
 import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
 import * as yaml from 'js-yaml';
 import configSchema from '../../policies/agent-config.schema.json';
+import { HubConfig, parseHubConfig } from './hub/options';
 import { fieldPath, readLimitedTextFile, suggestKey, typeName } from './policy/loader';
 
 export type BackendChoice = 'auto' | 'bpf-lsm' | 'compat' | 'audit-only';
@@ -46,6 +47,8 @@ export interface AgentConfig {
     stdout: boolean;
     file?: RotatingFileConfig;
   };
+  /** sync with the edgeward hub (agent/src/hub); absent: standalone node */
+  hub?: HubConfig;
 }
 
 export interface ConfigError {
@@ -161,6 +164,7 @@ type RawConfig = {
   monitor?: Partial<AgentConfig['monitor']>;
   logging?: { level?: LogLevel; format?: LogFormat; file?: Partial<RotatingFileConfig> & { path: string } };
   alerts?: { stdout?: boolean; file?: Partial<RotatingFileConfig> & { path: string } };
+  hub?: unknown;
 };
 
 const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
@@ -187,11 +191,16 @@ function withDefaults(raw: RawConfig): AgentConfig {
   if (logFile) config.logging.file = logFile;
   const alertFile = rotating(raw.alerts?.file, DEFAULT_ALERT_FILE_MAX_BYTES);
   if (alertFile) config.alerts.file = alertFile;
+  if (raw.hub !== undefined) {
+    const hub = parseHubConfig(raw.hub);
+    // semanticErrors() has refused the file when this fails
+    if (hub.ok) config.hub = hub.value;
+  }
   return config;
 }
 
 /** Rules JSON Schema cannot say; checked on the raw values so they show up next to schema errors. */
-function semanticErrors(raw: RawConfig, file: string): ConfigError[] {
+function semanticErrors(raw: RawConfig, file: string, checkHub: boolean): ConfigError[] {
   const out: ConfigError[] = [];
   const ring = raw.monitor?.ringBufferBytes;
   if (typeof ring === 'number' && Number.isInteger(ring) && ring >= 4096 && !isPowerOfTwo(ring)) {
@@ -200,6 +209,16 @@ function semanticErrors(raw: RawConfig, file: string): ConfigError[] {
   const logPath = raw.logging?.file?.path;
   if (typeof logPath === 'string' && logPath === raw.alerts?.file?.path) {
     out.push({ file, path: 'alerts.file.path', message: 'must differ from logging.file.path' });
+  }
+  // The schema checked the hub section's shape; these are the rules across its keys.
+  if (checkHub && raw.hub !== undefined) {
+    const hub = parseHubConfig(raw.hub);
+    if (!hub.ok) {
+      for (const e of hub.error) {
+        const m = /^(hub[^:]*): (.*)$/s.exec(e.message);
+        out.push(m ? { file, path: m[1]!, message: m[2]! } : { file, path: 'hub', message: e.message });
+      }
+    }
   }
   return out;
 }
@@ -228,7 +247,10 @@ export function parseConfigText(text: string, sourceName: string): { config?: Ag
   if (typeof doc !== 'object' || Array.isArray(doc)) {
     return { errors: [{ file: sourceName, path: '', message: `must be a mapping of settings, not ${typeName(doc)}` }] };
   }
-  const errors = [...schemaErrors(doc, sourceName), ...semanticErrors(doc as RawConfig, sourceName)];
+  const shape = schemaErrors(doc, sourceName);
+  // hub rules across keys (cert with key, ...) only once its shape is right: one message per mistake
+  const hubShapeOk = !shape.some((e) => e.path === 'hub' || e.path.startsWith('hub.'));
+  const errors = [...shape, ...semanticErrors(doc as RawConfig, sourceName, hubShapeOk)];
   if (errors.length) return { errors };
   return { config: withDefaults(doc as RawConfig), errors: [] };
 }

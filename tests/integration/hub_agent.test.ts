@@ -1,79 +1,40 @@
-// End to end on the real kernel: the real Agent (compat backend) wired to a
-// HubClient the way agent.ts is meant to wire it (docs/PROTOCOL.md), in a
-// child process; a hub service and a real mosquitto. A push makes a program
-// really fail with EPERM, the alert reaches the hub, a forged bundle changes
-// nothing, and after a SIGKILL the node enforces from disk with no broker.
-//
-// Stand-in for the final wiring: here the agent's policy directory *is* the
-// hub's materialised directory (agent.ts loads one directory today).
-import { ChildProcess, spawn } from 'child_process';
+// End to end on the real kernel: `edgeward agent` (compat backend) with a
+// `hub:` section in its config file, a hub service and a real mosquitto. A
+// push makes a program really fail with EPERM, the version in force is
+// reported, the alert reaches the hub, a forged bundle changes nothing, and
+// after a SIGKILL the node enforces from disk with no broker reachable.
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import * as yaml from 'js-yaml';
 import { renderAcl } from '../../agent/src/hub/acl';
 import { generateSigningKeyPair, keyIdOf, signBundle } from '../../agent/src/hub/bundle';
 import { parseHubServiceConfig } from '../../agent/src/hub/hub_config';
-import { HubConfig, parseHubConfig } from '../../agent/src/hub/options';
 import { mqtt, MqttClientLike } from '../../agent/src/hub/mqtt_types';
 import { HubService } from '../../agent/src/hub/service';
-import { Broker, startMosquitto, TS_REQUIRE_HOOK } from '../helpers/mosquitto';
-import { ADDON, BUSYBOX, busyboxCopy, REPO, run, waitFor } from '../helpers/system';
+import { AgentUnderTest, startAgent } from '../helpers/agent_process';
+import { Broker, startMosquitto } from '../helpers/mosquitto';
+import { ADDON, BUSYBOX, busyboxCopy, run, waitFor } from '../helpers/system';
 
 const ORG = 'acme';
 const PREFIX = 'ew';
 
-const AGENT_WITH_HUB = `${TS_REQUIRE_HOOK}
-const src = (p) => require(${JSON.stringify(path.join(REPO, 'agent', 'src'))} + '/' + p);
-const { Agent } = src('agent.ts');
-const { defaultConfig } = src('config.ts');
-const { createHubClient, formatHubError } = src('hub/index.ts');
-const args = JSON.parse(process.argv[1]);
-const config = defaultConfig();
-config.stateDirectory = args.state;
-config.backend = 'compat';
-config.alerts.stdout = false;
-config.logging.format = 'json';
-config.logging.level = 'info';
-let agent;
-const hub = createHubClient({
-  config: args.hub,
-  stateDirectory: args.state,
-  requestReload: () => agent.reload(),
-  currentLoad: () => agent.status().lastLoad,
-  log: { error: (m) => console.error(JSON.stringify({ level: 'error', message: m })), warn: (m) => console.error(JSON.stringify({ level: 'warn', message: m })), info: (m) => console.error(JSON.stringify({ level: 'info', message: m })), debug: () => {} },
-  env: {},
-});
-if (!hub.ok) { console.error(hub.error.map(formatHubError).join('; ')); process.exit(3); }
-config.policyDirectory = hub.value.policyDirectory; // restored from disk already: enforced from the first load
-agent = new Agent(config);
-agent.start();
-agent.subscribe((alert) => hub.value.enqueueAlert(alert));
-hub.value.start();
-process.on('SIGTERM', () => hub.value.stop().then(() => agent.stop()).then(() => process.exit(0)));
-`;
-
-interface AgentChild {
-  proc: ChildProcess;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function startAgentWithHub(hub: HubConfig, state: string): AgentChild {
-  const proc = spawn(process.execPath, ['-e', AGENT_WITH_HUB, JSON.stringify({ hub, state })], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  proc.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  return { proc, stderr: () => err, exited };
-}
-
-async function waitReady(a: AgentChild): Promise<void> {
-  let code: number | null | undefined;
-  void a.exited.then((c) => (code = c));
-  await waitFor('the agent to enforce', () => {
-    if (code !== undefined) throw new Error(`agent exited with ${code}:\n${a.stderr()}`);
-    return /"event":"ready"/.test(a.stderr()) ? true : undefined;
-  }, 60_000);
+/** Writes the agent's config file (the hub section as an operator writes it) and starts `edgeward agent`. */
+async function startAgentWithHub(work: string, hub: Record<string, unknown>, name: string): Promise<AgentUnderTest> {
+  const config = {
+    backend: 'compat',
+    stateDirectory: path.join(work, 'state'),
+    policyDirectory: path.join(work, 'local-policies'),
+    alerts: { stdout: false },
+    hub,
+  };
+  fs.mkdirSync(config.policyDirectory, { recursive: true });
+  const file = path.join(work, `${name}.yaml`);
+  fs.writeFileSync(file, yaml.dump(config));
+  const runDir = path.join(work, name);
+  fs.mkdirSync(runDir, { recursive: true });
+  return startAgent({ policies: config.policyDirectory, workDir: runDir, extraArgs: ['--config', file], readyTimeoutMs: 60_000 });
 }
 
 function hostPolicy(name: string, binary: string): string {
@@ -98,8 +59,8 @@ describe('hub push enforced by a real agent (compat backend, real kernel, real m
   let hub: HubService;
   let work: string;
   let blocked: string;
-  let agent: AgentChild | undefined;
-  let nodeCfg: HubConfig;
+  let agent: AgentUnderTest | undefined;
+  let nodeCfg: Record<string, unknown>;
   let raw: MqttClientLike | undefined;
   let signingPem: string;
   const pw: Record<string, string> = {};
@@ -146,7 +107,7 @@ describe('hub push enforced by a real agent (compat backend, real kernel, real m
     hub = h.value;
     await hub.start();
     await waitFor('the hub to connect', () => (hub.isConnected() ? true : undefined), 10_000);
-    const n = parseHubConfig({
+    nodeCfg = {
       url: broker.passwordUrl,
       topicPrefix: PREFIX,
       organization: ORG,
@@ -156,22 +117,14 @@ describe('hub push enforced by a real agent (compat backend, real kernel, real m
       policyPublicKeys: [path.join(work, 'signing.pub')],
       reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
       ackTimeoutMs: 1000,
-    });
-    if (!n.ok) throw new Error(n.error.map((e) => e.message).join('; '));
-    nodeCfg = n.value;
-    agent = startAgentWithHub(nodeCfg, path.join(work, 'state'));
-    await waitReady(agent);
+    };
+    agent = await startAgentWithHub(work, nodeCfg, 'agent-1');
     await waitFor('the node online at the hub', () => (hub.store.nodes().find((x) => x.node === 'n1')?.state === 'online' ? true : undefined), 20_000);
   }, 120_000);
 
   afterAll(async () => {
     raw?.end(true);
-    if (agent) {
-      agent.proc.kill('SIGTERM');
-      const t = setTimeout(() => agent!.proc.kill('SIGKILL'), 10_000);
-      await agent.exited;
-      clearTimeout(t);
-    }
+    await agent?.stop();
     await hub?.stop();
     await broker?.stop();
   });
@@ -225,23 +178,36 @@ describe('hub push enforced by a real agent (compat backend, real kernel, real m
   });
 
   test('agent SIGKILLed, restarted with no broker reachable: the last good policy is enforced from disk; its alerts arrive later', async () => {
-    agent!.proc.kill('SIGKILL');
-    await agent!.exited;
-    const offline = startAgentWithHub({ ...nodeCfg, url: 'mqtts://127.0.0.1:1' }, path.join(work, 'state'));
+    agent!.child.kill('SIGKILL');
+    await agent!.stop();
+    const offline = await startAgentWithHub(work, { ...nodeCfg, url: 'mqtts://127.0.0.1:1' }, 'agent-offline');
     agent = offline;
-    await waitReady(offline);
     expect(run(blocked, ['true']).spawnError).toBe('EPERM');
+    // the local alert log has it too, with the hub's policy name
+    await waitFor('the offline alert in the local log', () => offline.alerts().find((a) => a.Resource === blocked && a.PolicyName === 'hub-block'), 10_000);
     const before = hub.store.alertsAfter(0, 1000, { node: 'n1' }).length;
     // give the agent a moment to spool the alert of that exec, then stop it cleanly
     await new Promise((r) => setTimeout(r, 1000));
-    offline.proc.kill('SIGTERM');
-    await offline.exited;
+    expect(await offline.stop()).toBe(0);
     expect(hub.store.alertsAfter(0, 1000, { node: 'n1' }).length).toBe(before);
     // back online: the alert spooled while offline reaches the hub
-    agent = startAgentWithHub(nodeCfg, path.join(work, 'state'));
-    await waitReady(agent);
+    agent = await startAgentWithHub(work, nodeCfg, 'agent-2');
     await waitFor('the offline alert at the hub', () => (hub.store.alertsAfter(0, 1000, { node: 'n1' }).length > before ? true : undefined), 20_000);
     const rows = hub.store.alertsAfter(0, 1000, { node: 'n1' });
     expect(rows[rows.length - 1].alert).toMatchObject({ Resource: blocked, PolicyName: 'hub-block' });
+  }, 120_000);
+
+  test('a hub that cannot be set up (CA file missing) is reported; the local policies are still enforced', async () => {
+    const dir = path.join(work, 'nohub');
+    fs.mkdirSync(path.join(dir, 'local-policies'), { recursive: true });
+    const local = busyboxCopy(work, 'local-blocked');
+    fs.writeFileSync(path.join(dir, 'local-policies', 'local.yaml'), hostPolicy('local-block', local));
+    const a = await startAgentWithHub(dir, { ...nodeCfg, tls: { ca: path.join(dir, 'missing-ca.crt') } }, 'agent-nohub');
+    try {
+      expect(a.logs().some((l) => l.level === 'error' && /hub: .*missing-ca\.crt.*not syncing with the hub/.test(String(l.message)))).toBe(true);
+      expect(run(local, ['true']).spawnError).toBe('EPERM');
+    } finally {
+      expect(await a.stop()).toBe(0);
+    }
   }, 120_000);
 });

@@ -215,3 +215,33 @@ describe('loadConfigFile', () => {
     ]);
   });
 });
+
+describe('the hub section', () => {
+  const HUB = 'hub:\n  url: mqtts://hub:8883\n  tls: {ca: /etc/edgeward/hub/ca.crt}\n  policyPublicKeys: [/etc/edgeward/hub/signing.pub]\n';
+
+  test('absent: no hub', () => {
+    expect(ok('backend: auto\n').hub).toBeUndefined();
+  });
+
+  test('present: validated and completed with the hub defaults', () => {
+    const c = ok(`${HUB}  passwordFile: /etc/edgeward/hub/password\n`);
+    expect(c.hub).toMatchObject({ url: 'mqtts://hub:8883', topicPrefix: 'edgeward', groups: [], delivery: 'hub-ack', passwordFile: '/etc/edgeward/hub/password' });
+    expect(c.hub?.spool.maxBytes).toBeGreaterThan(0);
+  });
+
+  test('shape errors name the key under hub', () => {
+    expect(errorsOf('hub:\n  url: mqtt://plain:1883\n  tls: {ca: relative/ca.crt}\n  policyPublicKeys: []\n  colour: red\n').sort()).toEqual(
+      [
+        'config.yaml: hub.url: has an invalid format (got "mqtt://plain:1883")',
+        'config.yaml: hub.tls.ca: must be an absolute path (got "relative/ca.crt")',
+        'config.yaml: hub.policyPublicKeys: must NOT have fewer than 1 items',
+        'config.yaml: hub.colour: unknown key',
+      ].sort(),
+    );
+  });
+
+  test('rules across keys are reported once the shape is right', () => {
+    expect(errorsOf(HUB)).toEqual(['config.yaml: hub: no credentials: set tls.cert + tls.key (client certificate) or passwordFile']);
+    expect(errorsOf(HUB.replace('{ca: /etc/edgeward/hub/ca.crt}', '{ca: /c, cert: /n.crt}'))).toEqual(['config.yaml: hub.tls: cert and key go together']);
+  });
+});

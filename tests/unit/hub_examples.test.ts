@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
+import { formatConfigError, loadConfigFile } from '../../agent/src/config';
 import { loadHubServiceConfig } from '../../agent/src/hub/hub_config';
 import { HUB_CONFIG_SCHEMA, parseHubConfig } from '../../agent/src/hub/options';
 
@@ -23,8 +24,14 @@ describe('shipped hub examples', () => {
     expect(minimal.value).toEqual(full.value);
   });
 
-  test('agent-config-hub.schema.json is HUB_CONFIG_SCHEMA (for policies/agent-config.schema.json)', () => {
-    const file = JSON.parse(fs.readFileSync(path.join(HUB_POLICIES, 'agent-config-hub.schema.json'), 'utf8'));
-    expect(file).toEqual(JSON.parse(JSON.stringify(HUB_CONFIG_SCHEMA)));
+  test("the agent config schema's hub section is HUB_CONFIG_SCHEMA", () => {
+    const file = JSON.parse(fs.readFileSync(path.join(HUB_POLICIES, '..', 'agent-config.schema.json'), 'utf8'));
+    expect(file.properties.hub).toEqual(JSON.parse(JSON.stringify(HUB_CONFIG_SCHEMA)));
+  });
+
+  test('agent-hub.example.yaml is a valid agent configuration file', () => {
+    const r = loadConfigFile(path.join(HUB_POLICIES, 'agent-hub.example.yaml'));
+    expect(r.errors.map(formatConfigError)).toEqual([]);
+    expect(r.config?.hub?.url).toBe('mqtts://hub.example.net:8883');
   });
 });

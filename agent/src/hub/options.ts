@@ -6,6 +6,7 @@ import * as path from 'path';
 import { BackoffOptions, DEFAULT_BACKOFF } from './backoff';
 import { DEFAULT_MAX_BUNDLE_BYTES } from './bundle';
 import { err, hubError, HubError, ok, Result } from './result';
+import { POLICY_SUBDIRECTORY } from './policy_store';
 import { DEFAULT_SPOOL } from './spool';
 import type { FsyncPolicy } from './segment_queue';
 
@@ -182,4 +183,9 @@ export function parseHubConfig(raw: unknown, base = 'hub'): Result<HubConfig, Hu
 /** <stateDirectory>/hub: bundles, materialised policies, spool */
 export function hubStateDirectory(stateDirectory: string): string {
   return path.join(stateDirectory, 'hub');
+}
+
+/** <stateDirectory>/hub/policies: the verified hub policies the agent loads besides its own (PolicyStore writes them) */
+export function hubPolicyDirectory(stateDirectory: string): string {
+  return path.join(hubStateDirectory(stateDirectory), POLICY_SUBDIRECTORY);
 }

@@ -19,6 +19,9 @@ import { BundlePayload, BundleScope, BundleTarget, InForce, PinnedKey, policiesO
 import { err, hubError, HubError, ok, Result } from './result';
 import type { LoadedPolicy } from '../policy/loader';
 
+/** materialised policies live in <hub state directory>/policies */
+export const POLICY_SUBDIRECTORY = 'policies';
+
 export interface AcceptedBundle {
   payload: BundlePayload;
   keyId: string;
@@ -105,7 +108,7 @@ export class PolicyStore {
 
   /** <stateDirectory>/hub/policies: the directory the agent loads besides its own. */
   get policyDirectory(): string {
-    return path.join(this.options.directory, 'policies');
+    return path.join(this.options.directory, POLICY_SUBDIRECTORY);
   }
 
   /** The node's scopes, highest precedence first. */

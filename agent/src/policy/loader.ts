@@ -728,24 +728,35 @@ export function isPolicyFileName(name: string): boolean {
  * unique across all files; a later duplicate is refused.
  */
 export function loadPolicyDirectory(dir: string): LoadResult {
+  return loadPolicyDirectories([dir]);
+}
+
+/**
+ * Loads several policy directories as one set (e.g. the operator's, the
+ * hub's): a name defined twice is refused where it appears second, so the
+ * earlier directory wins.
+ */
+export function loadPolicyDirectories(dirs: string[]): LoadResult {
   const out: LoadResult = { policies: [], errors: [] };
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch (err) {
-    out.errors.push(fileError(dir, `cannot read policy directory (${errnoText(err)})`));
-    return out;
-  }
   const guard = new DuplicateGuard();
-  for (const name of names.filter(isPolicyFileName).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const file = path.join(dir, name);
-    const r = readPolicyFile(file);
-    if ('error' in r) {
-      // A subdirectory named x.yaml is not a policy: skip it quietly.
-      if (r.error.message.startsWith('is a directory')) continue;
-      out.errors.push(r.error);
-    } else {
-      parseInto(r.text, file, guard, out);
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch (err) {
+      out.errors.push(fileError(dir, `cannot read policy directory (${errnoText(err)})`));
+      continue;
+    }
+    for (const name of names.filter(isPolicyFileName).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+      const file = path.join(dir, name);
+      const r = readPolicyFile(file);
+      if ('error' in r) {
+        // A subdirectory named x.yaml is not a policy: skip it quietly.
+        if (r.error.message.startsWith('is a directory')) continue;
+        out.errors.push(r.error);
+      } else {
+        parseInto(r.text, file, guard, out);
+      }
     }
   }
   return out;
