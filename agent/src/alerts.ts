@@ -2,6 +2,7 @@
 // existing KubeArmor consumers (karmor, SIEM parsers) read them unchanged.
 import * as fs from 'fs';
 import { Action, EnforcerCode, OperationCode } from './abi';
+import { lsmPathOperation } from './events';
 import type { RuleMeta } from './policy/types';
 import type { ProcessTable } from './process_table';
 
@@ -171,9 +172,12 @@ export class AlertBuilder {
         data = 'syscall=SYS_EXECVE';
         processName = d.resource;
         break;
-      case 'File':
-        data = `syscall=SYS_OPEN flags=${describeOpenFlags(d.flags)}`;
+      case 'File': {
+        // bpf-lsm path hooks (unlink, rename, ...) name their LSM hook instead of open flags
+        const pathOp = d.enforcer === EnforcerCode.BpfLsm ? lsmPathOperation(d.flags) : undefined;
+        data = pathOp ? `lsm=SECURITY_PATH_${pathOp.toUpperCase()}` : `syscall=SYS_OPEN flags=${describeOpenFlags(d.flags)}`;
         break;
+      }
       default:
         data = 'syscall=SYS_SOCKET';
     }

@@ -215,6 +215,26 @@ export interface DecisionEvent extends EventHeader {
   exe: string;
 }
 
+/**
+ * The path operation of a bpf-lsm File decision taken by a path hook
+ * rather than an open (bpf/include/ew_lsm_abi.h enum ew_lsm_path_hook):
+ * such records carry flags = O_WRONLY | hook << 24 and nothing else, where
+ * an open's flags always hold more (O_LARGEFILE at least), so an open
+ * whose f_flags carry a kernel-internal high bit (FMODE_NONOTIFY) is not
+ * taken for one.
+ */
+export const LSM_PATH_OPERATIONS = ['unlink', 'rmdir', 'mkdir', 'mknod', 'symlink', 'link', 'rename', 'truncate', 'chmod', 'chown'] as const;
+export type LsmPathOperation = (typeof LSM_PATH_OPERATIONS)[number];
+export const LSM_PATH_OP_SHIFT = 24;
+const O_WRONLY = 1;
+
+/** The path hook a File decision's flags name, or undefined for an open. */
+export function lsmPathOperation(flags: number): LsmPathOperation | undefined {
+  if ((flags & ((1 << LSM_PATH_OP_SHIFT) - 1)) !== O_WRONLY) return undefined;
+  const hook = flags >>> LSM_PATH_OP_SHIFT;
+  return hook >= 1 && hook <= LSM_PATH_OPERATIONS.length ? LSM_PATH_OPERATIONS[hook - 1] : undefined;
+}
+
 export type EwEvent = ExecEvent | ForkEvent | ExitEvent | FileOpenEvent | NetEvent | DecisionEvent;
 
 export interface DecodedBatch {
