@@ -184,6 +184,11 @@ export interface NativeAddon {
    * the root. Throws an Error saying why not.
    */
   resolveInContainer(pid: number, mntNs: number, path: string): ContainerPathInfo;
+  /**
+   * Sends `message` as one datagram to the sd_notify(3) socket `socketPath`
+   * ("/path" or "@abstract"), without blocking. Throws an Error saying why not.
+   */
+  sdNotify(socketPath: string, message: string): void;
 }
 
 let cached: NativeAddon | undefined;
@@ -200,4 +205,17 @@ export function loadNative(): NativeAddon {
     throw new Error(`cannot load the native addon ${file} (run \`npm run build\`): ${(err as Error).message}`);
   }
   return cached;
+}
+
+/** SO_PEERCRED of a connected unix socket (native/src/peer_cred.cc). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+// Declared apart (interfaces merge) so this part of the addon stays in one place.
+export interface NativeAddon {
+  /** the peer of connected unix socket `fd`; throws an Error naming the errno */
+  peerCredentials(fd: number): PeerCredentials;
 }

@@ -18,6 +18,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   InitNetEnforcer(env, exports);
   InitFileEnforcer(env, exports);
   InitLsmEnforcer(env, exports);
+  InitSdNotify(env, exports);
+  InitPeerCred(env, exports);
   return exports;
 }
 

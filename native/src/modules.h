@@ -10,4 +10,6 @@ void InitMonitor(Napi::Env env, Napi::Object exports);     // monitor.cc
 void InitNetEnforcer(Napi::Env env, Napi::Object exports); // net_enforcer.cc
 void InitFileEnforcer(Napi::Env env, Napi::Object exports);// file_enforcer.cc
 void InitLsmEnforcer(Napi::Env env, Napi::Object exports); // lsm_enforcer.cc
+void InitSdNotify(Napi::Env env, Napi::Object exports);    // sd_notify.cc
+void InitPeerCred(Napi::Env env, Napi::Object exports);    // peer_cred.cc
 }  // namespace edgeward
