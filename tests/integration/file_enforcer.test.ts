@@ -575,7 +575,13 @@ process.stdout.write(JSON.stringify({ ok, denied, other }) + '\\n');`;
     try {
       inner = await waitFor('the chrooted sleeper', () => {
         const kids = fs.readFileSync(`/proc/${holder.pid}/task/${holder.pid}/children`, 'utf8').trim();
-        return kids ? Number(kids.split(' ')[0]) : undefined;
+        const pid = kids ? Number(kids.split(' ')[0]) : 0;
+        // the forked child is there before it has chrooted: wait for its root to be `root`
+        try {
+          return pid && fs.readlinkSync(`/proc/${pid}/root`) === root ? pid : undefined;
+        } catch {
+          return undefined;
+        }
       });
       const ns = (pid: number, kind: string) => Number(/\d+/.exec(fs.readlinkSync(`/proc/${pid}/ns/${kind}`))![0]);
       const mnt = ns(inner, 'mnt');
