@@ -13,6 +13,16 @@ export type BackendChoice = 'auto' | 'bpf-lsm' | 'compat' | 'audit-only';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export type LogFormat = 'pretty' | 'json';
 
+/** Alerts per (policy, container) above maxAlerts in windowMs are counted and summarised, not written one by one. */
+export interface AlertThrottleConfig {
+  enabled: boolean;
+  maxAlerts: number;
+  windowMs: number;
+}
+
+export const DEFAULT_ALERT_THROTTLE: AlertThrottleConfig = { enabled: true, maxAlerts: 20, windowMs: 1000 };
+export const DEFAULT_CONTROL_SOCKET = '/run/edgeward/control.sock';
+
 export interface RotatingFileConfig {
   path: string;
   maxSizeBytes: number;
@@ -46,7 +56,11 @@ export interface AgentConfig {
   alerts: {
     stdout: boolean;
     file?: RotatingFileConfig;
+    /** absent: DEFAULT_ALERT_THROTTLE */
+    throttle?: AlertThrottleConfig;
   };
+  /** the operator's control socket (agent/src/control); absent: DEFAULT_CONTROL_SOCKET */
+  control?: { socket: string };
   /** sync with the edgeward hub (agent/src/hub); absent: standalone node */
   hub?: HubConfig;
 }
@@ -163,7 +177,8 @@ type RawConfig = {
   stateDirectory?: string;
   monitor?: Partial<AgentConfig['monitor']>;
   logging?: { level?: LogLevel; format?: LogFormat; file?: Partial<RotatingFileConfig> & { path: string } };
-  alerts?: { stdout?: boolean; file?: Partial<RotatingFileConfig> & { path: string } };
+  alerts?: { stdout?: boolean; file?: Partial<RotatingFileConfig> & { path: string }; throttle?: Partial<AlertThrottleConfig> };
+  control?: { socket?: string };
   hub?: unknown;
 };
 
@@ -191,6 +206,8 @@ function withDefaults(raw: RawConfig): AgentConfig {
   if (logFile) config.logging.file = logFile;
   const alertFile = rotating(raw.alerts?.file, DEFAULT_ALERT_FILE_MAX_BYTES);
   if (alertFile) config.alerts.file = alertFile;
+  if (raw.alerts?.throttle) config.alerts.throttle = { ...DEFAULT_ALERT_THROTTLE, ...raw.alerts.throttle };
+  if (raw.control) config.control = { socket: raw.control.socket ?? DEFAULT_CONTROL_SOCKET };
   if (raw.hub !== undefined) {
     const hub = parseHubConfig(raw.hub);
     // semanticErrors() has refused the file when this fails
