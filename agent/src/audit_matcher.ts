@@ -4,7 +4,9 @@
 // Pure: no kernel, no I/O.
 import { Action, EnforcerCode, OperationCode, ProtoClass } from './abi';
 import type { DecisionFacts } from './alerts';
-import type { CompiledPolicySet, NetworkRule, PathRule, PathTarget, Protocol, SourceMatch } from './policy/types';
+import { compileGlob } from './policy/glob';
+import { allowListModes } from './policy/posture';
+import type { CompiledPolicySet, NetworkRule, PathRule, PathTarget, PostureCategory, PostureRule, Protocol, SourceMatch } from './policy/types';
 
 /** What the matcher needs of a monitor event (agent/src/events.ts provides more). */
 export interface ObservedTask {
@@ -62,8 +64,34 @@ function underDirectory(dir: string, p: string, recursive: boolean): boolean {
   return recursive || !p.slice(prefix.length).includes('/');
 }
 
+const globs = new Map<string, (p: string) => boolean>();
+function globMatches(pattern: string, p: string): boolean {
+  let m = globs.get(pattern);
+  if (!m) {
+    try {
+      m = compileGlob(pattern);
+    } catch {
+      m = () => false; // the loader refuses invalid patterns; one that slips through matches nothing
+    }
+    if (globs.size > 4096) globs.clear();
+    globs.set(pattern, m);
+  }
+  return m(p);
+}
+
 export function targetMatches(target: PathTarget | SourceMatch, p: string): boolean {
-  return target.kind === 'path' ? target.path === p : underDirectory(target.path, p, target.recursive);
+  switch (target.kind) {
+    case 'path':
+      return target.path === p;
+    case 'dir':
+      return underDirectory(target.path, p, target.recursive);
+    case 'pattern':
+      return globMatches(target.pattern, p);
+    case 'execname':
+      return p.slice(p.lastIndexOf('/') + 1) === target.name;
+    default:
+      return false;
+  }
 }
 
 export function sourceMatches(sources: SourceMatch[], exe: string | undefined): boolean {
@@ -72,10 +100,11 @@ export function sourceMatches(sources: SourceMatch[], exe: string | undefined): 
   return sources.some((s) => targetMatches(s, exe));
 }
 
-/** Block wins over Audit; the first rule (lowest id) among equals. */
+/** Block wins over Audit; the first rule (lowest id) among equals. Allow rules are not reported. */
 function strongest<R extends { action: string; ruleId: number }>(rules: R[]): R | undefined {
   let best: R | undefined;
   for (const r of rules) {
+    if (r.action === 'Allow') continue;
     if (!best || (r.action === 'Block' && best.action !== 'Block') || (r.action === best.action && r.ruleId < best.ruleId)) {
       best = r;
     }
@@ -83,46 +112,77 @@ function strongest<R extends { action: string; ruleId: number }>(rules: R[]): R 
   return best;
 }
 
+/**
+ * The reported decision among the matching rules: Block wins; then, in
+ * allow-list mode, an Allow match lets the access through silently and no
+ * Allow match gets the default posture; otherwise the first Audit match.
+ */
+function decide<R extends { action: string; ruleId: number }>(
+  matching: R[],
+  posture: PostureRule | undefined,
+): { ruleId: number; action: 'Block' | 'Audit' } | undefined {
+  const best = strongest(matching);
+  if (best?.action === 'Block') return { ruleId: best.ruleId, action: 'Block' };
+  if (posture && !matching.some((r) => r.action === 'Allow')) return { ruleId: posture.ruleId, action: posture.action };
+  return best ? { ruleId: best.ruleId, action: 'Audit' } : undefined;
+}
+
 export class AuditMatcher {
   private readonly processRules: PathRule[];
   private readonly fileRules: PathRule[];
   private readonly networkRules: NetworkRule[];
 
+  /** The host's default postures (this backend sees host rules only). */
+  private readonly postures: Partial<Record<PostureCategory, PostureRule>>;
+
   constructor(set: CompiledPolicySet) {
     this.processRules = set.pathRules.filter((r) => r.operation === 'Process');
     this.fileRules = set.pathRules.filter((r) => r.operation === 'File');
     this.networkRules = set.networkRules;
+    this.postures = allowListModes(set).find((w) => !w.workload)?.postures ?? {};
   }
 
   /** What the monitor must observe for these rules. */
   needs(): { process: boolean; file: boolean; network: boolean } {
-    return { process: this.processRules.length > 0, file: this.fileRules.length > 0, network: this.networkRules.length > 0 };
+    return {
+      process: this.processRules.length > 0,
+      file: this.fileRules.length > 0,
+      network: this.networkRules.length > 0,
+    };
   }
 
   /** An exec of `path`; `callerExe` is the image that asked for it (KubeArmor's fromSource). */
   matchExec(task: ObservedTask, path: string, callerExe: string | undefined): DecisionFacts | undefined {
-    const rule = strongest(this.processRules.filter((r) => targetMatches(r.target, path) && sourceMatches(r.fromSource, callerExe)));
-    return rule && this.decision(task, rule.ruleId, rule.action, OperationCode.Process, 0, path, callerExe);
+    const d = decide(
+      this.processRules.filter((r) => targetMatches(r.target, path) && sourceMatches(r.fromSource, callerExe)),
+      this.postures.process,
+    );
+    return d && this.decision(task, d.ruleId, d.action, OperationCode.Process, 0, path, callerExe);
   }
 
   matchOpen(task: ObservedTask, path: string, flags: number, exe: string | undefined): DecisionFacts | undefined {
     const write = isWriteOpen(flags);
-    const rule = strongest(
+    // Block/Audit rules match what they forbid (readOnly: writes); Allow rules what they permit (readOnly: reads).
+    const d = decide(
       this.fileRules.filter(
-        (r) => (!r.readOnly || write) && targetMatches(r.target, path) && sourceMatches(r.fromSource, exe),
+        (r) =>
+          (r.action === 'Allow' ? !r.readOnly || !write : !r.readOnly || write) &&
+          targetMatches(r.target, path) &&
+          sourceMatches(r.fromSource, exe),
       ),
+      this.postures.file,
     );
-    return rule && this.decision(task, rule.ruleId, rule.action, OperationCode.File, flags, path, exe);
+    return d && this.decision(task, d.ruleId, d.action, OperationCode.File, flags, path, exe);
   }
 
   matchSocket(task: ObservedTask, family: number, type: number, protocol: number, exe: string | undefined): DecisionFacts | undefined {
     const cls = classifySocket(family, type, protocol);
     if (cls === undefined) return undefined;
-    const rule = strongest(
-      this.networkRules.filter((r) => PROTOCOL_CLASS[r.protocol] === cls && sourceMatches(r.fromSource, exe)),
-    );
-    if (!rule) return undefined;
-    return this.decision(task, rule.ruleId, rule.action, OperationCode.Network, cls, rule.protocol, exe);
+    const matching = this.networkRules.filter((r) => PROTOCOL_CLASS[r.protocol] === cls && sourceMatches(r.fromSource, exe));
+    const d = decide(matching, this.postures.network);
+    if (!d) return undefined;
+    const name = (Object.keys(PROTOCOL_CLASS) as Protocol[]).find((p) => PROTOCOL_CLASS[p] === cls) ?? 'raw';
+    return this.decision(task, d.ruleId, d.action, OperationCode.Network, cls, name, exe);
   }
 
   private decision(

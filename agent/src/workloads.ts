@@ -11,7 +11,7 @@
 // from host ones even when no rule selects them. WorkloadBinding is the glue
 // that re-runs it when containers come, go or are renamed.
 import { CONTAINER_NAME_LABEL, containerNamePattern } from './policy/compiler';
-import type { CompiledPolicySet, ContainerSelector, NetworkRule, PathRule, WorkloadTarget } from './policy/types';
+import type { CapabilityRule, CompiledPolicySet, ContainerSelector, NetworkRule, PathRule, WorkloadTarget } from './policy/types';
 
 /** What selection and resolution need of a container (ContainerIdentity has it). */
 export interface WorkloadContainer {
@@ -76,7 +76,7 @@ function usableContainers(containers: readonly WorkloadContainer[]): WorkloadCon
   return [...byNs.values()];
 }
 
-function expand<R extends PathRule | NetworkRule>(rules: readonly R[], containers: readonly WorkloadContainer[]): R[] {
+function expand<R extends PathRule | NetworkRule | CapabilityRule>(rules: readonly R[], containers: readonly WorkloadContainer[]): R[] {
   const out: R[] = [];
   for (const rule of rules) {
     const scope = rule.scope ?? { kind: 'host' as const };
@@ -103,6 +103,8 @@ export function resolveWorkloads(set: CompiledPolicySet, containers: readonly Wo
   return {
     pathRules: expand(set.pathRules, usable),
     networkRules: expand(set.networkRules, usable),
+    capabilityRules: expand(set.capabilityRules ?? [], usable),
+    postureRules: set.postureRules ?? [],
     meta: set.meta,
     workloads: usable.map(target),
   };
@@ -111,7 +113,7 @@ export function resolveWorkloads(set: CompiledPolicySet, containers: readonly Wo
 /** Per rule id of a container rule: the names of the containers it is now in force for. */
 export function selectedContainers(resolved: CompiledPolicySet): Map<number, string[]> {
   const out = new Map<number, string[]>();
-  for (const r of [...resolved.pathRules, ...resolved.networkRules]) {
+  for (const r of [...resolved.pathRules, ...resolved.networkRules, ...(resolved.capabilityRules ?? [])]) {
     if (!r.workload) continue;
     const names = out.get(r.ruleId) ?? [];
     if (!names.includes(r.workload.containerName)) names.push(r.workload.containerName);
@@ -171,9 +173,9 @@ export class WorkloadBinding {
  * per policy saying which container rules are not in force.
  */
 export function hostRulesOnly(set: CompiledPolicySet, backend: string): { set: CompiledPolicySet; errors: string[] } {
-  const isHost = (r: PathRule | NetworkRule) => (r.scope ?? { kind: 'host' }).kind === 'host' && !r.workload;
+  const isHost = (r: PathRule | NetworkRule | CapabilityRule) => (r.scope ?? { kind: 'host' }).kind === 'host' && !r.workload;
   const left = new Map<string, number>();
-  for (const r of [...set.pathRules, ...set.networkRules]) {
+  for (const r of [...set.pathRules, ...set.networkRules, ...(set.capabilityRules ?? [])]) {
     if (isHost(r)) continue;
     const name = set.meta.get(r.ruleId)?.policyName ?? `rule ${r.ruleId}`;
     left.set(name, (left.get(name) ?? 0) + 1);
@@ -181,5 +183,14 @@ export function hostRulesOnly(set: CompiledPolicySet, backend: string): { set: C
   const errors = [...left].map(
     ([name, n]) => `policy "${name}": ${n} container rule(s) not enforced: the ${backend} backend does not scope rules to containers yet`,
   );
-  return { set: { pathRules: set.pathRules.filter(isHost), networkRules: set.networkRules.filter(isHost), meta: set.meta }, errors };
+  return {
+    set: {
+      pathRules: set.pathRules.filter(isHost),
+      networkRules: set.networkRules.filter(isHost),
+      capabilityRules: (set.capabilityRules ?? []).filter(isHost),
+      postureRules: (set.postureRules ?? []).filter((p) => p.scopeKind === 'host'),
+      meta: set.meta,
+    },
+    errors,
+  };
 }

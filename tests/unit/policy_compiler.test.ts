@@ -130,7 +130,7 @@ describe('KubeArmor published examples', () => {
     const tags = ['CVE-2019-14271', 'docker-cp', 'libraries', 'docker-tar', 'root-code-execution'];
     const rows = r.set.pathRules.map((p) => {
       const m = metaOf(r, p.ruleId);
-      return [p.ruleId, p.operation, p.target.path, m.severity, m.action, m.message, m.tags];
+      return [p.ruleId, p.operation, (p.target as { path: string }).path, m.severity, m.action, m.message, m.tags];
     });
     const msg = 'Alert! Docker Binary Has Been Executed.';
     expect(rows).toEqual([
@@ -143,19 +143,29 @@ describe('KubeArmor published examples', () => {
     ]);
   });
 
-  test('hsp-kubearmor-dev-proc-path-allow-fromSource: Allow is refused, naming the field', () => {
-    const r = compilePolicies(fixture('hsp-kubearmor-dev-proc-path-allow-fromSource.yaml'), { hostname: 'kubearmor-dev' });
-    expect(r.set.pathRules).toEqual([]);
-    const src = path.join(FIXTURES, 'hsp-kubearmor-dev-proc-path-allow-fromSource.yaml');
-    expect(r.errors.map(formatCompileError)).toEqual([
-      `${src}: policy "hsp-kubearmor-dev-proc-path-allow-fromsource": spec.process.matchPaths[0].action: not supported yet: action Allow (allow-list mode with default posture) (policy refused)`,
-      `${src}: policy "hsp-kubearmor-dev-proc-path-allow-fromsource": spec.process.matchPaths[1].action: not supported yet: action Allow (allow-list mode with default posture) (policy refused)`,
+  test('hsp-kubearmor-dev-proc-path-allow-fromSource: Allow rules switch the host\'s process category to allow-list mode', () => {
+    const r = compilePolicies(fixture('hsp-kubearmor-dev-proc-path-allow-fromSource.yaml'), {
+      hostname: 'kubearmor-dev',
+      posture: { file: 'block', network: 'audit', capabilities: 'audit' },
+    });
+    expect(r.errors).toEqual([]);
+    expect(r.set.pathRules.map((p) => [p.ruleId, p.action, p.target, p.fromSource])).toEqual([
+      [1, 'Allow', { kind: 'path', path: '/bin/date' }, [{ kind: 'path', path: '/bin/bash' }]],
+      [2, 'Allow', { kind: 'path', path: '/usr/bin/date' }, [{ kind: 'path', path: '/usr/bin/bash' }]],
     ]);
-    expect(r.errors[0]).toMatchObject({
-      policyName: 'hsp-kubearmor-dev-proc-path-allow-fromsource',
-      source: src,
-      field: 'spec.process.matchPaths[0].action',
-      reason: 'not supported yet: action Allow (allow-list mode with default posture)',
+    // process takes the file posture (KubeArmor); one posture rule, after the policy rules
+    expect(r.set.postureRules).toEqual([{ ruleId: 3, category: 'process', action: 'Block', scopeKind: 'host' }]);
+    expect(metaOf(r, 1)).toMatchObject({ policyName: 'hsp-kubearmor-dev-proc-path-allow-fromsource', action: 'Allow', severity: 5 });
+    expect(metaOf(r, 3)).toEqual({
+      ruleId: 3,
+      policyName: 'DefaultPosture',
+      policyType: 'MatchedHostPolicy',
+      severity: 0,
+      tags: [],
+      message: '',
+      action: 'Block',
+      operation: 'Process',
+      source: '',
     });
   });
 
@@ -210,27 +220,19 @@ describe('KubeArmor published examples', () => {
     expect(metaOf(r, 2)).toMatchObject({ severity: 10, tags: ['WARNNING'], message: 'a critical file was accessed' });
   });
 
-  test('ksp-match-expression-notin-block-process: the selector is fine, execname is refused (not supported yet)', () => {
+  test('ksp-match-expression-notin-block-process: execname compiles into an exec rule on the name', () => {
     const r = compilePolicies(fixture('ksp-match-expression-notin-block-process.yaml'), ANY_NODE);
-    expect(r.set.meta.size).toBe(0);
-    expect(r.errors.map((e) => [e.field, e.reason])).toEqual([
-      ['spec.process.matchPaths[0].execname', 'not supported yet: execname (match by executable name)'],
-    ]);
+    expect(r.errors).toEqual([]);
+    expect(r.set.pathRules.map((p) => [p.operation, p.target])).toEqual([['Process', { kind: 'execname', name: 'apt' }]]);
   });
 
   test('the whole fixture directory: supported policies compile, the rest is reported, ids stay dense', () => {
     const loaded = loadPolicyDirectory(FIXTURES);
     const r = compilePolicies(loaded.policies, { hostname: 'kubearmor-dev' });
-    const ids = [...r.set.pathRules, ...r.set.networkRules].map((x) => x.ruleId).sort((a, b) => a - b);
+    const ids = [...r.set.pathRules, ...r.set.networkRules, ...(r.set.postureRules ?? [])].map((x) => x.ruleId).sort((a, b) => a - b);
     expect(ids).toEqual(ids.map((_, i) => i + 1));
     expect([...r.set.meta.keys()].sort((a, b) => a - b)).toEqual(ids);
-    expect(r.errors.map((e) => e.policyName).sort()).toEqual(
-      [
-        'hsp-kubearmor-dev-proc-path-allow-fromsource',
-        'hsp-kubearmor-dev-proc-path-allow-fromsource',
-        'ksp-match-expression-notin-block-process',
-      ].sort(),
-    );
+    expect(r.errors).toEqual([]);
     expect(r.skipped.map((s) => s.policyName)).toEqual(['hsp-cve-2019-14271']);
   });
 });
@@ -398,15 +400,8 @@ describe('rules', () => {
 describe('not supported yet: refused with policy, field and reason; other policies still compile', () => {
   const good = hsp('good', { process: { matchPaths: [{ path: '/bin/good' }] } });
   const cases: Array<[string, Record<string, unknown>, string, string]> = [
-    ['execname', { process: { matchPaths: [{ execname: 'apt' }] } }, 'spec.process.matchPaths[0].execname', 'not supported yet: execname (match by executable name)'],
-    ['process matchPatterns', { process: { matchPatterns: [{ pattern: '/tmp/*' }] } }, 'spec.process.matchPatterns', 'not supported yet: matchPatterns'],
-    ['file matchPatterns', { file: { matchPatterns: [{ pattern: '/etc/*shadow*' }] } }, 'spec.file.matchPatterns', 'not supported yet: matchPatterns'],
-    ['capabilities', { capabilities: { matchCapabilities: [{ capability: 'net_raw', fromSource: [] }] } }, 'spec.capabilities', 'not supported yet: capabilities'],
     ['syscalls', { syscalls: { matchSyscalls: [{ syscall: ['unlink'] }] } }, 'spec.syscalls', 'not supported yet: syscalls'],
     ['apparmor', { apparmor: 'profile x {}', process: { matchPaths: [{ path: '/bin/x' }] } }, 'spec.apparmor', 'not supported: raw AppArmor profiles'],
-    ['policy-level Allow', { action: 'Allow', file: { matchPaths: [{ path: '/etc/x', fromSource: [{ path: '/bin/cat' }] }] } }, 'spec.file.matchPaths[0].action', 'not supported yet: action Allow'],
-    ['section-level Allow', { network: { action: 'Allow', matchProtocols: [{ protocol: 'tcp', fromSource: [{ path: '/bin/curl' }] }] } }, 'spec.network.matchProtocols[0].action', 'not supported yet: action Allow'],
-    ['rule-level Allow', { file: { matchDirectories: [{ dir: '/etc/', action: 'Allow' }] } }, 'spec.file.matchDirectories[0].action', 'not supported yet: action Allow'],
     ['sctp', { network: { matchProtocols: [{ protocol: 'tcp,sctp', fromSource: [] }] } }, 'spec.network.matchProtocols[0].protocol', 'not supported yet: protocol sctp'],
   ];
 
@@ -420,7 +415,7 @@ describe('not supported yet: refused with policy, field and reason; other polici
     expect(e.reason.startsWith(reason)).toBe(true);
     expect(e.message).toBe(`p.yaml: policy "bad": ${field}: ${e.reason} (policy refused)`);
     // The bad policy is refused as a whole; the good one keeps rule id 1.
-    expect(r.set.pathRules.map((p) => p.target.path)).toEqual(['/bin/good']);
+    expect(r.set.pathRules.map((p) => (p.target as { path: string }).path)).toEqual(['/bin/good']);
     expect(r.set.networkRules).toEqual([]);
     expect([...r.set.meta.values()].map((m) => m.policyName)).toEqual(['good']);
   });
@@ -484,7 +479,7 @@ describe('stable rule ids', () => {
   const text = [
     hsp('one', { process: { matchPaths: [{ path: '/bin/a' }], matchDirectories: [{ dir: '/opt/' }] }, network: { matchProtocols: [{ protocol: 'all', fromSource: [] }] } }),
     hsp('two', { file: { matchPaths: [{ path: '/etc/a' }], matchDirectories: [{ dir: '/etc/b/', recursive: true }] } }),
-    hsp('refused', { process: { matchPaths: [{ execname: 'x' }] } }),
+    hsp('refused', { syscalls: { matchSyscalls: [{ syscall: ['unlink'] }] } }),
     hsp('three', { process: { matchPaths: [{ path: '/bin/c' }] } }),
   ].join('---\n');
 
@@ -494,7 +489,7 @@ describe('stable rule ids', () => {
     expect(second.set.pathRules).toEqual(first.set.pathRules);
     expect(second.set.networkRules).toEqual(first.set.networkRules);
     expect([...second.set.meta.entries()]).toEqual([...first.set.meta.entries()]);
-    expect(first.set.pathRules.map((p) => [p.ruleId, p.target.path])).toEqual([
+    expect(first.set.pathRules.map((p) => [p.ruleId, (p.target as { path: string }).path])).toEqual([
       [1, '/bin/a'],
       [2, '/opt/'],
       [8, '/etc/a'],
@@ -525,7 +520,7 @@ describe('bundled default policies', () => {
       expect.objectContaining({ operation: 'Process', target: { kind: 'dir', path: '/dev/shm/', recursive: true }, fromSource: [] }),
     ]);
     // Audit rules on system paths only audit writes, never reads.
-    for (const p of r.set.pathRules.filter((x) => x.operation === 'File' && x.target.path.startsWith('/usr/'))) {
+    for (const p of r.set.pathRules.filter((x) => x.operation === 'File' && (x.target as { path: string }).path.startsWith('/usr/'))) {
       expect(p.readOnly).toBe(true);
     }
     expect([...r.set.meta.values()].every((m) => m.tags.includes('edgeward-default'))).toBe(true);

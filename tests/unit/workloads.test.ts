@@ -128,7 +128,7 @@ describe('resolveWorkloads', () => {
 
   test('host rules stay host rules; container rules get one copy per selected container; every container is a workload', () => {
     const r = resolveWorkloads(set, [c, b, a]);
-    expect(r.pathRules.map((p) => [p.ruleId, p.target.path, p.workload?.containerName ?? 'host'])).toEqual([
+    expect(r.pathRules.map((p) => [p.ruleId, (p.target as { path: string }).path, p.workload?.containerName ?? 'host'])).toEqual([
       [1, '/usr/bin/host-thing', 'host'],
       [2, '/etc/secret', 'a'],
       [2, '/etc/secret', 'b'],

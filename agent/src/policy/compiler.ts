@@ -16,21 +16,36 @@
 //    metadata.namespace does not select (KubeArmor puts every container in
 //    "container_namespace" there). Its rules get a container scope and alerts
 //    Type "MatchedPolicy"; host policies get the host scope.
-// What the first slice cannot enforce is refused with a CompileError, never
-// silently dropped; the policy is then refused as a whole.
+//  - action Allow: the rule's category (process, file, network,
+//    capabilities) of every workload it applies to switches to allow-list
+//    mode; the compiler emits a PostureRule per category and scope kind
+//    with Allow rules, carrying the configured default posture (process
+//    takes the file posture, as in KubeArmor) and a RuleMeta naming policy
+//    "DefaultPosture" for the alerts of its decisions.
+//  - process.matchPaths.execname: an executable name in any directory;
+//    matchPatterns: globs (./glob.ts); capabilities.matchCapabilities:
+//    compiled into CapabilityRules (which backends report as not enforced).
+// What no backend can express (syscalls, raw AppArmor) is refused with a
+// CompileError, never silently dropped; the policy is then refused as a whole.
 
 import type {
+  CapabilityRule,
   CompiledPolicySet,
   ContainerSelector,
+  DefaultPosture,
   NetworkRule,
+  Operation,
   PathRule,
   PathTarget,
+  PostureCategory,
+  PostureRule,
   Protocol,
   RuleAction,
   RuleMeta,
   RuleScope,
   SourceMatch,
 } from './types';
+import { DEFAULT_POSTURE_POLICY, KUBEARMOR_DEFAULT_POSTURE, POSTURE_CATEGORIES } from './types';
 import type { LoadedPolicy, PolicySpec, RuleMetaFields, SourceSpec } from './loader';
 import { fieldPath } from './loader';
 
@@ -39,6 +54,11 @@ export interface CompileOptions {
   hostname: string;
   /** this node's labels (matched against nodeSelector.matchLabels) */
   nodeLabels?: Record<string, string>;
+  /**
+   * What allow-list mode does to accesses no rule allows, per category (the
+   * agent config's defaultPosture). Absent: KubeArmor's default, audit.
+   */
+  posture?: DefaultPosture;
 }
 
 export interface CompileError {
@@ -194,7 +214,8 @@ function sources(list: SourceSpec[] | undefined): SourceMatch[] {
 /** One rule before ids are given out: the rule body and its metadata. */
 type Draft =
   | { kind: 'path'; rule: Omit<PathRule, 'ruleId'>; meta: Inherited }
-  | { kind: 'network'; rule: Omit<NetworkRule, 'ruleId'>; meta: Inherited };
+  | { kind: 'network'; rule: Omit<NetworkRule, 'ruleId'>; meta: Inherited }
+  | { kind: 'capability'; rule: Omit<CapabilityRule, 'ruleId'>; meta: Inherited };
 
 interface PolicyCompilation {
   drafts: Draft[];
@@ -208,25 +229,15 @@ function compilePolicyRules(p: LoadedPolicy): PolicyCompilation {
   const out: PolicyCompilation = { drafts: [], problems: [] };
   const refuse = (segs: Array<string | number>, reason: string) => out.problems.push({ segs, reason });
 
-  const accept = (segs: Array<string | number>, meta: Inherited): RuleAction | undefined => {
-    if (meta.action === 'Allow') {
-      refuse([...segs, 'action'], 'not supported yet: action Allow (allow-list mode with default posture)');
-      return undefined;
-    }
-    return meta.action;
-  };
+  const accept = (_segs: Array<string | number>, meta: Inherited): RuleAction => meta.action;
 
   const proc = spec.process;
   proc?.matchPaths?.forEach((r, i) => {
     const segs = ['spec', 'process', 'matchPaths', i];
-    if (r.execname !== undefined) {
-      refuse([...segs, 'execname'], 'not supported yet: execname (match by executable name)');
-      return;
-    }
     const meta = inherit(r, proc, base);
     const action = accept(segs, meta);
-    if (!action) return;
-    const target: PathTarget = { kind: 'path', path: r.path as string };
+    const target: PathTarget =
+      r.execname !== undefined ? { kind: 'execname', name: r.execname } : { kind: 'path', path: r.path as string };
     out.drafts.push({
       kind: 'path',
       rule: { action, operation: 'Process', target, readOnly: false, ownerOnly: r.ownerOnly ?? false, fromSource: sources(r.fromSource) },
@@ -237,7 +248,6 @@ function compilePolicyRules(p: LoadedPolicy): PolicyCompilation {
     const segs = ['spec', 'process', 'matchDirectories', i];
     const meta = inherit(r, proc, base);
     const action = accept(segs, meta);
-    if (!action) return;
     out.drafts.push({
       kind: 'path',
       rule: {
@@ -251,14 +261,28 @@ function compilePolicyRules(p: LoadedPolicy): PolicyCompilation {
       meta,
     });
   });
-  if (proc?.matchPatterns?.length) refuse(['spec', 'process', 'matchPatterns'], 'not supported yet: matchPatterns');
+  proc?.matchPatterns?.forEach((r, i) => {
+    const meta = inherit(r, proc, base);
+    const action = accept(['spec', 'process', 'matchPatterns', i], meta);
+    out.drafts.push({
+      kind: 'path',
+      rule: {
+        action,
+        operation: 'Process',
+        target: { kind: 'pattern', pattern: r.pattern },
+        readOnly: false,
+        ownerOnly: r.ownerOnly ?? false,
+        fromSource: [],
+      },
+      meta,
+    });
+  });
 
   const file = spec.file;
   file?.matchPaths?.forEach((r, i) => {
     const segs = ['spec', 'file', 'matchPaths', i];
     const meta = inherit(r, file, base);
     const action = accept(segs, meta);
-    if (!action) return;
     out.drafts.push({
       kind: 'path',
       rule: {
@@ -276,7 +300,6 @@ function compilePolicyRules(p: LoadedPolicy): PolicyCompilation {
     const segs = ['spec', 'file', 'matchDirectories', i];
     const meta = inherit(r, file, base);
     const action = accept(segs, meta);
-    if (!action) return;
     out.drafts.push({
       kind: 'path',
       rule: {
@@ -290,7 +313,22 @@ function compilePolicyRules(p: LoadedPolicy): PolicyCompilation {
       meta,
     });
   });
-  if (file?.matchPatterns?.length) refuse(['spec', 'file', 'matchPatterns'], 'not supported yet: matchPatterns');
+  file?.matchPatterns?.forEach((r, i) => {
+    const meta = inherit(r, file, base);
+    const action = accept(['spec', 'file', 'matchPatterns', i], meta);
+    out.drafts.push({
+      kind: 'path',
+      rule: {
+        action,
+        operation: 'File',
+        target: { kind: 'pattern', pattern: r.pattern },
+        readOnly: r.readOnly ?? false,
+        ownerOnly: r.ownerOnly ?? false,
+        fromSource: [],
+      },
+      meta,
+    });
+  });
 
   const net = spec.network;
   net?.matchProtocols?.forEach((r, i) => {
@@ -302,17 +340,57 @@ function compilePolicyRules(p: LoadedPolicy): PolicyCompilation {
     }
     const meta = inherit(r, net, base);
     const action = accept(segs, meta);
-    if (!action) return;
     for (const protocol of protocols.classes) {
       out.drafts.push({ kind: 'network', rule: { action, operation: 'Network', protocol, fromSource: sources(r.fromSource) }, meta });
     }
   });
 
-  if (spec.capabilities) refuse(['spec', 'capabilities'], 'not supported yet: capabilities');
+  const caps = spec.capabilities;
+  caps?.matchCapabilities?.forEach((r, i) => {
+    const meta = inherit(r, caps, base);
+    const action = accept(['spec', 'capabilities', 'matchCapabilities', i], meta);
+    for (const capability of expandCapabilities(r.capability)) {
+      out.drafts.push({
+        kind: 'capability',
+        rule: { action, operation: 'Capabilities', capability, fromSource: sources(r.fromSource) },
+        meta,
+      });
+    }
+  });
   if (spec.syscalls) refuse(['spec', 'syscalls'], 'not supported yet: syscalls');
   if (spec.apparmor !== undefined) refuse(['spec', 'apparmor'], 'not supported: raw AppArmor profiles');
   return out;
 }
+
+/** "CAP_NET_RAW, sys_admin" -> [net_raw, sys_admin]: lowercase, no cap_ prefix, duplicates removed, order kept. */
+export function expandCapabilities(text: string): string[] {
+  const out: string[] = [];
+  for (const word of text.split(',').map((w) => w.trim().toLowerCase().replace(/^cap_/, ''))) {
+    if (word && !out.includes(word)) out.push(word);
+  }
+  return out;
+}
+
+/** The posture category of a rule's operation (KubeArmor: process under file posture, own allow-list). */
+export function postureCategoryOf(operation: Operation): PostureCategory {
+  switch (operation) {
+    case 'Process':
+      return 'process';
+    case 'File':
+      return 'file';
+    case 'Network':
+      return 'network';
+    default:
+      return 'capabilities';
+  }
+}
+
+const POSTURE_OPERATION: Record<PostureCategory, Operation> = {
+  process: 'Process',
+  file: 'File',
+  network: 'Network',
+  capabilities: 'Capabilities',
+};
 
 /** "TCP, udp" -> [tcp, udp]; "all" -> every class; duplicates removed, order kept. */
 export function expandProtocols(text: string): { classes: Protocol[]; unsupported: string[] } {
@@ -356,7 +434,13 @@ function compileError(p: LoadedPolicy, segs: Array<string | number>, reason: str
  * gives the same ids. A refused policy takes no ids.
  */
 export function compilePolicies(policies: readonly LoadedPolicy[], options: CompileOptions): CompileResult {
-  const set: CompiledPolicySet = { pathRules: [], networkRules: [], meta: new Map<number, RuleMeta>() };
+  const set: CompiledPolicySet = {
+    pathRules: [],
+    networkRules: [],
+    capabilityRules: [],
+    postureRules: [],
+    meta: new Map<number, RuleMeta>(),
+  };
   const errors: CompileError[] = [];
   const skipped: SkippedPolicy[] = [];
   let nextId = 1;
@@ -408,7 +492,35 @@ export function compilePolicies(policies: readonly LoadedPolicy[], options: Comp
       // Each rule gets its own copy: resolution and backends never share a selector object.
       const ruleScope: RuleScope = scope.kind === 'host' ? { kind: 'host' } : { kind: 'containers', selector: cloneSelector(scope.selector) };
       if (d.kind === 'path') set.pathRules.push({ ruleId, ...d.rule, scope: ruleScope });
-      else set.networkRules.push({ ruleId, ...d.rule, scope: ruleScope });
+      else if (d.kind === 'network') set.networkRules.push({ ruleId, ...d.rule, scope: ruleScope });
+      else set.capabilityRules!.push({ ruleId, ...d.rule, scope: ruleScope });
+    }
+  }
+  // Default postures last, so policy rule ids do not depend on them.
+  const posture = options.posture ?? KUBEARMOR_DEFAULT_POSTURE;
+  const allows = new Set<string>();
+  for (const r of [...set.pathRules, ...set.networkRules, ...set.capabilityRules!]) {
+    if (r.action === 'Allow') allows.add(`${postureCategoryOf(r.operation)}/${r.scope?.kind ?? 'host'}`);
+  }
+  for (const scopeKind of ['host', 'containers'] as const) {
+    for (const category of POSTURE_CATEGORIES) {
+      if (!allows.has(`${category}/${scopeKind}`)) continue;
+      const setting = category === 'process' ? posture.file : posture[category];
+      const action = setting === 'block' ? 'Block' : 'Audit';
+      const ruleId = nextId++;
+      const rule: PostureRule = { ruleId, category, action, scopeKind };
+      set.postureRules!.push(rule);
+      set.meta.set(ruleId, {
+        ruleId,
+        policyName: DEFAULT_POSTURE_POLICY,
+        policyType: scopeKind === 'host' ? 'MatchedHostPolicy' : 'MatchedPolicy',
+        severity: 0,
+        tags: [],
+        message: '',
+        action,
+        operation: POSTURE_OPERATION[category],
+        source: '',
+      });
     }
   }
   return { set, errors, skipped };

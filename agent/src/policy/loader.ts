@@ -10,6 +10,7 @@ import * as path from 'path';
 import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
 import * as yaml from 'js-yaml';
 import policySchema from '../../../policies/kubearmor-policy.schema.json';
+import { globProblem } from './glob';
 
 // ---------------------------------------------------------------------------
 // Document shapes (what the schema admits)
@@ -420,6 +421,34 @@ function checkPath(value: string, segs: Array<string | number>, issues: Issue[])
   }
 }
 
+/** NAME_MAX: an executable name is one directory entry. */
+export const MAX_NAME_BYTES = 255;
+
+function checkPattern(value: string, segs: Array<string | number>, issues: Issue[]): void {
+  if (Buffer.byteLength(value, 'utf8') > MAX_PATH_BYTES) {
+    issues.push({ segs, message: `is longer than PATH_MAX (${MAX_PATH_BYTES} bytes)` });
+    return;
+  }
+  // eslint-disable-next-line no-control-regex
+  const ctrl = /[\x00-\x1f\x7f]/.exec(value);
+  if (ctrl) {
+    issues.push({ segs, message: `contains a control character at position ${ctrl.index}` });
+    return;
+  }
+  const problem = globProblem(value);
+  if (problem) issues.push({ segs, message: problem });
+}
+
+function checkExecName(value: string, segs: Array<string | number>, issues: Issue[]): void {
+  if (Buffer.byteLength(value, 'utf8') > MAX_NAME_BYTES) {
+    issues.push({ segs, message: `is longer than NAME_MAX (${MAX_NAME_BYTES} bytes)` });
+  }
+  // eslint-disable-next-line no-control-regex
+  const ctrl = /[\x00-\x1f\x7f]/.exec(value);
+  if (ctrl) issues.push({ segs, message: `contains a control character at position ${ctrl.index}` });
+  if (value === '.' || value === '..') issues.push({ segs, message: 'must be a file name, not "." or ".."' });
+}
+
 function checkSources(list: SourceSpec[] | undefined, base: Array<string | number>, issues: Issue[]): void {
   (list ?? []).forEach((s, i) => {
     const segs = [...base, 'fromSource', i];
@@ -470,8 +499,11 @@ function semanticIssues(doc: PolicyDocument): Issue[] {
       issues.push({ segs: [...segs, 'path'], message: 'is required (or execname)' });
     }
     if (r.path !== undefined) checkPath(r.path, [...segs, 'path'], issues);
+    if (r.execname !== undefined) checkExecName(r.execname, [...segs, 'execname'], issues);
     checkSources(r.fromSource, segs, issues);
   });
+  spec.process?.matchPatterns?.forEach((r, i) => checkPattern(r.pattern, ['spec', 'process', 'matchPatterns', i, 'pattern'], issues));
+  spec.file?.matchPatterns?.forEach((r, i) => checkPattern(r.pattern, ['spec', 'file', 'matchPatterns', i, 'pattern'], issues));
   spec.process?.matchDirectories?.forEach((r, i) => {
     const segs = ['spec', 'process', 'matchDirectories', i];
     checkPath(r.dir, [...segs, 'dir'], issues);

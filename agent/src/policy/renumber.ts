@@ -9,6 +9,9 @@ export function renumberRules(set: CompiledPolicySet, base: number): CompiledPol
   return {
     pathRules: set.pathRules.map((r) => ({ ...r, ruleId: base + r.ruleId })),
     networkRules: set.networkRules.map((r) => ({ ...r, ruleId: base + r.ruleId })),
+    capabilityRules: (set.capabilityRules ?? []).map((r) => ({ ...r, ruleId: base + r.ruleId })),
+    postureRules: (set.postureRules ?? []).map((r) => ({ ...r, ruleId: base + r.ruleId })),
     meta,
+    ...(set.workloads ? { workloads: set.workloads } : {}),
   };
 }

@@ -2,9 +2,58 @@
 // agent/src/policy/compiler.ts produces it; backends (agent/src/backends/*)
 // consume it. Pure data, no kernel.
 
-export type RuleAction = 'Block' | 'Audit';
-export type Operation = 'Process' | 'File' | 'Network';
+/**
+ * KubeArmor's actions. Block refuses and reports, Audit lets through and
+ * reports, Allow lets through silently and switches its category of the
+ * workload it applies to into allow-list mode (see PostureRule).
+ */
+export type RuleAction = 'Allow' | 'Block' | 'Audit';
+export type Operation = 'Process' | 'File' | 'Network' | 'Capabilities';
 export type Protocol = 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'raw';
+
+/** What the default posture does to an access no Allow rule covers. */
+export type PostureAction = 'Block' | 'Audit';
+
+/**
+ * The categories that switch to allow-list mode separately (KubeArmor:
+ * process, file, network, capabilities; process takes the file posture).
+ */
+export type PostureCategory = 'process' | 'file' | 'network' | 'capabilities';
+export const POSTURE_CATEGORIES: readonly PostureCategory[] = ['process', 'file', 'network', 'capabilities'];
+
+/** The agent config's defaultPosture section (KubeArmor's defaultFilePosture etc.). */
+export interface DefaultPosture {
+  file: 'block' | 'audit';
+  network: 'block' | 'audit';
+  capabilities: 'block' | 'audit';
+}
+
+/** KubeArmor's global default since v0.7: audit everything an allow-list does not name. */
+export const KUBEARMOR_DEFAULT_POSTURE: Readonly<DefaultPosture> = Object.freeze({
+  file: 'audit',
+  network: 'audit',
+  capabilities: 'audit',
+});
+
+/** Policy name alerts of default-posture decisions carry (as KubeArmor's). */
+export const DEFAULT_POSTURE_POLICY = 'DefaultPosture';
+
+/**
+ * The default posture of one category for one kind of workload. A workload
+ * (the host, or one container) is in allow-list mode for `category` when at
+ * least one Allow rule of that category applies to it: then every access of
+ * that category no Allow (or Block) rule matches gets `action`, reported
+ * under `ruleId` (whose RuleMeta names policy "DefaultPosture"). The
+ * compiler emits one per (category, host/containers) that has Allow rules;
+ * agent/src/policy/posture.ts tells which workloads are in allow-list mode.
+ */
+export interface PostureRule {
+  ruleId: number;
+  category: PostureCategory;
+  action: PostureAction;
+  /** host: host Allow rules switch the host; containers: each container its own Allow rules select */
+  scopeKind: 'host' | 'containers';
+}
 
 /** What alerts say about a rule (policy, severity, tags, message). */
 export interface RuleMeta {
@@ -12,6 +61,7 @@ export interface RuleMeta {
   policyName: string;
   /** 'MatchedHostPolicy' for KubeArmorHostPolicy, 'MatchedPolicy' for KubeArmorPolicy */
   policyType: 'MatchedHostPolicy' | 'MatchedPolicy';
+  /** 1..10; 0 for default-posture decisions (KubeArmor prints none) */
   severity: number;
   tags: string[];
   message: string;
@@ -21,9 +71,17 @@ export interface RuleMeta {
   source: string;
 }
 
+/**
+ * What a process or file rule names: a path, a directory, a glob pattern
+ * (matchPatterns: `*` and `?` stay within one path component, `**` crosses
+ * them, `[...]` is a character class; see policy/glob.ts), or (process rules
+ * only) an executable name in any directory (matchPaths.execname).
+ */
 export type PathTarget =
   | { kind: 'path'; path: string }
-  | { kind: 'dir'; path: string; recursive: boolean };
+  | { kind: 'dir'; path: string; recursive: boolean }
+  | { kind: 'pattern'; pattern: string }
+  | { kind: 'execname'; name: string };
 
 /**
  * Which containers a KubeArmorPolicy selects (agent/src/workloads.ts
@@ -102,9 +160,34 @@ export interface NetworkRule {
   workload?: WorkloadTarget;
 }
 
+/**
+ * capabilities.matchCapabilities: `capability` is the name without "cap_",
+ * lowercase (net_raw, sys_admin). No backend enforces these yet: they are
+ * compiled so backends can say so per rule.
+ */
+export interface CapabilityRule {
+  ruleId: number;
+  action: RuleAction;
+  operation: 'Capabilities';
+  capability: string;
+  /** empty: any process */
+  fromSource: SourceMatch[];
+  /** absent: the host */
+  scope?: RuleScope;
+  /** set by workload resolution for container rules */
+  workload?: WorkloadTarget;
+}
+
 export interface CompiledPolicySet {
   pathRules: PathRule[];
   networkRules: NetworkRule[];
+  /** absent in sets built before capabilities were compiled: none */
+  capabilityRules?: CapabilityRule[];
+  /**
+   * Default postures of the categories that have Allow rules (absent or
+   * empty: no allow-list anywhere). Their ruleIds have RuleMeta too.
+   */
+  postureRules?: PostureRule[];
   /** by ruleId */
   meta: Map<number, RuleMeta>;
   /**
