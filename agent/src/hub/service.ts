@@ -14,7 +14,7 @@ import { Emitter, HubLogger, silentLogger } from './emitter';
 import type { HubServiceConfig } from './hub_config';
 import { ACK_FORMAT, AckMessage, HUB_STATUS_FORMAT, HubStatusMessage, parseBatch, parseNodeStatus, parseReported, ReportedState } from './protocol';
 import { err, formatHubError, hubError, HubError, ok, Result } from './result';
-import { HubStore } from './store';
+import { HubStore, NodeUpdate } from './store';
 import { checkId, groupDesiredTopic, hubFilters, hubStatusTopic, nodeTopics, parseTopic } from './topics';
 
 export interface HubServiceEvents {
@@ -44,6 +44,9 @@ export class HubService extends Emitter<HubServiceEvents> {
   private control: net.Server | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
   private readonly publicKey: PinnedKey | undefined;
+  /** status and reported messages not yet written: written together once per event-loop turn */
+  private nodeUpdates: NodeUpdate[] = [];
+  private nodeUpdatesScheduled = false;
 
   private constructor(
     readonly config: HubServiceConfig,
@@ -132,6 +135,7 @@ export class HubService extends Emitter<HubServiceEvents> {
     await this.connection.stop(async () => {
       await this.connection.publish(hubStatusTopic(this.config.topicPrefix, this.config.instance), this.hubStatus('offline', this.connection.sessionId()), { qos: 1, retain: true });
     });
+    this.writeNodeUpdates();
     this.store.close();
   }
 
@@ -232,19 +236,47 @@ export class HubService extends Emitter<HubServiceEvents> {
           this.log.warn(`hub: reported state of ${node}@${org} unreadable: ${formatHubError(r.error)}`);
           return;
         }
-        this.store.recordReported(org, node, r.value);
-        this.emit('reported', org, node, r.value);
+        this.queueNodeUpdate({ kind: 'reported', org, node, reported: r.value });
         return;
       }
       case 'status': {
         if (payload.length === 0) return;
         const s = parseNodeStatus(payload);
-        if (s.ok) this.store.recordStatus(org, node, s.value);
+        if (s.ok) this.queueNodeUpdate({ kind: 'status', org, node, status: s.value });
         return;
       }
       default:
         return;
     }
+  }
+
+  /**
+   * A thousand nodes answering a push (or connecting) send their reports
+   * within moments: each written on its own would cost the hub one commit
+   * (fsync) per node and stall alert ingestion behind them. Whatever arrived
+   * during one event-loop turn is written in one transaction, in order.
+   */
+  private queueNodeUpdate(u: NodeUpdate): void {
+    this.nodeUpdates.push(u);
+    if (this.nodeUpdatesScheduled) return;
+    this.nodeUpdatesScheduled = true;
+    setImmediate(() => this.writeNodeUpdates());
+  }
+
+  private writeNodeUpdates(): void {
+    this.nodeUpdatesScheduled = false;
+    const updates = this.nodeUpdates.splice(0);
+    if (!updates.length) return;
+    try {
+      this.store.recordNodeUpdates(updates);
+    } catch (e) {
+      // the broker keeps both retained: they come back on the next connection
+      const error = hubError('io', `hub database: cannot record ${updates.length} node status/reported messages`, e);
+      this.log.error(`hub: ${formatHubError(error)}`);
+      this.emit('error', error);
+      return;
+    }
+    for (const u of updates) if (u.kind === 'reported') this.emit('reported', u.org, u.node, u.reported);
   }
 
   /** A desired bundle on the broker (retained, or pushed by another instance): learn its version. */

@@ -64,6 +64,11 @@ export interface StoredAlert {
   alert: Record<string, unknown>;
 }
 
+/** A node's status or reported message, for recordNodeUpdates. */
+export type NodeUpdate =
+  | { kind: 'status'; org: string; node: string; status: NodeStatusMessage }
+  | { kind: 'reported'; org: string; node: string; reported: ReportedState };
+
 export interface DesiredRow {
   org: string;
   target: BundleTarget;
@@ -149,8 +154,27 @@ export class HubStore {
       .run(org, node);
   }
 
+  /**
+   * Status and reported messages, in arrival order, in one transaction: a
+   * fleet answering a push together costs the hub one commit (one fsync), not
+   * one per node.
+   */
+  recordNodeUpdates(updates: readonly NodeUpdate[], now = Date.now()): void {
+    this.db.transaction(() => {
+      for (const u of updates) {
+        if (u.kind === 'status') this.recordStatus(u.org, u.node, u.status, now);
+        else this.recordReported(u.org, u.node, u.reported, now);
+      }
+    })();
+  }
+
   /** A status message; an offline will of an older session does not override a newer online birth. */
   recordStatus(org: string, node: string, s: NodeStatusMessage, now = Date.now()): void {
+    // one transaction (the row and its drop counters together; nested in recordNodeUpdates' one)
+    this.db.transaction(() => this.writeStatus(org, node, s, now))();
+  }
+
+  private writeStatus(org: string, node: string, s: NodeStatusMessage, now: number): void {
     const current = this.db.prepare('SELECT state, session FROM nodes WHERE org = ? AND node = ?').get(org, node) as { state?: string; session?: string } | undefined;
     if (s.state === 'offline' && current?.state === 'online' && current.session && current.session !== s.session) return;
     this.db
@@ -202,16 +226,22 @@ export class HubStore {
     return (this.db.prepare('SELECT * FROM desired ORDER BY org, scope, name').all() as RawDesired[]).map(desiredRow);
   }
 
-  /** Highest version any node reports in force for a target (so a new push can exceed it). */
+  /**
+   * Highest version any node reports in force for a target (so a new push can exceed it).
+   * Asked on every push: read inside SQLite, not by loading every node's row (with a
+   * thousand nodes that cost more than the push itself).
+   */
   highestReportedVersion(org: string, target: BundleTarget): number {
-    let max = 0;
-    for (const n of this.nodes()) {
-      if (n.org !== org || !n.reported) continue;
-      for (const s of n.reported.scopes ?? []) {
-        if (s.scope === target.scope && s.name === target.name && s.inForce) max = Math.max(max, s.inForce.version);
-      }
-    }
-    return max;
+    const r = this.db
+      .prepare(
+        `SELECT max(json_extract(s.value, '$.inForce.version')) AS v
+           FROM nodes, json_each(nodes.reported_json, '$.scopes') AS s
+          WHERE nodes.org = ? AND nodes.reported_json IS NOT NULL
+            AND json_extract(s.value, '$.scope') = ? AND json_extract(s.value, '$.name') = ?
+            AND json_type(s.value, '$.inForce.version') = 'integer'`,
+      )
+      .get(org, target.scope, target.name) as { v: number | null } | undefined;
+    return typeof r?.v === 'number' && Number.isSafeInteger(r.v) && r.v > 0 ? r.v : 0;
   }
 
   /** Alerts stored after `afterN` (insertion order), oldest first. */

@@ -1,0 +1,81 @@
+// The hub store's node bookkeeping at fleet scale: status and reported
+// messages written together in one transaction, and the highest version the
+// fleet reports for a target read inside SQLite.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { NodeStatusMessage, ReportedState } from '../../agent/src/hub/protocol';
+import { HubStore, NodeUpdate } from '../../agent/src/hub/store';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function open(): HubStore {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-hubstore-'));
+  dirs.push(dir);
+  const r = HubStore.open(path.join(dir, 'hub.db'));
+  if (!r.ok) throw new Error(r.error.message);
+  return r.value;
+}
+
+const status = (node: string, state: 'online' | 'offline', session: string): NodeStatusMessage => ({
+  format: 'edgeward.status.v1',
+  state,
+  session,
+  org: 'acme',
+  node,
+  groups: ['cams'],
+  at: new Date().toISOString(),
+  spool: { epoch: 'e'.repeat(32), pending: { alerts: 0, telemetry: 0 }, bytes: 0, maxBytes: 1 << 20, dropped: { alerts: { full: 2, corrupt: 0, tooLarge: 1 }, telemetry: { full: 0, corrupt: 0, tooLarge: 0 } } },
+});
+
+function reported(node: string, scopes: Array<{ scope: 'node' | 'group'; name: string; version: number | null }>, org = 'acme'): ReportedState {
+  return {
+    format: 'edgeward.reported.v1',
+    org,
+    node,
+    groups: ['cams'],
+    at: new Date().toISOString(),
+    scopes: scopes.map((s) => ({ scope: s.scope, name: s.name, inForce: s.version === null ? null : { version: s.version, contentHash: 'sha256:x', issuedAt: 'then' } })),
+    documents: [],
+  };
+}
+
+describe('hub store: node updates', () => {
+  test('status and reported messages of many nodes are recorded in one call, in order', () => {
+    const s = open();
+    const updates: NodeUpdate[] = [];
+    for (let i = 0; i < 50; i++) {
+      const node = `n${i}`;
+      updates.push({ kind: 'status', org: 'acme', node, status: status(node, 'online', `s${i}`) });
+      updates.push({ kind: 'reported', org: 'acme', node, reported: reported(node, [{ scope: 'group', name: 'cams', version: 100 + i }]) });
+    }
+    // an older session's will arriving after the birth changes nothing, inside the batch too
+    updates.push({ kind: 'status', org: 'acme', node: 'n0', status: status('n0', 'offline', 'older') });
+    // the same node's later report wins
+    updates.push({ kind: 'reported', org: 'acme', node: 'n1', reported: reported('n1', [{ scope: 'group', name: 'cams', version: 500 }]) });
+    s.recordNodeUpdates(updates);
+    const rows = new Map(s.nodes().map((n) => [n.node, n]));
+    expect(rows.size).toBe(50);
+    expect(rows.get('n0')).toMatchObject({ state: 'online', dropped: { alerts: { full: 2, corrupt: 0, tooLarge: 1 } } });
+    expect(rows.get('n1')!.reported!.scopes[0].inForce!.version).toBe(500);
+    expect(rows.get('n49')!.reported!.scopes[0].inForce!.version).toBe(149);
+    s.close();
+  });
+
+  test('the highest reported version counts only the target asked for, in its organisation, and ignores empty scopes', () => {
+    const s = open();
+    expect(s.highestReportedVersion('acme', { scope: 'group', name: 'cams' })).toBe(0);
+    s.recordReported('acme', 'n1', reported('n1', [{ scope: 'node', name: 'n1', version: 900 }, { scope: 'group', name: 'cams', version: 120 }]));
+    s.recordReported('acme', 'n2', reported('n2', [{ scope: 'group', name: 'cams', version: 130 }, { scope: 'group', name: 'doors', version: 990 }]));
+    s.recordReported('acme', 'n3', reported('n3', [{ scope: 'group', name: 'cams', version: null }]));
+    s.recordReported('other', 'n4', reported('n4', [{ scope: 'group', name: 'cams', version: 5000 }], 'other'));
+    expect(s.highestReportedVersion('acme', { scope: 'group', name: 'cams' })).toBe(130);
+    expect(s.highestReportedVersion('acme', { scope: 'node', name: 'n1' })).toBe(900);
+    expect(s.highestReportedVersion('acme', { scope: 'node', name: 'n2' })).toBe(0);
+    expect(s.highestReportedVersion('other', { scope: 'group', name: 'cams' })).toBe(5000);
+    s.close();
+  });
+});
