@@ -8,6 +8,7 @@ import * as yaml from 'js-yaml';
 import configSchema from '../../policies/agent-config.schema.json';
 import { HubConfig, parseHubConfig } from './hub/options';
 import { fieldPath, readLimitedTextFile, suggestKey, typeName } from './policy/loader';
+import { DefaultPosture, KUBEARMOR_DEFAULT_POSTURE } from './policy/types';
 
 export type BackendChoice = 'auto' | 'bpf-lsm' | 'compat' | 'audit-only';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -61,6 +62,13 @@ export interface AgentConfig {
   };
   /** the operator's control socket (agent/src/control); absent: DEFAULT_CONTROL_SOCKET */
   control?: { socket: string };
+  /**
+   * What allow-list mode (any Allow rule in a category of a container or the
+   * host) does to the accesses no rule allows: block or audit, per category
+   * (KubeArmor's defaultFilePosture / defaultNetworkPosture /
+   * defaultCapabilitiesPosture; process rules take the file posture).
+   */
+  defaultPosture: DefaultPosture;
   /** sync with the edgeward hub (agent/src/hub); absent: standalone node */
   hub?: HubConfig;
 }
@@ -86,6 +94,7 @@ export function defaultConfig(): AgentConfig {
     monitor: { process: true, file: false, network: false, ringBufferBytes: 2 * 1024 * 1024, pollIntervalMs: 50 },
     logging: { level: 'info', format: 'pretty' },
     alerts: { stdout: true },
+    defaultPosture: { ...KUBEARMOR_DEFAULT_POSTURE },
   };
 }
 
@@ -180,6 +189,7 @@ type RawConfig = {
   alerts?: { stdout?: boolean; file?: Partial<RotatingFileConfig> & { path: string }; throttle?: Partial<AlertThrottleConfig> };
   control?: { socket?: string };
   hub?: unknown;
+  defaultPosture?: Partial<DefaultPosture>;
 };
 
 const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
@@ -200,6 +210,7 @@ function withDefaults(raw: RawConfig): AgentConfig {
     monitor: { ...d.monitor, ...(raw.monitor ?? {}) },
     logging: { level: raw.logging?.level ?? d.logging.level, format: raw.logging?.format ?? d.logging.format },
     alerts: { stdout: raw.alerts?.stdout ?? d.alerts.stdout },
+    defaultPosture: { ...d.defaultPosture, ...(raw.defaultPosture ?? {}) },
   };
   if (raw.node?.hostname !== undefined) config.node.hostname = raw.node.hostname;
   const logFile = rotating(raw.logging?.file, DEFAULT_LOG_FILE_MAX_BYTES);

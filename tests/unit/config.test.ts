@@ -40,6 +40,7 @@ describe('defaults', () => {
       monitor: { process: true, file: false, network: false, ringBufferBytes: 2 * 1024 * 1024, pollIntervalMs: 50 },
       logging: { level: 'info', format: 'pretty' },
       alerts: { stdout: true },
+      defaultPosture: { file: 'audit', network: 'audit', capabilities: 'audit' },
     });
   });
 
@@ -100,6 +101,7 @@ logging:
 alerts:
   stdout: false
   file: { path: /var/log/ew-alerts.log, maxSizeBytes: 1048576, maxFiles: 2 }
+defaultPosture: { file: block, network: audit, capabilities: block }
 `;
     expect(ok(text)).toEqual({
       node: { hostname: 'gw-01', labels: { site: 'plant-3', 'openhorizon.org/arch': 'arm64' } },
@@ -109,6 +111,7 @@ alerts:
       monitor: { process: false, file: true, network: true, ringBufferBytes: 65536, pollIntervalMs: 1000 },
       logging: { level: 'debug', format: 'json', file: { path: '/var/log/ew.log', maxSizeBytes: 4096, maxFiles: 1 } },
       alerts: { stdout: false, file: { path: '/var/log/ew-alerts.log', maxSizeBytes: 1048576, maxFiles: 2 } },
+      defaultPosture: { file: 'block', network: 'audit', capabilities: 'block' },
     });
   });
 
@@ -243,5 +246,26 @@ describe('the hub section', () => {
   test('rules across keys are reported once the shape is right', () => {
     expect(errorsOf(HUB)).toEqual(['config.yaml: hub: no credentials: set tls.cert + tls.key (client certificate) or passwordFile']);
     expect(errorsOf(HUB.replace('{ca: /etc/edgeward/hub/ca.crt}', '{ca: /c, cert: /n.crt}'))).toEqual(['config.yaml: hub.tls: cert and key go together']);
+  });
+});
+
+describe('the defaultPosture section', () => {
+  test('absent: audit for every category (KubeArmor\'s global default)', () => {
+    expect(ok('backend: auto\n').defaultPosture).toEqual({ file: 'audit', network: 'audit', capabilities: 'audit' });
+  });
+
+  test('each category set on its own; the others keep audit', () => {
+    expect(ok('defaultPosture:\n  file: block\n').defaultPosture).toEqual({ file: 'block', network: 'audit', capabilities: 'audit' });
+    expect(ok('defaultPosture: {network: block, capabilities: block}\n').defaultPosture).toEqual({
+      file: 'audit',
+      network: 'block',
+      capabilities: 'block',
+    });
+  });
+
+  test('bad values and unknown keys name the key', () => {
+    expect(errorsOf('defaultPosture:\n  file: deny\n')).toEqual(['config.yaml: defaultPosture.file: must be one of "block", "audit" (got "deny")']);
+    expect(errorsOf('defaultPosture:\n  process: block\n')).toEqual(['config.yaml: defaultPosture.process: unknown key']);
+    expect(errorsOf('defaultPosture: block\n')).toEqual(['config.yaml: defaultPosture: must be a mapping, not a string']);
   });
 });
