@@ -3,16 +3,21 @@
 // into alerts. Runs until stop(); stop() detaches everything it attached.
 import * as fs from 'fs';
 import * as os from 'os';
+import * as path from 'path';
 import type * as winston from 'winston';
 import { EventKind, NetOp } from './abi';
 import { AlertBuilder, BootClock, DecisionFacts, KubeArmorAlert } from './alerts';
+import { AlertThrottle } from './alert_throttle';
 import { AuditOnlyBackend } from './audit_only_backend';
 import type { EnforcementBackend } from './backend';
 import { CompatBackend } from './compat_backend';
 import { LsmBackend } from './lsm_backend';
 import { ContainerRegistry, DOCKER_SOCKET } from './containers';
 import { hostRulesOnly, WorkloadBinding } from './workloads';
-import type { AgentConfig } from './config';
+import { AgentConfig, DEFAULT_ALERT_THROTTLE, DEFAULT_CONTROL_SOCKET } from './config';
+import { AppliedPolicyStore, appliedPolicyDirectory } from './control/applied_store';
+import { ControlHost, ControlServer } from './control/server';
+import type { StatusReport } from './control/protocol';
 import type { EwEvent } from './events';
 // not './hub': its index also loads the hub service's code (SQLite), which a node never runs
 import { createHubClient, HubClient, HubClientStatus } from './hub/client';
@@ -22,7 +27,7 @@ import { ensureKernelFilesystems } from './kernel_fs';
 import { createAlertLogger, createLogger } from './logger';
 import { EventPipeline } from './monitor';
 import { loadNative, NativeAddon } from './native';
-import { compilePolicies, formatCompileError } from './policy/compiler';
+import { CompileOptions, compilePolicies, formatCompileError } from './policy/compiler';
 import { mergeWithLastGood } from './policy/last_good';
 import { formatPolicyError, isPolicyFileName, LoadedPolicy, loadPolicyDirectories, symlinkedPathWarnings } from './policy/loader';
 import { renumberRules } from './policy/renumber';
@@ -51,6 +56,8 @@ export interface AgentStatus {
   lastLoad: PolicyLoadSummary | undefined;
   /** absent: no hub configured */
   hub?: HubClientStatus;
+  /** alerts counted into throttle summaries instead of written one by one */
+  alertsSuppressed: number;
 }
 
 export class Agent {
@@ -80,6 +87,11 @@ export class Agent {
   /** alerts the hub spool refused since the last warning (the spool counts them too) */
   private hubRefused = 0;
   private hubRefusedWarnedAt = 0;
+  private readonly throttle: AlertThrottle;
+  /** policies applied through the control socket (<stateDirectory>/policies) */
+  private readonly applied: AppliedPolicyStore;
+  private control: ControlServer | undefined;
+  private readonly startedAt = new Date();
 
   constructor(private readonly config: AgentConfig) {
     this.log = createLogger({
@@ -93,6 +105,8 @@ export class Agent {
       file: config.alerts.file,
     });
     this.native = loadNative();
+    this.throttle = new AlertThrottle(config.alerts.throttle ?? DEFAULT_ALERT_THROTTLE, (a) => this.deliver(a));
+    this.applied = new AppliedPolicyStore(appliedPolicyDirectory(config.stateDirectory));
   }
 
   /** Everything up to "enforcing". Throws when the agent cannot run at all. */
@@ -165,6 +179,7 @@ export class Agent {
     // The hub's last good bundles come from disk: enforced from the first load, before any network.
     this.openHub();
     this.reload();
+    await this.openControl();
     this.hub?.start();
     // The native threads do not keep node's event loop alive; this timer does,
     // and it makes lost events visible instead of silent.
@@ -199,11 +214,63 @@ export class Agent {
     this.log.info(`hub: node ${this.hub.identity.org}/${this.hub.identity.node}, policies from ${this.hub.policyDirectory}`);
   }
 
-  /** Where policies come from: the operator's directory first (it wins a name clash), then the hub's. */
+  /**
+   * Where policies come from: the operator's directory first (it wins a name
+   * clash), then those applied through the control socket, then the hub's.
+   */
   private policyDirectories(): string[] {
-    const dirs = [this.config.policyDirectory];
+    const dirs = [this.config.policyDirectory, this.applied.directory];
     if (this.config.hub) dirs.push(hubPolicyDirectory(this.config.stateDirectory));
     return dirs;
+  }
+
+  private compileOptions(): CompileOptions {
+    return { hostname: this.hostName(), nodeLabels: this.config.node.labels ?? {} };
+  }
+
+  /**
+   * The operator's control socket (edgeward policy/logs/status). Without it
+   * the agent still enforces: a socket that cannot be opened is an error in
+   * the log, not a reason to stop protecting the node.
+   */
+  private async openControl(): Promise<void> {
+    const socketPath = this.config.control?.socket ?? DEFAULT_CONTROL_SOCKET;
+    const control = new ControlServer(this.controlHost(), this.applied, (fd) => this.native.peerCredentials(fd));
+    try {
+      await control.listen(socketPath);
+      this.control = control;
+      this.log.info(`control socket ${socketPath}`);
+    } catch (e) {
+      await control.close();
+      this.log.error(`${(e as Error).message}; edgeward policy/logs/status cannot reach this agent`);
+    }
+  }
+
+  private controlHost(): ControlHost {
+    const operatorDir = path.resolve(this.config.policyDirectory);
+    return {
+      inForce: () => this.accepted,
+      compileErrors: (policies) => compilePolicies(policies, this.compileOptions()).errors.map(formatCompileError),
+      reload: () => this.reload(),
+      originOf: (file) => (path.dirname(path.resolve(file)) === operatorDir ? 'operator' : this.applied.holds(file) ? 'applied' : 'hub'),
+      status: () => this.statusReport(),
+      subscribe: (listener) => this.subscribe(listener),
+      log: { info: (m) => this.log.info(m), warn: (m) => this.log.warn(m) },
+    };
+  }
+
+  private statusReport(): StatusReport {
+    return {
+      ...this.status(),
+      pid: process.pid,
+      startedAt: this.startedAt.toISOString(),
+      socket: this.config.control?.socket ?? DEFAULT_CONTROL_SOCKET,
+      policyDirectories: this.policyDirectories(),
+      kernel: this.report?.kernel,
+      lsms: this.report?.lsms,
+      ruleKinds: this.report ? { ...this.report.ruleKinds } : undefined,
+      containers: (this.containers?.list() ?? []).map((c) => ({ id: c.id, name: c.name, image: c.image, labels: c.labels, namespaceName: c.namespaceName, pid: c.pid })),
+    };
   }
 
   /** Starts following Docker once its socket exists (dockerd may start after the agent). */
@@ -237,7 +304,7 @@ export class Agent {
     // The hub's directory exists once a bundle arrived: before that it is simply empty.
     const loaded = loadPolicyDirectories(dirs.filter((d, i) => i === 0 || fs.existsSync(d)));
     const errors = loaded.errors.map(formatPolicyError);
-    const options = { hostname: this.hostName(), nodeLabels: this.config.node.labels ?? {} };
+    const options = this.compileOptions();
 
     // Compile; a policy refused now (load or compile error) keeps its last
     // good version, and the set is compiled again with it.
@@ -303,16 +370,26 @@ export class Agent {
       processes: this.processes.size(),
       lastLoad: this.lastLoad,
       ...(this.hub ? { hub: this.hub.status() } : {}),
+      alertsSuppressed: this.throttle.stats().suppressed,
     };
   }
 
-  subscribe(listener: (a: KubeArmorAlert) => void): void {
+  /** Every alert as the outputs get it (after throttling). Returns the unsubscribe function. */
+  subscribe(listener: (a: KubeArmorAlert) => void): () => void {
     this.onAlert.push(listener);
+    return () => {
+      const i = this.onAlert.indexOf(listener);
+      if (i !== -1) this.onAlert.splice(i, 1);
+    };
   }
 
   /** Detaches every program and mark; after it nothing is enforced. */
   async stop(): Promise<void> {
     if (this.housekeeping) clearInterval(this.housekeeping);
+    await this.control?.close();
+    this.control = undefined;
+    // pending throttle summaries go out before the outputs close
+    this.throttle.flush();
     // alerts not yet delivered stay in the spool for the next start
     await this.hub?.stop().catch((e: unknown) => this.log.warn(`hub: stop: ${(e as Error)?.message ?? e}`));
     this.hub = undefined;
@@ -389,6 +466,11 @@ export class Agent {
       return;
     }
     this.alertCount++;
+    this.throttle.offer(alert);
+  }
+
+  /** An alert (or a throttle summary) to every output. */
+  private deliver(alert: KubeArmorAlert): void {
     this.alertLog.info('alert', { alert });
     if (this.hub) {
       const queued = this.hub.enqueueAlert(alert);

@@ -1,5 +1,5 @@
 // `edgeward` command line. Exit codes: 0 ok, 1 failure (e.g. invalid
-// policy), 2 usage or configuration error.
+// policy), 2 usage or configuration error, 3 the agent is not running.
 import * as fs from 'fs';
 import * as path from 'path';
 import { Agent } from './agent';
@@ -7,10 +7,15 @@ import {
   AgentConfig,
   DEFAULT_ALERT_FILE_MAX_BYTES,
   DEFAULT_MAX_FILES,
+  DEFAULT_CONTROL_SOCKET,
   defaultConfig,
   formatConfigError,
   loadConfigFile,
 } from './config';
+import { EXIT_USAGE, parseArgs, UsageError } from './control/args';
+import { containersSeen, DEFAULT_CONFIG_FILE, runLogs, runPolicyCommand, runStatus } from './control/commands';
+import { formatContainers } from './control/format';
+import { RECENT_ALERTS } from './control/protocol';
 import { loadNative } from './native';
 import { formatPolicyError, loadPolicyDirectory, loadPolicyFile } from './policy/loader';
 import { formatProbe, probe } from './probe';
@@ -20,46 +25,29 @@ const USAGE = `usage: edgeward <command> [options]
 
 commands:
   agent [--config FILE] [--policies DIR] [--log-format json|pretty] [--alerts-file FILE]
-        [--backend auto|compat|audit-only]
+        [--backend auto|bpf-lsm|compat|audit-only] [--socket PATH]
                              run the agent in the foreground until SIGTERM/SIGINT (SIGHUP reloads policies)
-  probe [--json]             what this kernel can do and which enforcement backend runs
-  policy validate PATH...    check policy files or directories; exit 1 if any is invalid
+  probe [--json]             the kernel, LSMs, backend, what each rule kind gets here, containers the agent sees
+  status [--json]            the running agent: backend, policies, rules, alerts, containers, load errors
+  policy apply FILE...       apply policies to the running agent (all or nothing; kept across restarts;
+                             replaces a policy of the same name atomically); FILE - reads standard input
+  policy delete NAME...      remove policies applied with policy apply
+  policy list [--json]       the policies in force and where each comes from (operator, applied, hub)
+  policy validate PATH...    check policy files or directories locally; exit 1 if any is invalid
+  logs [--follow] [--json] [--container ID|NAME|host] [--operation Process|File|Network] [--policy NAME]
+       [--limit N]           alerts: without --follow the agent's last ${RECENT_ALERTS} (in memory; the alerts file
+                             keeps the history), with --follow new ones as they happen
   hub <command>              the hub service: serve, status, alerts [--follow], policy push (edgeward hub --help)
   version                    print the version
+
+Commands that talk to the agent use its control socket (root only): --socket PATH, else control.socket
+of --config FILE or ${DEFAULT_CONFIG_FILE}, else ${DEFAULT_CONTROL_SOCKET}.
+
+exit codes: 0 ok, 1 failure (invalid policy, refused, permission denied), 2 usage or configuration error,
+            3 the agent is not running
 `;
 
-export const DEFAULT_CONFIG_FILE = '/etc/edgeward/config.yaml';
-
-export class UsageError extends Error {}
-
-/** Parses `--name value` and `--flag` options; positional arguments are returned apart. */
-export function parseArgs(
-  argv: string[],
-  valued: string[],
-  flags: string[],
-): { options: Record<string, string | true>; positional: string[] } {
-  const options: Record<string, string | true> = {};
-  const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (!arg.startsWith('--')) {
-      positional.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf('=');
-    const name = arg.slice(2, eq === -1 ? undefined : eq);
-    if (flags.includes(name)) {
-      options[name] = true;
-    } else if (valued.includes(name)) {
-      const value = eq !== -1 ? arg.slice(eq + 1) : argv[++i];
-      if (value === undefined || value === '') throw new UsageError(`option --${name} needs a value`);
-      options[name] = value;
-    } else {
-      throw new UsageError(`unknown option --${name}`);
-    }
-  }
-  return { options, positional };
-}
+export { DEFAULT_CONFIG_FILE, parseArgs, UsageError };
 
 function readConfig(file: string | undefined): AgentConfig {
   const chosen = file ?? (fs.existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
@@ -72,7 +60,7 @@ function readConfig(file: string | undefined): AgentConfig {
 async function runAgent(argv: string[]): Promise<number> {
   const { options, positional } = parseArgs(
     argv,
-    ['config', 'policies', 'log-format', 'alerts-file', 'backend'],
+    ['config', 'policies', 'log-format', 'alerts-file', 'backend', 'socket'],
     [],
   );
   if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
@@ -86,6 +74,7 @@ async function runAgent(argv: string[]): Promise<number> {
   if (options['alerts-file']) {
     config.alerts.file = { path: path.resolve(options['alerts-file'] as string), maxSizeBytes: DEFAULT_ALERT_FILE_MAX_BYTES, maxFiles: DEFAULT_MAX_FILES };
   }
+  if (options.socket) config.control = { socket: path.resolve(options.socket as string) };
   if (options.backend) {
     const b = options.backend;
     if (b !== 'auto' && b !== 'compat' && b !== 'audit-only' && b !== 'bpf-lsm') {
@@ -126,17 +115,26 @@ async function runAgent(argv: string[]): Promise<number> {
   });
 }
 
-function runProbe(argv: string[]): number {
-  const { options } = parseArgs(argv, [], ['json']);
+async function runProbe(argv: string[]): Promise<number> {
+  const { options, positional } = parseArgs(argv, ['socket', 'config'], ['json']);
+  if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
   ensureKernelFilesystems();
   const report = probe(loadNative());
-  process.stdout.write(options.json ? JSON.stringify(report, null, 2) + '\n' : formatProbe(report) + '\n');
+  // containers are what the running agent follows; without an agent, say so
+  const seen = await containersSeen(options);
+  if (options.json) {
+    process.stdout.write(JSON.stringify({ ...report, containers: seen.containers, ...(seen.note ? { containersNote: seen.note } : {}) }, null, 2) + '\n');
+  } else {
+    const containers = seen.containers ? formatContainers(seen.containers).replace(/^/gm, '  ') : `  unknown: ${seen.note}`;
+    process.stdout.write(`${formatProbe(report)}\ncontainers (seen by the agent):\n${containers}\n`);
+  }
   return 0;
 }
 
-function runPolicy(argv: string[]): number {
+async function runPolicy(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub !== 'validate') throw new UsageError(`unknown policy command ${sub ?? '(none)'}; try: policy validate PATH...`);
+  if (sub === undefined) throw new UsageError('policy needs a command: apply, delete, list or validate');
+  if (sub !== 'validate') return runPolicyCommand(sub, rest);
   const { options, positional } = parseArgs(rest, [], ['json']);
   if (positional.length === 0) throw new UsageError('policy validate needs at least one file or directory');
   let invalid = 0;
@@ -166,9 +164,13 @@ export async function main(argv: string[]): Promise<number> {
       case 'agent':
         return await runAgent(rest);
       case 'probe':
-        return runProbe(rest);
+        return await runProbe(rest);
       case 'policy':
-        return runPolicy(rest);
+        return await runPolicy(rest);
+      case 'status':
+        return await runStatus(rest);
+      case 'logs':
+        return await runLogs(rest);
       case 'hub': {
         // loaded on demand: the node agent does not pay for the hub service's modules
         const { runHubCommand } = await import('./hub/cli');
@@ -192,7 +194,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`edgeward: ${err.message}\n${command === undefined ? USAGE : ''}`);
-      return 2;
+      return EXIT_USAGE;
     }
     throw err;
   }

@@ -1,0 +1,209 @@
+// The control socket's protocol (docs in README.md, "Control socket"):
+// newline-delimited JSON over a root-only unix socket. One request per
+// connection; the agent answers with one response line and closes, except
+// `logs` with follow: true, after whose response it streams one line per
+// alert until the client closes. Every line carries `version`.
+import type { KubeArmorAlert } from '../alerts';
+
+export const PROTOCOL_VERSION = 1;
+/** a request line; policy files are at most 1 MiB each (MAX_POLICY_FILE_BYTES), JSON escaping can double that */
+export const MAX_REQUEST_BYTES = 8 * 1024 * 1024;
+export const MAX_APPLY_FILES = 64;
+/** alerts the agent keeps for `edgeward logs` without --follow */
+export const RECENT_ALERTS = 1000;
+
+export const OPERATIONS = ['Process', 'File', 'Network'] as const;
+export type AlertOperation = (typeof OPERATIONS)[number];
+
+export interface LogFilter {
+  /** container ID (or a prefix of at least 6 characters) or name; "host" for host alerts */
+  container?: string;
+  operation?: AlertOperation;
+  policy?: string;
+}
+
+export interface PolicyFileText {
+  /** where the client read it (named in errors) */
+  source: string;
+  text: string;
+}
+
+export type ControlRequest =
+  | { version: number; op: 'status' }
+  | { version: number; op: 'policy.list' }
+  | { version: number; op: 'policy.apply'; files: PolicyFileText[] }
+  | { version: number; op: 'policy.delete'; names: string[] }
+  | { version: number; op: 'logs'; follow: boolean; filter: LogFilter; limit?: number };
+
+export type ControlOp = ControlRequest['op'];
+
+export type ControlErrorCode =
+  | 'malformed' // not a request this protocol knows
+  | 'version' // another protocol version
+  | 'too-large'
+  | 'forbidden' // the peer is not root
+  | 'invalid-policy' // the loader or compiler refused a document
+  | 'conflict' // the name belongs to a policy from another place
+  | 'not-found'
+  | 'refused' // the agent refused the new set when loading it; the previous one stays
+  | 'internal';
+
+export interface ControlError {
+  code: ControlErrorCode;
+  message: string;
+  /** one line each, e.g. the loader's "file: document 1: spec...: reason" */
+  details?: string[];
+}
+
+export type ControlResponse<T = unknown> =
+  | { version: number; ok: true; result: T }
+  | { version: number; ok: false; error: ControlError };
+
+/** A line of a `logs --follow` stream after the response. */
+export type StreamLine =
+  | { version: number; alert: KubeArmorAlert }
+  /** alerts this client missed because it read too slowly (the agent's outputs have them) */
+  | { version: number; missed: number };
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: ControlError };
+
+const fail = (code: ControlErrorCode, message: string): { ok: false; error: ControlError } => ({ ok: false, error: { code, message } });
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isString = (v: unknown): v is string => typeof v === 'string';
+
+function unknownKeys(o: Record<string, unknown>, allowed: string[], where: string): string | undefined {
+  const extra = Object.keys(o).filter((k) => !allowed.includes(k));
+  return extra.length ? `${where}: unknown key ${JSON.stringify(extra[0])}` : undefined;
+}
+
+function parseFilter(v: unknown): Parsed<LogFilter> {
+  if (v === undefined) return { ok: true, value: {} };
+  if (!isObject(v)) return fail('malformed', 'filter: must be an object');
+  const extra = unknownKeys(v, ['container', 'operation', 'policy'], 'filter');
+  if (extra) return fail('malformed', extra);
+  const out: LogFilter = {};
+  for (const k of ['container', 'policy'] as const) {
+    if (v[k] === undefined) continue;
+    if (!isString(v[k]) || (v[k] as string).length === 0) return fail('malformed', `filter.${k}: must be a non-empty string`);
+    out[k] = v[k] as string;
+  }
+  if (v.operation !== undefined) {
+    if (!OPERATIONS.includes(v.operation as AlertOperation)) {
+      return fail('malformed', `filter.operation: must be one of ${OPERATIONS.join(', ')} (got ${JSON.stringify(v.operation)})`);
+    }
+    out.operation = v.operation as AlertOperation;
+  }
+  return { ok: true, value: out };
+}
+
+/** Parses one request line; never throws. */
+export function parseRequest(line: string): Parsed<ControlRequest> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    return fail('malformed', 'request is not JSON');
+  }
+  if (!isObject(raw)) return fail('malformed', 'request must be a JSON object');
+  if (raw.version !== PROTOCOL_VERSION) {
+    return fail('version', `protocol version ${JSON.stringify(raw.version)} is not supported (this agent speaks ${PROTOCOL_VERSION})`);
+  }
+  const version = PROTOCOL_VERSION;
+  switch (raw.op) {
+    case 'status':
+    case 'policy.list': {
+      const extra = unknownKeys(raw, ['version', 'op'], raw.op);
+      return extra ? fail('malformed', extra) : { ok: true, value: { version, op: raw.op } };
+    }
+    case 'policy.apply': {
+      const extra = unknownKeys(raw, ['version', 'op', 'files'], raw.op);
+      if (extra) return fail('malformed', extra);
+      const files = raw.files;
+      if (!Array.isArray(files) || files.length === 0) return fail('malformed', 'policy.apply: files must be a non-empty array');
+      if (files.length > MAX_APPLY_FILES) return fail('malformed', `policy.apply: at most ${MAX_APPLY_FILES} files per request`);
+      for (const [i, f] of files.entries()) {
+        if (!isObject(f) || !isString(f.source) || f.source.length === 0 || !isString(f.text)) {
+          return fail('malformed', `policy.apply: files[${i}] must be {source: non-empty string, text: string}`);
+        }
+      }
+      return { ok: true, value: { version, op: raw.op, files: (files as PolicyFileText[]).map((f) => ({ source: f.source, text: f.text })) } };
+    }
+    case 'policy.delete': {
+      const extra = unknownKeys(raw, ['version', 'op', 'names'], raw.op);
+      if (extra) return fail('malformed', extra);
+      const names = raw.names;
+      if (!Array.isArray(names) || names.length === 0 || !names.every((n) => isString(n) && n.length > 0)) {
+        return fail('malformed', 'policy.delete: names must be a non-empty array of non-empty strings');
+      }
+      return { ok: true, value: { version, op: raw.op, names: [...new Set(names as string[])] } };
+    }
+    case 'logs': {
+      const extra = unknownKeys(raw, ['version', 'op', 'follow', 'filter', 'limit'], raw.op);
+      if (extra) return fail('malformed', extra);
+      if (raw.follow !== undefined && typeof raw.follow !== 'boolean') return fail('malformed', 'logs: follow must be a boolean');
+      const filter = parseFilter(raw.filter);
+      if (!filter.ok) return filter;
+      const limit = raw.limit;
+      if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1)) {
+        return fail('malformed', 'logs: limit must be a positive integer');
+      }
+      return {
+        ok: true,
+        value: { version, op: raw.op, follow: raw.follow === true, filter: filter.value, ...(limit !== undefined ? { limit } : {}) },
+      };
+    }
+    default:
+      return fail('malformed', `unknown op ${JSON.stringify(raw.op)}`);
+  }
+}
+
+/** Does the alert pass the `edgeward logs` filter? */
+export function matchesFilter(alert: KubeArmorAlert, filter: LogFilter): boolean {
+  if (filter.policy !== undefined && alert.PolicyName !== filter.policy) return false;
+  if (filter.operation !== undefined && alert.Operation !== filter.operation) return false;
+  if (filter.container !== undefined) {
+    const c = filter.container;
+    if (c === 'host') return alert.ContainerID === undefined;
+    const id = alert.ContainerID ?? '';
+    const byId = id !== '' && (id === c || (c.length >= 6 && id.startsWith(c)));
+    if (!byId && alert.ContainerName !== c) return false;
+  }
+  return true;
+}
+
+export function encodeLine(message: ControlRequest | ControlResponse | StreamLine): string {
+  return JSON.stringify(message) + '\n';
+}
+
+export const okResponse = <T>(result: T): ControlResponse<T> => ({ version: PROTOCOL_VERSION, ok: true, result });
+export const errorResponse = (error: ControlError): ControlResponse<never> => ({ version: PROTOCOL_VERSION, ok: false, error });
+
+export interface ContainerSummary {
+  id: string;
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  namespaceName: string;
+  pid: number;
+}
+
+/** `status`'s result. */
+export interface StatusReport {
+  pid: number;
+  startedAt: string;
+  socket: string;
+  backend: string;
+  policyDirectories: string[];
+  rulesInForce: number;
+  /** violations seen since start (including those summarised by the throttle) */
+  alerts: number;
+  alertsSuppressed: number;
+  processes: number;
+  kernel?: string;
+  lsms?: string[];
+  ruleKinds?: Record<string, string>;
+  containers: ContainerSummary[];
+  lastLoad?: { files: number; policies: number; rules: number; errors: string[]; warnings: string[] };
+  hub?: unknown;
+}
