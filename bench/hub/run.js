@@ -816,7 +816,7 @@ async function benchAlerts(ctx, log) {
   const plainCount = o.throughputAlerts;
   for (let r = 0; r < o.alertRounds; r++) {
     for (const c of configs) {
-      plain.push(await plainAlerts(ctx, Math.max(100, Math.round(plainCount * c.share))));
+      plain.push(await plainAlerts(ctx, plainCount));
       const e = await edgewardAlerts(ctx, c, r, Math.max(100, Math.round(plainCount * c.share)));
       e.baselineBefore = plain[plain.length - 1].perSecond;
       edge[c.name].push(e);

@@ -76,6 +76,24 @@ describe('hub store: node updates', () => {
     expect(s.highestReportedVersion('acme', { scope: 'node', name: 'n1' })).toBe(900);
     expect(s.highestReportedVersion('acme', { scope: 'node', name: 'n2' })).toBe(0);
     expect(s.highestReportedVersion('other', { scope: 'group', name: 'cams' })).toBe(5000);
+    // later reports count at once, alone or in a batch
+    s.recordReported('acme', 'n3', reported('n3', [{ scope: 'group', name: 'cams', version: 140 }]));
+    expect(s.highestReportedVersion('acme', { scope: 'group', name: 'cams' })).toBe(140);
+    s.recordNodeUpdates([{ kind: 'reported', org: 'acme', node: 'n1', reported: reported('n1', [{ scope: 'group', name: 'cams', version: 150 }]) }]);
+    expect(s.highestReportedVersion('acme', { scope: 'group', name: 'cams' })).toBe(150);
     s.close();
+  });
+
+  test('the highest reported version survives a restart of the hub (read back from the database)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-hubstore-'));
+    dirs.push(dir);
+    const first = HubStore.open(path.join(dir, 'hub.db'));
+    if (!first.ok) throw new Error(first.error.message);
+    first.value.recordReported('acme', 'n1', reported('n1', [{ scope: 'group', name: 'cams', version: 777 }]));
+    first.value.close();
+    const again = HubStore.open(path.join(dir, 'hub.db'));
+    if (!again.ok) throw new Error(again.error.message);
+    expect(again.value.highestReportedVersion('acme', { scope: 'group', name: 'cams' })).toBe(777);
+    again.value.close();
   });
 });

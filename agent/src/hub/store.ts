@@ -94,7 +94,13 @@ export interface NodeRow {
   dropped: Record<SpoolKind, DropCounters>;
 }
 
+const targetKey = (org: string, scope: string, name: string) => JSON.stringify([org, scope, name]);
+const isVersion = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+
 export class HubStore {
+  /** highest reported in-force version per (org, scope, name); built on first use */
+  private reportedMax: Map<string, number> | undefined;
+
   private constructor(private readonly db: Database.Database) {}
 
   static open(file: string): Result<HubStore> {
@@ -204,6 +210,14 @@ export class HubStore {
          ON CONFLICT (org, node) DO UPDATE SET reported_json = excluded.reported_json, reported_at = excluded.reported_at, last_seen = excluded.last_seen`,
       )
       .run(org, node, JSON.stringify(r), r.at, now);
+    if (this.reportedMax) {
+      for (const sc of r.scopes ?? []) {
+        const v = sc.inForce?.version;
+        if (!isVersion(v)) continue;
+        const key = targetKey(org, sc.scope, sc.name);
+        if (v > (this.reportedMax.get(key) ?? 0)) this.reportedMax.set(key, v);
+      }
+    }
   }
 
   recordDesired(d: DesiredRow): void {
@@ -227,21 +241,31 @@ export class HubStore {
   }
 
   /**
-   * Highest version any node reports in force for a target (so a new push can exceed it).
-   * Asked on every push: read inside SQLite, not by loading every node's row (with a
-   * thousand nodes that cost more than the push itself).
+   * Highest version any node reported in force for a target (so a new push can exceed it).
+   * Asked on every push: scanning every node's report each time made a burst of pushes to a
+   * thousand nodes quadratic, so the maxima are read once (inside SQLite) and then kept up
+   * to date by recordReported. A version once reported stays counted (versions only need to
+   * be exceeded).
    */
   highestReportedVersion(org: string, target: BundleTarget): number {
-    const r = this.db
+    return this.reportedMaxima().get(targetKey(org, target.scope, target.name)) ?? 0;
+  }
+
+  private reportedMaxima(): Map<string, number> {
+    if (this.reportedMax) return this.reportedMax;
+    const rows = this.db
       .prepare(
-        `SELECT max(json_extract(s.value, '$.inForce.version')) AS v
+        `SELECT nodes.org AS org, json_extract(s.value, '$.scope') AS scope, json_extract(s.value, '$.name') AS name,
+                max(json_extract(s.value, '$.inForce.version')) AS v
            FROM nodes, json_each(nodes.reported_json, '$.scopes') AS s
-          WHERE nodes.org = ? AND nodes.reported_json IS NOT NULL
-            AND json_extract(s.value, '$.scope') = ? AND json_extract(s.value, '$.name') = ?
-            AND json_type(s.value, '$.inForce.version') = 'integer'`,
+          WHERE nodes.reported_json IS NOT NULL AND json_type(s.value, '$.inForce.version') = 'integer'
+          GROUP BY 1, 2, 3`,
       )
-      .get(org, target.scope, target.name) as { v: number | null } | undefined;
-    return typeof r?.v === 'number' && Number.isSafeInteger(r.v) && r.v > 0 ? r.v : 0;
+      .all() as Array<{ org: string; scope: unknown; name: unknown; v: unknown }>;
+    const max = new Map<string, number>();
+    for (const r of rows) if (typeof r.scope === 'string' && typeof r.name === 'string' && isVersion(r.v)) max.set(targetKey(r.org, r.scope, r.name), r.v);
+    this.reportedMax = max;
+    return max;
   }
 
   /** Alerts stored after `afterN` (insertion order), oldest first. */
