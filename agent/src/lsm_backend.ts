@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import type { ApplyResult, EnforcementBackend, RuleKindSupport } from './backend';
-import { LsmEnforcer, LsmEnforcerOptions, NativeLsmStats } from './lsm_enforcer';
+import { LsmEnforcer, LsmEnforcerOptions, NativeLsmStats, PIN_ROOT, unloadPinnedLsm } from './lsm_enforcer';
 import type { NativeAddon, NativeEventRing } from './native';
 import type { CompiledPolicySet } from './policy/types';
 
@@ -148,4 +148,16 @@ export class LsmBackend implements EnforcementBackend {
     this.watchErrors.push(message);
     if (this.watchErrors.length > 100) this.watchErrors.shift();
   }
+}
+
+/**
+ * `edgeward unload`: removes every pinned bpf-lsm state under `root` (the
+ * rules an agent left in force when it stopped or crashed). Once no process
+ * holds them any more, the programs detach and nothing is enforced by them.
+ * A running agent keeps its own programs attached until it stops; stop it
+ * first. Returns the directories removed; throws naming the path that could
+ * not be removed.
+ */
+export function unloadPinned(root = PIN_ROOT): string[] {
+  return unloadPinnedLsm(root);
 }

@@ -226,6 +226,30 @@ std::vector<std::pair<const char*, bpf_map*>> PinnedMaps(lsm_enforcer* skel) {
 
 std::string LinkPin(const std::string& dir, const char* hook) { return dir + "/link_" + hook; }
 
+// What is wrong with the inner maps of an adopted map-of-maps (empty: both
+// generations, where present, have the given layout).
+std::string InnerLayoutProblem(int outer_fd, uint32_t key_size, uint32_t value_size, uint32_t max_entries) {
+  for (uint32_t gen = 0; gen < 2; gen++) {
+    uint32_t id = 0;
+    if (bpf_map_lookup_elem(outer_fd, &gen, &id) != 0) {
+      if (errno == ENOENT) continue;  // that generation was never written
+      return "an unreadable generation " + std::to_string(gen) + " (" + ErrnoText(errno) + ")";
+    }
+    FdGuard inner(bpf_map_get_fd_by_id(id));
+    if (inner.get() < 0) return "generation " + std::to_string(gen) + "'s map id " + std::to_string(id) + ", which cannot be opened (" + ErrnoText(errno) + ")";
+    bpf_map_info info = {};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(inner.get(), &info, &len) != 0) return "an inner map whose info cannot be read (" + ErrnoText(errno) + ")";
+    if (info.type != BPF_MAP_TYPE_HASH || info.key_size != key_size || info.value_size != value_size ||
+        info.max_entries != max_entries || info.map_flags != BPF_F_NO_PREALLOC) {
+      return "a generation " + std::to_string(gen) + " map of another layout (key " + std::to_string(info.key_size) + " B, value " +
+             std::to_string(info.value_size) + " B, " + std::to_string(info.max_entries) + " entries; this build: " +
+             std::to_string(key_size) + " B, " + std::to_string(value_size) + " B, " + std::to_string(max_entries) + ")";
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 // Reuses the maps an earlier process pinned; false when there are none.
@@ -257,6 +281,20 @@ bool LsmEnforcer::AdoptPinnedMaps() {
     }
     found.emplace_back(map, fd);
   }
+  // The rule maps' inner maps (made by an earlier build) must have this
+  // build's layout too: the outer maps only know their template's.
+  for (auto& [map, fd] : found) {
+    bool path = map == skel_->maps.lsm_path_rules;
+    if (!path && map != skel_->maps.lsm_net_rules) continue;
+    std::string problem = InnerLayoutProblem(fd, path ? sizeof(ew_lsm_path_key) : sizeof(ew_net_rule_key),
+                                             path ? sizeof(ew_lsm_path_value) : sizeof(ew_net_rule_value),
+                                             path ? EW_LSM_MAX_PATH_ENTRIES : EW_LSM_MAX_NET_ENTRIES);
+    if (!problem.empty()) {
+      for (auto& f : found) close(f.second);
+      throw std::runtime_error("LsmEnforcer: the pinned map " + pin_dir_ + "/" + (path ? "path_rules" : "net_rules") + " holds " +
+                               problem + "; remove the pinned state (edgeward unload) and start again");
+    }
+  }
   if (found.empty()) return false;
   if (missing > 0) {
     // A pinning that was interrupted: nothing consistent to adopt.
@@ -287,13 +325,23 @@ void LsmEnforcer::PinAll() {
       if (err != 0) throw std::runtime_error("LsmEnforcer: pinning " + path + " failed: " + ErrnoText(-err));
     }
   }
+  // Each link is pinned under a temporary name, then renamed over the old
+  // pin: the name always holds a link (the old one or the new one), so a
+  // crash at any point leaves every hook enforced by one of them.
   for (const auto& [hook, link] : links_) {
     std::string path = LinkPin(pin_dir_, hook.c_str());
-    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-      throw std::runtime_error("LsmEnforcer: removing the old link " + path + " failed: " + ErrnoText(errno));
+    std::string tmp = path + "__new";  // bpffs refuses names with a dot (EPERM)
+    if (unlink(tmp.c_str()) != 0 && errno != ENOENT) {
+      throw std::runtime_error("LsmEnforcer: removing the leftover " + tmp + " failed: " + ErrnoText(errno));
     }
-    int err = bpf_link__pin(link, path.c_str());
-    if (err != 0) throw std::runtime_error("LsmEnforcer: pinning " + path + " failed: " + ErrnoText(-err));
+    if (bpf_obj_pin(bpf_link__fd(link), tmp.c_str()) != 0) {
+      throw std::runtime_error("LsmEnforcer: pinning " + tmp + " failed: " + ErrnoText(errno));
+    }
+    if (rename(tmp.c_str(), path.c_str()) != 0) {
+      int e = errno;
+      unlink(tmp.c_str());
+      throw std::runtime_error("LsmEnforcer: renaming " + tmp + " to " + path + " failed: " + ErrnoText(e));
+    }
   }
 }
 
@@ -301,7 +349,10 @@ void LsmEnforcer::PinAll() {
 // once this process's handles are gone too), then the directory.
 void LsmEnforcer::Unpin() {
   if (pin_dir_.empty()) return;
-  for (const Program& p : Programs(skel_)) unlink(LinkPin(pin_dir_, p.hook).c_str());
+  for (const Program& p : Programs(skel_)) {
+    unlink(LinkPin(pin_dir_, p.hook).c_str());
+    unlink((LinkPin(pin_dir_, p.hook) + "__new").c_str());
+  }
   for (const auto& [name, map] : PinnedMaps(skel_)) unlink((pin_dir_ + "/" + name).c_str());
   rmdir(pin_dir_.c_str());
 }

@@ -17,7 +17,7 @@ import * as path from 'path';
 import { Action, EnforcerCode, EventKind, OperationCode, ProtoClass } from '../../agent/src/abi';
 import { decodeBatch, DecisionEvent } from '../../agent/src/events';
 import { LsmBackend } from '../../agent/src/lsm_backend';
-import { LsmEnforcer, LsmResolvers, lsmAddon, lsmPinDir, NativeLsmPathEntry, targetResolver, unloadPinnedLsm } from '../../agent/src/lsm_enforcer';
+import { LsmEnforcer, LsmResolvers, lsmAddon, NativeLsmPathEntry, targetResolver } from '../../agent/src/lsm_enforcer';
 import { executableResolver } from '../../agent/src/net_enforcer';
 import type { NativeAddon, NativeEventRing, NativeEventSink } from '../../agent/src/native';
 import type { CompiledPolicySet, NetworkRule, PathRule } from '../../agent/src/policy/types';
@@ -723,9 +723,7 @@ attempt(lambda: None)`, [f]);
     measure('10,000 exact rules + 1 recursive directory rule (walk to /)');
   }, 240_000);
 
-  // Pinning (adoption by a restarted enforcer, `edgeward unload`) is not verified yet: its two
-  // guest tests failed on the last runs and are kept out of CI in
-  // tests/vm/PENDING-lsm-pinning.md until fixed; the agent does not pin yet.
+  // Pinned state (kill -9, release(), adoption, unload): tests/integration/lsm_pinning.test.ts.
 
   test('close() detaches everything: what was refused is allowed again', () => {
     const f = path.join(data, 'last');
