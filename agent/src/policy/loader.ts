@@ -436,7 +436,14 @@ function checkPattern(value: string, segs: Array<string | number>, issues: Issue
     return;
   }
   const problem = globProblem(value);
-  if (problem) issues.push({ segs, message: problem });
+  if (problem) {
+    issues.push({ segs, message: problem });
+    return;
+  }
+  // As for paths: the kernel reports canonical paths, so "/etc/../x*" would never match.
+  if (value.split('/').slice(1, -1).some((p) => p === '' || p === '.' || p === '..') || /\/\.\.?$/.test(value)) {
+    issues.push({ segs, message: "must be a normalized path pattern (no '//', '.' or '..' components)" });
+  }
 }
 
 function checkExecName(value: string, segs: Array<string | number>, issues: Issue[]): void {
