@@ -16,6 +16,31 @@ export interface AgentUnderTest {
   stop: () => Promise<number | null>;
 }
 
+/**
+ * How long startAgent waits for "ready" unless told: 20 s, or
+ * EDGEWARD_TEST_AGENT_READY_MS (a TCG guest starts the agent 10-25x slower).
+ */
+export function agentReadyTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  return envMs(env, 'EDGEWARD_TEST_AGENT_READY_MS', 20_000);
+}
+
+/**
+ * How long stop() lets the agent detach after SIGTERM before SIGKILL: 10 s,
+ * or EDGEWARD_TEST_AGENT_STOP_MS (a SIGKILLed bpf-lsm agent leaves its pinned
+ * rules in force, which a slow guest must not turn into a test failure).
+ */
+export function agentStopTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  return envMs(env, 'EDGEWARD_TEST_AGENT_STOP_MS', 10_000);
+}
+
+function envMs(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms <= 0) throw new Error(`${name} must be a positive integer (milliseconds), got ${JSON.stringify(raw)}`);
+  return ms;
+}
+
 export async function startAgent(opts: {
   policies: string;
   workDir: string;
@@ -58,7 +83,7 @@ export async function startAgent(opts: {
         : [],
     stop: async () => {
       if (exited === undefined) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const timer = setTimeout(() => child.kill('SIGKILL'), agentStopTimeoutMs());
       const code = await exitPromise;
       clearTimeout(timer);
       return code;
@@ -71,7 +96,7 @@ export async function startAgent(opts: {
         if (exited !== undefined) throw new Error(`agent exited with ${exited} before ready:\n${err}`);
         return logs().find((l) => l.event === 'ready');
       },
-      opts.readyTimeoutMs ?? 20_000,
+      opts.readyTimeoutMs ?? agentReadyTimeoutMs(),
     );
   } catch (e) {
     await agent.stop();

@@ -215,34 +215,40 @@ setInterval(() => {}, 1000);`;
     const first = new LsmEnforcer(addon, ring, { pin: { root } });
     expect(first.apply([blockRule(f, 11)], []).errors).toEqual([]);
     first.release();
+    // opens until the stop file appears: the loop spans every adoption however slow the guest is
+    const stop = path.join(work, 'no-gap-stop');
     const loop = spawn(
       PYTHON,
       [
         '-c',
-        `import sys, time
+        `import os, sys
 ok = refused = 0
-end = time.time() + float(sys.argv[2])
-while time.time() < end:
+print('started', flush=True)
+while not os.path.exists(sys.argv[2]):
     try:
         open(sys.argv[1], 'rb').close(); ok += 1
     except PermissionError:
         refused += 1
 print(ok, refused, flush=True)`,
         f,
-        '20',
+        stop,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     let out = '';
     loop.stdout!.on('data', (d) => (out += d));
     const done = new Promise((r) => loop.on('exit', r));
-    await sleep(2000);
-    for (let i = 0; i < 3; i++) {
+    await waitFor('the open loop to start', () => (out.includes('started') ? true : undefined), 60_000);
+    await sleep(500);
+    for (let i = 0; i < 2; i++) {
       const next = new LsmEnforcer(addon, ring, { pin: { root } });
       expect(next.adopted()).toBe(true);
       next.release();
     }
+    await sleep(500);
+    fs.writeFileSync(stop, '');
     await done;
+    out = out.replace('started\n', '');
     const [ok, refused] = out.trim().split(' ').map(Number);
     console.log(`adoption under an open loop: ${refused} opens refused, ${ok} let through`);
     expect(ok).toBe(0);

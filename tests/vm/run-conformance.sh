@@ -96,6 +96,11 @@ guest_args=("$out/tree")
 [ "$probe_check" = 1 ] && guest_args+=(--expect-backend "$backend")
 [ -n "$json_file" ] && guest_args+=(--json)
 
+# The agent starts 10-25x slower in a TCG guest than on the host: tests
+# that start it (tests/helpers/agent_process.ts) wait this long for "ready".
+vm_args+=(--env "EDGEWARD_TEST_AGENT_READY_MS=${EDGEWARD_TEST_AGENT_READY_MS:-180000}")
+vm_args+=(--env "EDGEWARD_TEST_AGENT_STOP_MS=${EDGEWARD_TEST_AGENT_STOP_MS:-120000}")
+
 status=0
 if [ -n "$json_file" ]; then
   bash "$HERE/run-in-vm.sh" --timeout "$timeout_s" "${vm_args[@]}" --env "EDGEWARD_BACKEND=$backend" --env CI=true \
