@@ -144,6 +144,8 @@ export async function runLogs(argv: string[]): Promise<number> {
       if ('alert' in line) show(line.alert);
       else if ('missed' in line) process.stderr.write(`edgeward: ${line.missed} alert(s) not shown here (this reader was too slow); the agent's alert outputs have them\n`);
     });
+    // on stderr: stdout stays alerts only (JSON lines with --json)
+    process.stderr.write('edgeward: following alerts (Ctrl-C stops)\n');
     let interrupted = false;
     const stop = () => {
       interrupted = true;
