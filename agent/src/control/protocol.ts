@@ -4,6 +4,7 @@
 // `logs` with follow: true, after whose response it streams one line per
 // alert until the client closes. Every line carries `version`.
 import type { KubeArmorAlert } from '../alerts';
+import type { ContainerIdentity } from '../containers';
 
 export const PROTOCOL_VERSION = 1;
 /** a request line; policy files are at most 1 MiB each (MAX_POLICY_FILE_BYTES), JSON escaping can double that */
@@ -179,14 +180,8 @@ export function encodeLine(message: ControlRequest | ControlResponse | StreamLin
 export const okResponse = <T>(result: T): ControlResponse<T> => ({ version: PROTOCOL_VERSION, ok: true, result });
 export const errorResponse = (error: ControlError): ControlResponse<never> => ({ version: PROTOCOL_VERSION, ok: false, error });
 
-export interface ContainerSummary {
-  id: string;
-  name: string;
-  image: string;
-  labels: Record<string, string>;
-  namespaceName: string;
-  pid: number;
-}
+/** A container the agent follows, as `status` reports it. */
+export type ContainerSummary = Pick<ContainerIdentity, 'id' | 'name' | 'image' | 'labels' | 'namespaceName' | 'pid'>;
 
 /** `status`'s result. */
 export interface StatusReport {
