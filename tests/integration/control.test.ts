@@ -86,6 +86,12 @@ describe('control socket and operator CLI (real agent)', () => {
     const s = JSON.parse(r.stdout);
     expect(s).toMatchObject({ backend: BACKEND, socket, pid: agent!.child.pid, policyDirectories: [policies, path.join(work, 'state', 'policies')] });
     expect(edgeward('status').stdout).toMatch(/^backend: +compat/m);
+    // probe adds the containers the running agent follows
+    const probe = JSON.parse(edgeward('probe', '--json').stdout);
+    expect(probe.backend).toBe(BACKEND);
+    expect(probe.containersNote).toBeUndefined();
+    expect(probe.containers).toEqual(s.containers);
+    expect(edgeward('probe').stdout).toMatch(/^containers \(seen by the agent\):\n {2}(no containers|NAME)/m);
   });
 
   test('apply blocks, replace moves the block, delete lifts it; list shows where each policy comes from', () => {
