@@ -92,6 +92,8 @@ export interface NativeLsmEnforcer {
   attached(): string[];
   /** whether the constructor adopted rules an earlier process pinned (they are in force) */
   adopted(): boolean;
+  /** ids of the rule maps (active, gen_info, path_rules, net_rules): self-protection keeps others from writing them */
+  mapIds(): number[];
   /** drops this process's handles; pinned programs and rules stay in force */
   release(): void;
   /** detaches every program and removes the pins: nothing is enforced any more */
@@ -492,6 +494,11 @@ export class LsmEnforcer {
 
   attached(): string[] {
     return this.open().attached();
+  }
+
+  /** Ids of the rule maps (see NativeLsmEnforcer.mapIds). */
+  mapIds(): number[] {
+    return this.open().mapIds();
   }
 
   /** Detaches the programs and removes the pins: everything is allowed again. Idempotent. */

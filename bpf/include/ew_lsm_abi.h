@@ -109,4 +109,37 @@ enum ew_lsm_path_hook {
 #define EW_LSM_MAX_PATH_ENTRIES 65536
 #define EW_LSM_MAX_NET_ENTRIES EW_MAX_NET_RULES
 
+/*
+ * Self-protection (bpf/lsm_self_protect.bpf.c, native/src/lsm_self_protect.cc).
+ */
+struct ew_sp_config {
+	__u32 agent_tgid;   /* the protected process (0: protection off) */
+	__u32 stopper_tgid; /* may signal it: the service manager (0: nobody) */
+};
+
+/* A protected inode (ino != 0), or a filesystem that cannot be unmounted (ino 0). */
+struct ew_sp_inode_key {
+	__u64 dev; /* kernel sb->s_dev */
+	__u64 ino;
+};
+
+/* ew_sp_inodes values */
+#define EW_SP_EXACT 0x1      /* the inode itself */
+#define EW_SP_TREE 0x2       /* the directory and everything below it */
+#define EW_SP_NO_UMOUNT 0x4  /* (ino 0) the filesystem */
+
+enum ew_sp_refusal {
+	EW_SP_REFUSED_SIGNAL = 0,
+	EW_SP_REFUSED_PTRACE = 1,
+	EW_SP_REFUSED_PATH = 2,
+	EW_SP_REFUSED_UMOUNT = 3,
+	EW_SP_REFUSED_MAP = 4,
+	EW_SP_REFUSAL_KINDS = 5,
+};
+
+#define EW_SP_MAX_INODES 256
+#define EW_SP_MAX_MAPS 64
+/* d_parent levels looked at above a file for a protected directory */
+#define EW_SP_WALK_MAX 32
+
 #endif /* EW_LSM_ABI_H */

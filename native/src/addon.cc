@@ -20,6 +20,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   InitLsmEnforcer(env, exports);
   InitSdNotify(env, exports);
   InitPeerCred(env, exports);
+  InitLsmSelfProtect(env, exports);
   return exports;
 }
 

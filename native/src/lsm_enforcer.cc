@@ -454,6 +454,16 @@ LsmEnforcerStats LsmEnforcer::Stats() const {
   return s;
 }
 
+std::vector<uint32_t> LsmEnforcer::MapIds() const {
+  std::vector<uint32_t> ids;
+  for (const auto& [name, map] : PinnedMaps(skel_)) {
+    bpf_map_info info = {};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &len) == 0) ids.push_back(info.id);
+  }
+  return ids;
+}
+
 std::vector<std::string> LsmEnforcer::Attached() const {
   std::vector<std::string> names;
   for (const auto& link : links_) names.push_back(link.first);
@@ -635,6 +645,7 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
                                      InstanceMethod("enableStats", &LsmEnforcerWrap::EnableStats),
                                      InstanceMethod("attached", &LsmEnforcerWrap::Attached),
                                      InstanceMethod("adopted", &LsmEnforcerWrap::Adopted),
+                                     InstanceMethod("mapIds", &LsmEnforcerWrap::MapIds),
                                      InstanceMethod("release", &LsmEnforcerWrap::Release),
                                      InstanceMethod("close", &LsmEnforcerWrap::Close)});
     exports.Set("LsmEnforcer", fn);
@@ -773,6 +784,15 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
   }
 
   Napi::Value Adopted(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), Open(info.Env()).adopted()); }
+
+  // Ids of the rule maps (what self-protection keeps others from writing).
+  Napi::Value MapIds(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<uint32_t> ids = Open(env).MapIds();
+    Napi::Array a = Napi::Array::New(env, ids.size());
+    for (size_t i = 0; i < ids.size(); i++) a.Set(static_cast<uint32_t>(i), ids[i]);
+    return a;
+  }
 
   Napi::Value Release(const Napi::CallbackInfo& info) {
     if (enforcer_) enforcer_->Release();

@@ -66,6 +66,8 @@ class LsmEnforcer {
   void EnableStats();
   LsmEnforcerStats Stats() const;
   std::vector<std::string> Attached() const;
+  // Ids of the outer rule maps (active, gen_info, path_rules, net_rules).
+  std::vector<uint32_t> MapIds() const;
 
   // Detaches every program (nothing is enforced any more), removes the
   // pins and frees the maps. Idempotent.

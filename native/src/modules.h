@@ -12,4 +12,5 @@ void InitFileEnforcer(Napi::Env env, Napi::Object exports);// file_enforcer.cc
 void InitLsmEnforcer(Napi::Env env, Napi::Object exports); // lsm_enforcer.cc
 void InitSdNotify(Napi::Env env, Napi::Object exports);    // sd_notify.cc
 void InitPeerCred(Napi::Env env, Napi::Object exports);    // peer_cred.cc
+void InitLsmSelfProtect(Napi::Env env, Napi::Object exports); // lsm_self_protect.cc
 }  // namespace edgeward

@@ -1,0 +1,146 @@
+// Self-protection on bpf-lsm (bpf/lsm_self_protect.bpf.c through
+// native/src/lsm_self_protect.cc): while the agent runs,
+// - it cannot be signalled (killed, stopped, its inspector opened with
+//   SIGUSR1) by anyone but itself and the stopper, the service manager
+//   (pid 1: `systemctl stop` is the escape hatch); signal 0 and SIGHUP pass;
+// - nobody else can ptrace it, write its memory or take its descriptors;
+// - its protected files and directories (binary, state and install
+//   directories, the pin root on bpffs) are written, removed, renamed,
+//   linked, truncated or chmod/chown'ed by the agent only;
+// - the filesystem holding its pins cannot be unmounted;
+// - only the agent may open its rule maps for writing.
+// The programs are not pinned: they end with the agent (a stop through the
+// service manager, or a crash), after which `edgeward unload`, upgrades and
+// edits work again. Escape hatch: stop the agent with the service manager
+// (or set stopperPid to the pid allowed to signal it).
+//
+// Known gaps: a cgroup.kill or cgroup.freeze write on a cgroup containing
+// the agent, or moving it into one (no LSM hook on cgroup attach); the OOM
+// killer and other kernel-sent signals; a mount over a protected directory
+// (hides, does not change it); utimes()/setxattr on protected files; root
+// loading its own BPF-LSM program or rebooting with another lsm= list.
+import * as fs from 'fs';
+
+import { targetResolver } from './lsm_enforcer';
+import type { NativeAddon } from './native';
+
+export interface NativeSelfProtectSet {
+  inodes: Array<{ dev: bigint; ino: bigint; tree: boolean }>;
+  /** kernel devs of filesystems that cannot be unmounted */
+  filesystems: bigint[];
+  mapIds: number[];
+}
+
+export interface NativeSelfProtectStats {
+  /** refusals since load, by kind */
+  refused: { signal: number; ptrace: number; path: number; umount: number; map: number };
+  inodes: number;
+  mapIds: number;
+}
+
+export interface NativeLsmSelfProtect {
+  /** replaces what is protected (new entries in before stale ones out) */
+  protect(set: NativeSelfProtectSet): void;
+  stats(): NativeSelfProtectStats;
+  attached(): string[];
+  /** the protected map ids, its own maps included */
+  mapIds(): number[];
+  close(): void;
+}
+
+export interface NativeSelfProtectAddon {
+  LsmSelfProtect: new (options: { agentPid: number; stopperPid: number }) => NativeLsmSelfProtect;
+}
+
+export function selfProtectAddon(addon: NativeAddon): NativeSelfProtectAddon {
+  const a = addon as unknown as Partial<NativeSelfProtectAddon>;
+  if (typeof a.LsmSelfProtect !== 'function') throw new Error('the native addon has no LsmSelfProtect (rebuild it: npm run build)');
+  return a as NativeSelfProtectAddon;
+}
+
+export interface SelfProtectTargets {
+  /** protected with everything below them: state directory, install directory, pin root */
+  directories: string[];
+  /** protected files: the agent's binary (and node's, when the agent runs on a dedicated copy) */
+  files: string[];
+  /** paths whose filesystem must stay mounted (the pin root on bpffs) */
+  keepMounted: string[];
+  /** BPF map ids only the agent may open for writing (LsmEnforcer.mapIds()) */
+  mapIds: number[];
+}
+
+export interface SelfProtectionOptions {
+  /** the protected process (default: this one) */
+  agentPid?: number;
+  /** the only other process that may signal it: the service manager (default 1; 0: nobody) */
+  stopperPid?: number;
+}
+
+export class SelfProtection {
+  private native: NativeLsmSelfProtect | undefined;
+
+  /** Loads and attaches the programs; throws when the kernel refuses. Nothing is protected until protect(). */
+  constructor(addon: NativeAddon, options: SelfProtectionOptions = {}) {
+    this.native = new (selfProtectAddon(addon).LsmSelfProtect)({
+      agentPid: options.agentPid ?? process.pid,
+      stopperPid: options.stopperPid ?? 1,
+    });
+  }
+
+  /**
+   * Replaces what is protected. Paths that cannot be resolved are left out
+   * and reported, one line each.
+   */
+  protect(targets: SelfProtectTargets): { errors: string[] } {
+    const native = this.open();
+    const resolve = targetResolver();
+    const errors: string[] = [];
+    const set: NativeSelfProtectSet = { inodes: [], filesystems: [], mapIds: [...targets.mapIds] };
+    const add = (p: string, tree: boolean) => {
+      try {
+        const t = resolve(p);
+        if (tree && !t.isDir) {
+          errors.push(`self-protection: ${p} is not a directory; protected as a file`);
+          tree = false;
+        }
+        set.inodes.push({ dev: t.dev, ino: t.ino, tree });
+      } catch (err) {
+        errors.push(`self-protection: ${p} not protected: ${(err as Error).message}`);
+      }
+    };
+    for (const d of targets.directories) add(d, true);
+    for (const f of targets.files) add(f, false);
+    for (const p of targets.keepMounted) {
+      try {
+        set.filesystems.push(resolve(fs.realpathSync(p)).dev);
+      } catch (err) {
+        errors.push(`self-protection: the filesystem of ${p} not kept mounted: ${(err as Error).message}`);
+      }
+    }
+    native.protect(set);
+    return { errors };
+  }
+
+  stats(): NativeSelfProtectStats {
+    return this.open().stats();
+  }
+
+  attached(): string[] {
+    return this.open().attached();
+  }
+
+  mapIds(): number[] {
+    return this.open().mapIds();
+  }
+
+  /** Detaches: nothing of the agent is protected any more. Idempotent. */
+  close(): void {
+    this.native?.close();
+    this.native = undefined;
+  }
+
+  private open(): NativeLsmSelfProtect {
+    if (!this.native) throw new Error('SelfProtection is closed');
+    return this.native;
+  }
+}
