@@ -15,6 +15,9 @@
 #   EDGEWARD_BACKEND      auto | bpf-lsm | compat | audit-only
 #   EDGEWARD_LOG_FORMAT   json | pretty
 #   EDGEWARD_HOSTNAME     the node's host name in alerts (default: the host's /etc/hostname)
+#   EDGEWARD_STATE_DIR    the state directory on the host (default /var/lib/edgeward)
+#   EDGEWARD_POLICIES     the operator's policy directory on the host (default /etc/edgeward/policies;
+#                         when absent, the bundled defaults copied to /var/lib/edgeward/horizon/policies)
 # Credentials (Horizon secrets, files under /open-horizon-secrets, JSON {"key","value"}):
 #   hub_ca           PEM of the CA that signed the hub broker's certificate
 #   hub_credentials  a password, or a PEM client certificate followed by its private key
@@ -23,7 +26,8 @@
 set -eu
 
 HOST=${EDGEWARD_HOST_ROOT:-/host}
-STATE=/var/lib/edgeward
+# The state directory, a host path bound read-write at $HOST$STATE (the policy store).
+STATE=${EDGEWARD_STATE_DIR:-/var/lib/edgeward}
 WORK=$STATE/horizon
 SECRETS_IN=${EDGEWARD_SECRETS_DIR:-/open-horizon-secrets}
 
@@ -76,7 +80,11 @@ yaml_string() {
 }
 
 hostname=${EDGEWARD_HOSTNAME:-$(cat "$HOST/etc/hostname" 2>/dev/null || hostname)}
-policies=/etc/edgeward/policies
+policies=${EDGEWARD_POLICIES:-/etc/edgeward/policies}
+case "$policies" in /*) ;; *) die "EDGEWARD_POLICIES must be an absolute path on the host, not '$policies'" ;; esac
+if [ -n "${EDGEWARD_POLICIES:-}" ] && [ ! -d "$HOST$policies" ]; then
+  die "EDGEWARD_POLICIES=$policies is not a directory on the host"
+fi
 if [ ! -d "$HOST$policies" ]; then
   # No operator policies on this host: the bundled defaults, kept in the state directory.
   policies=$WORK/policies
