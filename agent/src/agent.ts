@@ -14,7 +14,7 @@ import { CompatBackend } from './compat_backend';
 import { LsmBackend } from './lsm_backend';
 import { ContainerRegistry, DOCKER_SOCKET } from './containers';
 import { hostRulesOnly, WorkloadBinding } from './workloads';
-import { AgentConfig, DEFAULT_ALERT_THROTTLE, DEFAULT_CONTROL_SOCKET } from './config';
+import type { AgentConfig } from './config';
 import { AppliedPolicyStore, appliedPolicyDirectory } from './control/applied_store';
 import { ControlHost, ControlServer } from './control/server';
 import type { StatusReport } from './control/protocol';
@@ -105,7 +105,7 @@ export class Agent {
       file: config.alerts.file,
     });
     this.native = loadNative();
-    this.throttle = new AlertThrottle(config.alerts.throttle ?? DEFAULT_ALERT_THROTTLE, (a) => this.deliver(a));
+    this.throttle = new AlertThrottle(config.alerts.throttle, (a) => this.deliver(a));
     this.applied = new AppliedPolicyStore(appliedPolicyDirectory(config.stateDirectory));
   }
 
@@ -234,7 +234,7 @@ export class Agent {
    * the log, not a reason to stop protecting the node.
    */
   private async openControl(): Promise<void> {
-    const socketPath = this.config.control?.socket ?? DEFAULT_CONTROL_SOCKET;
+    const socketPath = this.config.control.socket;
     const control = new ControlServer(this.controlHost(), this.applied, (fd) => this.native.peerCredentials(fd));
     try {
       await control.listen(socketPath);
@@ -264,7 +264,7 @@ export class Agent {
       ...this.status(),
       pid: process.pid,
       startedAt: this.startedAt.toISOString(),
-      socket: this.config.control?.socket ?? DEFAULT_CONTROL_SOCKET,
+      socket: this.config.control.socket,
       policyDirectories: this.policyDirectories(),
       kernel: this.report?.kernel,
       lsms: this.report?.lsms,

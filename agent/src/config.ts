@@ -57,11 +57,10 @@ export interface AgentConfig {
   alerts: {
     stdout: boolean;
     file?: RotatingFileConfig;
-    /** absent: DEFAULT_ALERT_THROTTLE */
-    throttle?: AlertThrottleConfig;
+    throttle: AlertThrottleConfig;
   };
-  /** the operator's control socket (agent/src/control); absent: DEFAULT_CONTROL_SOCKET */
-  control?: { socket: string };
+  /** the operator's control socket (agent/src/control) */
+  control: { socket: string };
   /**
    * What allow-list mode (any Allow rule in a category of a container or the
    * host) does to the accesses no rule allows: block or audit, per category
@@ -93,7 +92,8 @@ export function defaultConfig(): AgentConfig {
     stateDirectory: '/var/lib/edgeward',
     monitor: { process: true, file: false, network: false, ringBufferBytes: 2 * 1024 * 1024, pollIntervalMs: 50 },
     logging: { level: 'info', format: 'pretty' },
-    alerts: { stdout: true },
+    alerts: { stdout: true, throttle: { ...DEFAULT_ALERT_THROTTLE } },
+    control: { socket: DEFAULT_CONTROL_SOCKET },
     defaultPosture: { ...KUBEARMOR_DEFAULT_POSTURE },
   };
 }
@@ -209,7 +209,8 @@ function withDefaults(raw: RawConfig): AgentConfig {
     stateDirectory: raw.stateDirectory ?? d.stateDirectory,
     monitor: { ...d.monitor, ...(raw.monitor ?? {}) },
     logging: { level: raw.logging?.level ?? d.logging.level, format: raw.logging?.format ?? d.logging.format },
-    alerts: { stdout: raw.alerts?.stdout ?? d.alerts.stdout },
+    alerts: { stdout: raw.alerts?.stdout ?? d.alerts.stdout, throttle: { ...d.alerts.throttle, ...(raw.alerts?.throttle ?? {}) } },
+    control: { socket: raw.control?.socket ?? d.control.socket },
     defaultPosture: { ...d.defaultPosture, ...(raw.defaultPosture ?? {}) },
   };
   if (raw.node?.hostname !== undefined) config.node.hostname = raw.node.hostname;
@@ -217,8 +218,6 @@ function withDefaults(raw: RawConfig): AgentConfig {
   if (logFile) config.logging.file = logFile;
   const alertFile = rotating(raw.alerts?.file, DEFAULT_ALERT_FILE_MAX_BYTES);
   if (alertFile) config.alerts.file = alertFile;
-  if (raw.alerts?.throttle) config.alerts.throttle = { ...DEFAULT_ALERT_THROTTLE, ...raw.alerts.throttle };
-  if (raw.control) config.control = { socket: raw.control.socket ?? DEFAULT_CONTROL_SOCKET };
   if (raw.hub !== undefined) {
     const hub = parseHubConfig(raw.hub);
     // semanticErrors() has refused the file when this fails

@@ -39,7 +39,8 @@ describe('defaults', () => {
       stateDirectory: '/var/lib/edgeward',
       monitor: { process: true, file: false, network: false, ringBufferBytes: 2 * 1024 * 1024, pollIntervalMs: 50 },
       logging: { level: 'info', format: 'pretty' },
-      alerts: { stdout: true },
+      alerts: { stdout: true, throttle: { enabled: true, maxAlerts: 20, windowMs: 1000 } },
+      control: { socket: '/run/edgeward/control.sock' },
       defaultPosture: { file: 'audit', network: 'audit', capabilities: 'audit' },
     });
   });
@@ -101,6 +102,8 @@ logging:
 alerts:
   stdout: false
   file: { path: /var/log/ew-alerts.log, maxSizeBytes: 1048576, maxFiles: 2 }
+  throttle: { enabled: false, maxAlerts: 3, windowMs: 500 }
+control: { socket: /run/ew/ctl.sock }
 defaultPosture: { file: block, network: audit, capabilities: block }
 `;
     expect(ok(text)).toEqual({
@@ -110,7 +113,12 @@ defaultPosture: { file: block, network: audit, capabilities: block }
       stateDirectory: '/opt/edgeward/state',
       monitor: { process: false, file: true, network: true, ringBufferBytes: 65536, pollIntervalMs: 1000 },
       logging: { level: 'debug', format: 'json', file: { path: '/var/log/ew.log', maxSizeBytes: 4096, maxFiles: 1 } },
-      alerts: { stdout: false, file: { path: '/var/log/ew-alerts.log', maxSizeBytes: 1048576, maxFiles: 2 } },
+      alerts: {
+        stdout: false,
+        file: { path: '/var/log/ew-alerts.log', maxSizeBytes: 1048576, maxFiles: 2 },
+        throttle: { enabled: false, maxAlerts: 3, windowMs: 500 },
+      },
+      control: { socket: '/run/ew/ctl.sock' },
       defaultPosture: { file: 'block', network: 'audit', capabilities: 'block' },
     });
   });

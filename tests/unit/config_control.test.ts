@@ -3,10 +3,10 @@ import { DEFAULT_ALERT_THROTTLE, formatConfigError, parseConfigText } from '../.
 
 const parse = (text: string) => parseConfigText(text, 'config.yaml');
 
-test('absent: no keys set (the agent uses the defaults)', () => {
+test('absent: the defaults', () => {
   const { config } = parse('');
-  expect(config!.alerts.throttle).toBeUndefined();
-  expect(config!.control).toBeUndefined();
+  expect(config!.alerts.throttle).toEqual(DEFAULT_ALERT_THROTTLE);
+  expect(config!.control).toEqual({ socket: '/run/edgeward/control.sock' });
 });
 
 test('alerts.throttle: partial values get the defaults; control.socket is taken as is', () => {

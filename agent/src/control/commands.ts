@@ -26,7 +26,7 @@ export function resolveSocket(options: Record<string, string | true>): string {
   if (!file) return DEFAULT_CONTROL_SOCKET;
   const { config, errors } = loadConfigFile(file);
   if (!config) throw new UsageError(errors.map(formatConfigError).join('\n'));
-  return config.control?.socket ?? DEFAULT_CONTROL_SOCKET;
+  return config.control.socket;
 }
 
 /** Runs `fn`; turns the control errors into a message and an exit code (3: the agent is not running). */
