@@ -159,5 +159,13 @@ export class LsmBackend implements EnforcementBackend {
  * not be removed.
  */
 export function unloadPinned(root = PIN_ROOT): string[] {
-  return unloadPinnedLsm(root);
+  try {
+    return unloadPinnedLsm(root);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EPERM') {
+      // self-protection (agent/src/lsm_self_protect.ts) keeps the pins while the agent runs
+      throw new Error(`${(err as Error).message}: a running agent protects its pinned state; stop it with the service manager first`);
+    }
+    throw err;
+  }
 }
