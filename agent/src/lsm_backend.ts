@@ -71,6 +71,11 @@ export class LsmBackend implements EnforcementBackend {
     return this.enforcer.stats();
   }
 
+  /** Ids of the rule maps, for self-protection (agent/src/lsm_self_protect.ts). */
+  mapIds(): number[] {
+    return this.enforcer.mapIds();
+  }
+
   /** The kernel's per-program run counts and times from now on (bpf_stats). */
   enableStats(): void {
     this.enforcer.enableStats();
