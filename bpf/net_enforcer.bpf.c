@@ -16,6 +16,13 @@
  *   checked again, and neither are sends on an already connected socket
  *   or accept() on an already listening one.
  *
+ * Allow-list mode (KubeArmor's Allow with a default posture): entries with
+ * action EW_ACTION_ALLOW permit; a workload with a posture entry
+ * (EW_NET_POSTURE_CLASS) refuses or reports, under the posture's rule id,
+ * every classified socket no Allow or Block entry matches. Block wins over
+ * Allow. Unclassified sockets (AF_UNIX, netlink, ...) are never subject to
+ * the posture.
+ *
  * Rules name a workload (ew_workload_abi.h): the host (0) or a container. The
  * current task's workload is its mount namespace's entry in `workloads`,
  * else the entry of its pid namespace or the nearest ancestor of it (a task
@@ -35,21 +42,13 @@
 #include <bpf/bpf_helpers.h>
 
 #include "ew_events.bpf.h"
+#include "ew_net_classify.bpf.h"
 #include "ew_task.bpf.h"
 #include "ew_workload.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EW_EPERM 1
-
-/* Not in vmlinux.h (macros in the uapi headers). */
-#define EW_AF_INET 2
-#define EW_AF_INET6 10
-#define EW_AF_PACKET 17
-#define EW_SOCK_STREAM 1
-#define EW_SOCK_DGRAM 2
-#define EW_SOCK_RAW 3
-#define EW_IPPROTO_ICMPV6 58
 
 /* cgroup programs: 1 lets the operation through, 0 refuses it with EPERM. */
 #define EW_CG_ALLOW 1
@@ -99,46 +98,6 @@ struct {
 #define EW_VERDICT_CLASS(v) (((__u32)(v) >> 8) & 0xff)
 #define EW_VERDICT_RULE(v) ((__u32)((v) >> 32))
 
-/*
- * The protocol classes of a socket: the first in bits 0..7, a second one in
- * bits 8..15 (0: none). A raw ICMP socket is both ICMP and RAW: with
- * IP_HDRINCL it writes whole IP packets of any protocol, so a `raw` rule
- * must catch it too.
- */
-static __always_inline __u32 ew_classify(__u32 family, __u32 type, __u32 protocol)
-{
-	/* No cgroup hook runs for AF_PACKET sockets today (only inet_create()
-	 * and inet6_create() call the sock_create programs); classified anyway
-	 * so a kernel that adds one gets them refused by `raw` rules. */
-	if (family == EW_AF_PACKET)
-		return EW_PROTO_RAW;
-	if (family != EW_AF_INET && family != EW_AF_INET6)
-		return 0;
-
-	__u32 icmp = family == EW_AF_INET ? IPPROTO_ICMP : EW_IPPROTO_ICMPV6;
-	__u32 icmp_class = family == EW_AF_INET ? EW_PROTO_ICMP : EW_PROTO_ICMPV6;
-
-	switch (type) {
-	case EW_SOCK_STREAM:
-		/* MPTCP is TCP on the wire (its subflows are TCP connections). */
-		if (protocol == 0 || protocol == IPPROTO_TCP || protocol == IPPROTO_MPTCP)
-			return EW_PROTO_TCP;
-		return 0;
-	case EW_SOCK_DGRAM:
-		/* UDP-Lite has UDP's datagram semantics; a udp rule covers it. */
-		if (protocol == 0 || protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE)
-			return EW_PROTO_UDP;
-		if (protocol == icmp)
-			return icmp_class; /* unprivileged "ping" socket */
-		return 0;
-	case EW_SOCK_RAW:
-		if (protocol == icmp)
-			return icmp_class | (EW_PROTO_RAW << 8);
-		return EW_PROTO_RAW;
-	}
-	return 0;
-}
-
 /* The running executable's inode as (sb->s_dev, i_ino); 0/0 when unknown. */
 static __always_inline void ew_current_exe(__u64 *dev, __u64 *ino)
 {
@@ -153,33 +112,44 @@ static __always_inline void ew_current_exe(__u64 *dev, __u64 *ino)
 	*dev = BPF_CORE_READ(inode, i_sb, s_dev);
 }
 
-/* `best`, or the rule on `key` for `cls` when it is stronger (Block > Audit; ties keep the first). */
-static __always_inline __u64 ew_lookup(struct ew_net_rule_key *key, __u32 cls, __u64 best)
+/* What the lookups found: the first Block and Audit verdicts, whether an Allow matched. */
+struct ew_net_found {
+	__u64 block;
+	__u64 audit;
+	__u32 allowed;
+};
+
+static __always_inline void ew_lookup(struct ew_net_rule_key *key, __u32 cls, struct ew_net_found *f)
 {
 	struct ew_net_rule_value *rule;
-	__u32 action;
 
 	key->proto_class = cls;
 	rule = bpf_map_lookup_elem(&net_rules, key);
 	if (!rule)
-		return best;
-	action = rule->action;
-	if (action > EW_VERDICT_ACTION(best) && action <= EW_ACTION_BLOCK)
-		return EW_VERDICT(rule->rule_id, cls, action);
-	return best;
+		return;
+	if (rule->action == EW_ACTION_BLOCK && !f->block)
+		f->block = EW_VERDICT(rule->rule_id, cls, EW_ACTION_BLOCK);
+	else if (rule->action == EW_ACTION_AUDIT && !f->audit)
+		f->audit = EW_VERDICT(rule->rule_id, cls, EW_ACTION_AUDIT);
+	else if (rule->action == EW_ACTION_ALLOW)
+		f->allowed = 1;
 }
 
 /*
  * The verdict for a socket of (family, type, protocol) made or used by the
- * current task: the executable's own rules first, then any-source rules.
- * A global function: the verifier checks it once, not at every call.
+ * current task: Block (the executable's own rules, then any-source ones)
+ * wins; else, in allow-list mode, no Allow match gets the workload's
+ * posture; else the first Audit. A global function: the verifier checks it
+ * once, not at every call.
  */
 __noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol)
 {
-	__u32 classes = ew_classify(family, type, protocol);
+	__u32 classes = ew_net_classify(family, type, protocol);
 	__u32 first = classes & 0xff, second = classes >> 8;
 	struct ew_net_rule_key key = {};
-	__u64 best = 0, dev, ino;
+	struct ew_net_found found = {};
+	struct ew_net_rule_value *posture;
+	__u64 dev, ino;
 
 	if (!first)
 		return 0;
@@ -188,27 +158,25 @@ __noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol)
 	if (ino) {
 		key.src_dev = dev;
 		key.src_ino = ino;
-		best = ew_lookup(&key, first, best);
+		ew_lookup(&key, first, &found);
 		if (second)
-			best = ew_lookup(&key, second, best);
+			ew_lookup(&key, second, &found);
 	}
 	key.src_dev = 0;
 	key.src_ino = 0;
-	best = ew_lookup(&key, first, best);
+	ew_lookup(&key, first, &found);
 	if (second)
-		best = ew_lookup(&key, second, best);
-	return best;
+		ew_lookup(&key, second, &found);
+	if (found.block)
+		return found.block;
+	if (!found.allowed) {
+		key.proto_class = EW_NET_POSTURE_CLASS;
+		posture = bpf_map_lookup_elem(&net_rules, &key);
+		if (posture && (posture->action == EW_ACTION_BLOCK || posture->action == EW_ACTION_AUDIT))
+			return EW_VERDICT(posture->rule_id, first, posture->action);
+	}
+	return found.audit;
 }
-
-/* Resource names of the classes (the decision's `resource`), NUL-padded. */
-const char ew_proto_names[8][8] = {
-	[EW_PROTO_TCP] = "tcp", [EW_PROTO_UDP] = "udp", [EW_PROTO_ICMP] = "icmp",
-	[EW_PROTO_ICMPV6] = "icmpv6", [EW_PROTO_RAW] = "raw",
-};
-const __u8 ew_proto_name_lens[8] = {
-	[EW_PROTO_TCP] = 3, [EW_PROTO_UDP] = 3, [EW_PROTO_ICMP] = 4,
-	[EW_PROTO_ICMPV6] = 6, [EW_PROTO_RAW] = 3,
-};
 
 /* Sends the decision record for `verdict` with result `ret` (urgent wake-up). */
 __noinline int ew_net_report(__u64 verdict, __s32 ret)
@@ -223,8 +191,8 @@ __noinline int ew_net_report(__u64 verdict, __s32 ret)
 
 	if (!e || !exe_path)
 		return 0;
-	len = ew_proto_name_lens[cls] & 7;
-	__builtin_memcpy(e->strings, ew_proto_names[cls], 8);
+	len = ew_net_class_name_lens[cls] & 7;
+	__builtin_memcpy(e->strings, ew_net_class_names[cls], 8);
 	/* Decisions are rare (Block/Audit only): walking the exe's path is affordable. */
 	exe_path->path[0] = 0;
 	if (exe)

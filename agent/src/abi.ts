@@ -30,7 +30,12 @@ export const enum Action {
   None = 0,
   Audit = 1,
   Block = 2,
+  /** rules only: permitted in allow-list mode, never reported */
+  Allow = 3,
 }
+
+/** proto_class of a workload's network posture entry (edgeward_abi.h EW_NET_POSTURE_CLASS). */
+export const EW_NET_POSTURE_CLASS = 0;
 
 export const enum OperationCode {
   Process = 1,

@@ -2,6 +2,7 @@
 // matched against the rules in userspace and every match becomes an alert.
 import { AUDIT_ONLY_SUPPORT, ApplyResult, EnforcementBackend } from './backend';
 import { AuditMatcher } from './audit_matcher';
+import { capabilityErrors } from './policy/posture';
 import type { CompiledPolicySet } from './policy/types';
 
 export class AuditOnlyBackend implements EnforcementBackend {
@@ -11,7 +12,7 @@ export class AuditOnlyBackend implements EnforcementBackend {
 
   apply(set: CompiledPolicySet): ApplyResult {
     this.current = new AuditMatcher(set);
-    return { errors: [], rules: set.pathRules.length + set.networkRules.length };
+    return { errors: capabilityErrors(set, this.name), rules: set.pathRules.length + set.networkRules.length };
   }
 
   matcher(): AuditMatcher {

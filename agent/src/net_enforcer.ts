@@ -12,11 +12,17 @@
 // the container's workload id and applies to its processes only; its
 // fromSource paths are found inside the container's root (symlinks stay
 // inside it). Host rules (workload 0) apply to host processes only.
+//
+// Allow-list mode: Allow rules become EW_ACTION_ALLOW entries, and each
+// workload whose network category has an Allow rule gets a posture entry
+// (protoClass EW_NET_POSTURE_CLASS): a classified socket no Allow or Block
+// entry matches is refused or reported under the posture's rule id.
 import * as fs from 'fs';
 
-import { Action, EW_MAX_NET_RULES, ProtoClass } from './abi';
+import { Action, EW_MAX_NET_RULES, EW_NET_POSTURE_CLASS, ProtoClass } from './abi';
 import { toNativeWorkloads } from './file_enforcer';
 import type { ContainerPathInfo, NativeAddon, NativeEventRing, NativeNetEnforcer, NativeNetRule } from './native';
+import type { WorkloadPosture } from './policy/posture';
 import type { NetworkRule, Protocol, SourceMatch, WorkloadTarget } from './policy/types';
 
 const MINORBITS = 20n; // the kernel's dev_t: major << 20 | minor
@@ -49,7 +55,7 @@ const PROTO_CLASS: Record<Protocol, ProtoClass> = {
   raw: ProtoClass.Raw,
 };
 
-const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit };
+const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit, Allow: Action.Allow };
 
 /** An executable's identity as the kernel sees it (kernel dev_t, inode number). */
 export interface ExecutableInode {
@@ -207,7 +213,7 @@ export function toNativeNetRules(rules: NetworkRule[], resolve: ExecutableResolv
     }
     const action = Object.prototype.hasOwnProperty.call(ACTION, rule.action) ? ACTION[rule.action] : undefined;
     if (action === undefined) {
-      errors.push(`${where}: action must be Block or Audit, got ${String(rule.action)}`);
+      errors.push(`${where}: action must be Block, Audit or Allow, got ${String(rule.action)}`);
       return;
     }
     const protoClass = Object.prototype.hasOwnProperty.call(PROTO_CLASS, rule.protocol)
@@ -251,6 +257,24 @@ export function toNativeNetRules(rules: NetworkRule[], resolve: ExecutableResolv
   return { rules: out, errors };
 }
 
+/** The posture entries of the workloads whose network category is in allow-list mode. Pure. */
+export function toNativeNetPostures(postures: readonly WorkloadPosture[]): NativeNetRule[] {
+  const out: NativeNetRule[] = [];
+  for (const p of postures) {
+    const n = p.postures.network;
+    if (!n) continue;
+    out.push({
+      ruleId: n.ruleId,
+      action: n.action === 'Block' ? Action.Block : Action.Audit,
+      protoClass: EW_NET_POSTURE_CLASS,
+      workload: p.workload ? BigInt(p.workload.mntNs) : 0n,
+      srcDev: 0n,
+      srcIno: 0n,
+    });
+  }
+  return out;
+}
+
 /** Network protocol rules enforced by cgroup-bpf on the whole host (the cgroup v2 root). */
 export class NetEnforcer {
   private native: NativeNetEnforcer | undefined;
@@ -269,9 +293,14 @@ export class NetEnforcer {
    * are left out and reported; when the whole set cannot be loaded the
    * previous set stays in force and the reason is the only error.
    */
-  apply(rules: NetworkRule[], workloads: readonly WorkloadTarget[] = []): { errors: string[] } {
+  apply(
+    rules: NetworkRule[],
+    workloads: readonly WorkloadTarget[] = [],
+    postures: readonly WorkloadPosture[] = [],
+  ): { errors: string[] } {
     const native = this.open();
     const converted = toNativeNetRules(rules, executableResolver(this.addon));
+    converted.rules.push(...toNativeNetPostures(postures));
     if (converted.rules.length > EW_MAX_NET_RULES) {
       return {
         errors: [

@@ -84,6 +84,13 @@ export function probe(native: NativeAddon, forced: BackendChoice = 'auto'): Prob
   };
 }
 
+/** What each level means for a policy that has such rules (the probe's rule table). */
+export const SUPPORT_NOTES: Record<string, string> = {
+  enforce: 'Block refuses, Audit reports, Allow switches to allow-list mode with the default posture',
+  audit: 'nothing is refused: matches and default-posture decisions are reported with Result Passed',
+  unsupported: 'policies still load; their rules of this kind are reported as not enforced in the policy status',
+};
+
 export function formatProbe(r: ProbeReport): string {
   const lines = [
     `kernel:   ${r.kernel} (${r.arch})`,
@@ -99,6 +106,8 @@ export function formatProbe(r: ProbeReport): string {
   }
   lines.push(`  cgroup2       ${r.features.cgroup2Path || 'not mounted'}`);
   lines.push('rules:');
-  for (const [kind, support] of Object.entries(r.ruleKinds)) lines.push(`  ${kind.padEnd(13)} ${support}`);
+  for (const [kind, support] of Object.entries(r.ruleKinds)) {
+    lines.push(`  ${kind.padEnd(13)} ${support}${SUPPORT_NOTES[support] ? ` (${SUPPORT_NOTES[support]})` : ''}`);
+  }
   return lines.join('\n');
 }

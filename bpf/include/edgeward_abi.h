@@ -111,6 +111,7 @@ enum ew_action {
 	EW_ACTION_NONE = 0,
 	EW_ACTION_AUDIT = 1, /* let it through, report "Passed" */
 	EW_ACTION_BLOCK = 2, /* refuse with EPERM/EACCES, report "Permission denied" */
+	EW_ACTION_ALLOW = 3, /* rules only: permitted in allow-list mode, not reported */
 };
 
 enum ew_operation {
@@ -177,5 +178,13 @@ struct ew_net_rule_value {
 };
 
 #define EW_MAX_NET_RULES 16384
+
+/*
+ * Network allow-list mode: the entry {workload, src 0/0, proto_class
+ * EW_NET_POSTURE_CLASS} holds the workload's default posture (rule_id: the
+ * posture's rule id, action: EW_ACTION_BLOCK or EW_ACTION_AUDIT); a socket no
+ * EW_ACTION_ALLOW (or Block) entry matches gets it.
+ */
+#define EW_NET_POSTURE_CLASS 0
 
 #endif /* EDGEWARD_ABI_H */

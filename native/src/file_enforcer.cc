@@ -161,6 +161,14 @@ PathRootPtr OpenContainerRoot(int32_t pid, uint64_t mnt_ns) {
   return std::make_shared<const PathRoot>(rfd, mnt_ns);
 }
 
+// One element of a matchPatterns glob (see ParseGlob).
+struct GlobTok {
+  enum Kind { kLit, kStar, kGlobStar, kOne, kClass } kind = kLit;
+  uint32_t ch = 0;  // kLit: one code point
+  bool negate = false;
+  std::vector<std::pair<uint32_t, uint32_t>> ranges;
+};
+
 // A rule as the answering thread matches it. Paths are canonical (the form
 // /proc/self/fd/N shows), so symlinks in the policy's paths are resolved.
 struct CompiledFileRule {
@@ -178,6 +186,17 @@ struct CompiledFileRule {
   std::vector<SourceDirSpec> source_dirs;
   std::vector<uint64_t> workloads;  // which processes it applies to (0: the host)
   PathRootPtr root;                 // where its paths are (null: the host)
+  bool scan = false;                // matched by pattern or exec name on every covered event
+  std::vector<GlobTok> glob;        // pattern rules
+  std::string exec_name;            // execname rules
+};
+
+// A workload's allow-list postures (action 0: that category is not in allow-list mode).
+struct PostureEntry {
+  uint32_t exec_rule = 0;
+  uint8_t exec_action = 0;
+  uint32_t open_rule = 0;
+  uint8_t open_action = 0;
 };
 
 // Immutable once published: the answerer holds a shared_ptr to the table it
@@ -191,6 +210,8 @@ struct FileRuleTable {
   std::unordered_map<std::string, std::vector<uint32_t>> by_dir;   // directory rules
   // The dynamic loaders inside the containers' roots (the host's are DynamicLoaders()).
   std::vector<FileInodeId> container_loaders;
+  std::vector<uint32_t> scan_rules;                         // pattern and execname rules
+  std::unordered_map<uint64_t, PostureEntry> postures;      // by workload
 };
 
 struct FileEnforcerPlan {
@@ -480,7 +501,200 @@ void ContainerLoaders(const PathRoot& root, std::vector<FileInodeId>* out) {
 // plain opens, which count as exec when the opener is a dynamic loader.
 uint64_t FileMarkMask(bool exec) { return exec ? (FAN_OPEN_EXEC_PERM | FAN_OPEN_PERM) : FAN_OPEN_PERM; }
 
+// Filesystems allow-list coverage never marks: the kernel refuses some
+// (proc), the answerer reads /proc, and none holds programs or data files a
+// policy names.
+bool PseudoFilesystem(const std::string& type) {
+  static const char* const kTypes[] = {"proc",    "sysfs",     "cgroup",     "cgroup2",  "devpts",  "mqueue",
+                                       "debugfs", "tracefs",   "securityfs", "bpf",      "pstore",  "configfs",
+                                       "fusectl", "binfmt_misc", "autofs",   "nsfs",     "efivarfs", "rpc_pipefs",
+                                       "hugetlbfs", "selinuxfs"};
+  for (const char* t : kTypes)
+    if (type == t) return true;
+  return false;
+}
+
+// "\040" etc. in /proc/<pid>/mountinfo fields.
+std::string UnescapeMountField(const std::string& f) {
+  std::string out;
+  for (size_t i = 0; i < f.size(); i++) {
+    if (f[i] == '\\' && i + 3 < f.size() && isdigit(static_cast<unsigned char>(f[i + 1]))) {
+      out.push_back(static_cast<char>(((f[i + 1] - '0') << 6) | ((f[i + 2] - '0') << 3) | (f[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(f[i]);
+    }
+  }
+  return out;
+}
+
+struct MountInfoEntry {
+  uint64_t id;
+  std::string point;
+  std::string type;
+};
+
+std::vector<MountInfoEntry> ReadMountInfo(const std::string& file) {
+  std::vector<MountInfoEntry> out;
+  std::string text;
+  if (!ReadSmallFile(file, &text, 4 << 20)) return out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    size_t sep = line.find(" - ");
+    if (sep == std::string::npos) continue;
+    std::vector<std::string> f;
+    size_t a = 0;
+    while (a < sep) {
+      size_t b = line.find(' ', a);
+      if (b == std::string::npos || b > sep) b = sep;
+      f.push_back(line.substr(a, b - a));
+      a = b + 1;
+    }
+    if (f.size() < 5) continue;
+    std::string rest = line.substr(sep + 3);
+    MountInfoEntry e;
+    e.id = strtoull(f[0].c_str(), nullptr, 10);
+    e.point = UnescapeMountField(f[4]);
+    e.type = rest.substr(0, rest.find(' '));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+uint64_t MountIdOf(int fd) {
+  struct statx stx;
+  memset(&stx, 0, sizeof stx);
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) != 0 || !(stx.stx_mask & STATX_MNT_ID)) return 0;
+  return stx.stx_mnt_id;
+}
+
+// UTF-8 to code points (invalid bytes stand for themselves).
+std::vector<uint32_t> CodePoints(const std::string& s) {
+  std::vector<uint32_t> out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    if (i + n > s.size()) n = 1;
+    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1f) : n == 3 ? (c & 0x0f) : (c & 0x07);
+    bool ok = true;
+    for (int k = 1; k < n; k++) {
+      unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d >> 6) != 2) ok = false;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    if (!ok) {
+      n = 1;
+      cp = c;
+    }
+    out.push_back(cp);
+    i += static_cast<size_t>(n);
+  }
+  return out;
+}
+
+// Tokens of a brace-free glob (the TypeScript side validated and expanded it).
+std::vector<GlobTok> ParseGlob(const std::string& pattern) {
+  std::vector<uint32_t> p = CodePoints(pattern);
+  std::vector<GlobTok> out;
+  for (size_t i = 0; i < p.size(); i++) {
+    GlobTok t;
+    if (p[i] == '\\' && i + 1 < p.size()) {
+      t.kind = GlobTok::kLit;
+      t.ch = p[++i];
+    } else if (p[i] == '*') {
+      bool globstar = i + 1 < p.size() && p[i + 1] == '*';
+      while (i + 1 < p.size() && p[i + 1] == '*') i++;
+      t.kind = globstar ? GlobTok::kGlobStar : GlobTok::kStar;
+    } else if (p[i] == '?') {
+      t.kind = GlobTok::kOne;
+    } else if (p[i] == '[') {
+      size_t j = i + 1;
+      t.kind = GlobTok::kClass;
+      if (j < p.size() && (p[j] == '!' || p[j] == '^')) {
+        t.negate = true;
+        j++;
+      }
+      bool first = true;
+      for (; j < p.size() && (p[j] != ']' || first); j++) {
+        first = false;
+        uint32_t lo = p[j];
+        if (lo == '\\' && j + 1 < p.size()) lo = p[++j];
+        uint32_t hi = lo;
+        if (j + 2 < p.size() && p[j + 1] == '-' && p[j + 2] != ']') {
+          hi = p[j + 2];
+          if (hi == '\\' && j + 3 < p.size()) {
+            hi = p[j + 3];
+            j++;
+          }
+          j += 2;
+        }
+        t.ranges.emplace_back(lo, hi);
+      }
+      if (j >= p.size()) {  // unterminated: a literal "[" (the loader refuses these)
+        t = GlobTok();
+        t.kind = GlobTok::kLit;
+        t.ch = '[';
+      } else {
+        i = j;
+      }
+    } else {
+      t.kind = GlobTok::kLit;
+      t.ch = p[i];
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+bool GlobTokensMatch(const std::vector<GlobTok>& toks, const std::string& path) {
+  const std::vector<uint32_t> s = CodePoints(path);
+  // reach[j]: the tokens so far consume exactly s[0..j) (no exponential backtracking)
+  std::vector<char> reach(s.size() + 1, 0), next(s.size() + 1, 0);
+  reach[0] = 1;
+  for (const GlobTok& t : toks) {
+    std::fill(next.begin(), next.end(), 0);
+    switch (t.kind) {
+      case GlobTok::kLit:
+        for (size_t j = 0; j < s.size(); j++)
+          if (reach[j] && s[j] == t.ch) next[j + 1] = 1;
+        break;
+      case GlobTok::kStar:
+      case GlobTok::kGlobStar: {
+        bool on = false;
+        for (size_t j = 0; j <= s.size(); j++) {
+          if (reach[j]) on = true;
+          next[j] = on;
+          if (t.kind == GlobTok::kStar && j < s.size() && s[j] == '/') on = false;
+        }
+        break;
+      }
+      case GlobTok::kOne:
+      case GlobTok::kClass:
+        for (size_t j = 0; j < s.size(); j++) {
+          if (!reach[j] || s[j] == '/') continue;
+          bool ok = true;
+          if (t.kind == GlobTok::kClass) {
+            bool in = false;
+            for (const auto& r : t.ranges) in = in || (s[j] >= r.first && s[j] <= r.second);
+            ok = t.negate ? !in : in;
+          }
+          if (ok) next[j + 1] = 1;
+        }
+        break;
+    }
+    reach.swap(next);
+  }
+  return reach[s.size()] != 0;
+}
+
 }  // namespace
+
+bool GlobMatch(const std::string& pattern, const std::string& path) { return GlobTokensMatch(ParseGlob(pattern), path); }
 
 // ---------------------------------------------------------------------------
 
@@ -496,11 +710,11 @@ FileEnforcer::FileEnforcer(std::shared_ptr<EventSink> sink) : sink_(std::move(si
       FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS;
   auto fail = [this](const char* what) {
     int err = errno;
-    for (int fd : {fan_fd_[kFileGroup], fan_fd_[kDirGroup], inotify_fd_, wake_fd_})
+    for (int fd : {fan_fd_[kFileGroup], fan_fd_[kDirGroup], fan_fd_[kMountGroup], inotify_fd_, wake_fd_})
       if (fd >= 0) close(fd);
     throw std::system_error(err, std::generic_category(), what);
   };
-  for (int g : {kFileGroup, kDirGroup}) {
+  for (int g : {kFileGroup, kDirGroup, kMountGroup}) {
     fan_fd_[g] = fanotify_init(init_flags, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
     if (fan_fd_[g] < 0 && errno == EINVAL && (init_flags & FAN_REPORT_TID)) {
       init_flags &= ~FAN_REPORT_TID;
@@ -536,12 +750,14 @@ void FileEnforcer::Close() {
   // Closing a group allows every pending permission event and drops every mark.
   close(fan_fd_[kFileGroup]);
   close(fan_fd_[kDirGroup]);
+  close(fan_fd_[kMountGroup]);
   close(inotify_fd_);
   close(wake_fd_);
-  fan_fd_[kFileGroup] = fan_fd_[kDirGroup] = inotify_fd_ = wake_fd_ = -1;
+  fan_fd_[kFileGroup] = fan_fd_[kDirGroup] = fan_fd_[kMountGroup] = inotify_fd_ = wake_fd_ = -1;
   {
     std::lock_guard<std::mutex> marks_lock(marks_mu_);
     marks_.clear();
+    mount_marks_.clear();
     watches_.clear();
     mark_count_ = 0;
   }
@@ -597,10 +813,12 @@ void FileEnforcer::NoteWatchError(const std::string& message) {
 
 void FileEnforcer::AnswerLoop() {
   std::vector<uint64_t> buf(8192);  // 64 KiB, aligned for fanotify_event_metadata
-  struct pollfd fds[3] = {
-      {fan_fd_[kFileGroup], POLLIN, 0}, {fan_fd_[kDirGroup], POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  struct pollfd fds[4] = {{fan_fd_[kFileGroup], POLLIN, 0},
+                          {fan_fd_[kDirGroup], POLLIN, 0},
+                          {fan_fd_[kMountGroup], POLLIN, 0},
+                          {wake_fd_, POLLIN, 0}};
   while (!closed_.load()) {
-    int r = poll(fds, 3, -1);
+    int r = poll(fds, 4, -1);
     if (r < 0) {
       if (errno != EINTR) {
         internal_errors_++;
@@ -608,9 +826,9 @@ void FileEnforcer::AnswerLoop() {
       }
       continue;
     }
-    if (fds[2].revents) break;
+    if (fds[3].revents) break;
     bool appended = false;
-    for (int g : {kFileGroup, kDirGroup}) {
+    for (int g : {kFileGroup, kDirGroup, kMountGroup}) {
       if (!(fds[g].revents & POLLIN)) continue;
       ssize_t n = read(fan_fd_[g], buf.data(), buf.size() * sizeof(uint64_t));
       if (n < 0) {
@@ -667,8 +885,8 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, int grou
   }
   if (facts) {
     try {
-      const bool matched = d.block_rule >= 0 || d.audit_rule >= 0;
-      const int action = d.block_rule >= 0 ? EW_ACTION_BLOCK : matched ? EW_ACTION_AUDIT : EW_ACTION_NONE;
+      const bool matched = d.report_action != EW_ACTION_NONE;
+      const int action = d.report_action;
       if (FirstReportOfOpen(m, group, id, action)) {
         // Read the report while the task still waits: its exe and comm are
         // the ones that acted, not what it execs into next.
@@ -683,12 +901,12 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, int grou
     }
   }
   if (perm) {
-    struct fanotify_response resp = {m.fd, static_cast<__u32>(d.block_rule >= 0 ? FAN_DENY : FAN_ALLOW)};
+    struct fanotify_response resp = {m.fd, static_cast<__u32>(d.deny ? FAN_DENY : FAN_ALLOW)};
     // ENOENT: the task was killed while we decided and the event is gone.
     if (write(fan_fd_[group], &resp, sizeof resp) != static_cast<ssize_t>(sizeof resp) && errno != ENOENT)
       internal_errors_++;
     events_++;
-    if (d.block_rule >= 0) denied_++;
+    if (d.deny) denied_++;
   }
   close(m.fd);
   if (record_size > 0) {
@@ -712,19 +930,23 @@ bool FileEnforcer::FirstReportOfOpen(const struct fanotify_event_metadata& m, in
   const uint64_t now = BootTimeNs();
   auto it = pending_audit_.find(m.pid);
   if (it != pending_audit_.end()) {
-    const bool second_ask = it->second.group != group && it->second.id == id &&
-                            it->second.mask == (m.mask & kPermEvents) && now - it->second.at_ns < kPairWindowNs;
-    pending_audit_.erase(it);
+    const unsigned bit = 1u << group;
+    const bool later_ask = !(it->second.groups & bit) && it->second.id == id &&
+                           it->second.mask == (m.mask & kPermEvents) && now - it->second.at_ns < kPairWindowNs;
     // The open was reported as Audited already; a Block (rules replaced
-    // between the two asks) is still reported.
-    if (second_ask && action != EW_ACTION_BLOCK) return false;
+    // between the asks) is still reported. Up to three groups ask.
+    if (later_ask && action != EW_ACTION_BLOCK) {
+      it->second.groups |= bit;
+      return false;
+    }
+    pending_audit_.erase(it);
   }
   if (action == EW_ACTION_AUDIT) {
     if (pending_audit_.size() > 4096) {
       for (auto p = pending_audit_.begin(); p != pending_audit_.end();)
         p = now - p->second.at_ns > kPairWindowNs ? pending_audit_.erase(p) : std::next(p);
     }
-    pending_audit_[m.pid] = PendingAudit{id, m.mask & kPermEvents, group, now};
+    pending_audit_[m.pid] = PendingAudit{id, m.mask & kPermEvents, 1u << group, now};
   }
   return action != EW_ACTION_NONE;
 }
@@ -733,8 +955,8 @@ FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const Wo
                                             const struct fanotify_event_metadata& m, const std::string& path,
                                             const struct stat& st, ProcessFacts* facts) {
   Decision d;
-  if (table.rules.empty()) return d;
   const bool exec_event = (m.mask & FAN_OPEN_EXEC_PERM) != 0;
+  if (table.rules.empty() && table.postures.empty()) return d;
   int loader = -1;  // whether the opener runs a dynamic loader; -1: not looked up yet
   auto opener_is_loader = [&]() {
     if (loader < 0) {
@@ -750,7 +972,9 @@ FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const Wo
   auto add = [&](uint32_t i, bool direct) {
     const CompiledFileRule& r = table.rules[i];
     if (r.exec && !exec_event) {
-      if (!opener_is_loader()) return;  // reading a binary is not running it
+      // reading a binary is not running it; nor is a loader reading a library
+      // on a pattern/execname rule (it would hit every library)
+      if (r.scan || !opener_is_loader()) return;
     } else if (r.exec != exec_event) {
       return;
     }
@@ -777,12 +1001,19 @@ FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const Wo
         direct = false;
       }
     }
+    for (uint32_t i : table.scan_rules) {
+      const CompiledFileRule& r = table.rules[i];
+      if (r.exec != exec_event) continue;
+      const bool hit = r.exec_name.empty() ? GlobTokensMatch(r.glob, path)
+                                           : path.compare(path.rfind('/') + 1, std::string::npos, r.exec_name) == 0;
+      if (hit) add(i, true);
+    }
   }
-  if (candidates.empty()) return d;
   std::sort(candidates.begin(), candidates.end());
   for (uint32_t i : candidates) {
     const CompiledFileRule& r = table.rules[i];
     if (r.action == EW_ACTION_AUDIT && d.audit_rule >= 0) continue;
+    if (r.action == EW_ACTION_ALLOW && d.allow_rule >= 0) continue;
     // Host rules for the host, a container's rules for its processes.
     LoadWorkload(facts, workloads);
     if (facts->workload_known && std::find(r.workloads.begin(), r.workloads.end(), facts->workload) == r.workloads.end())
@@ -797,10 +1028,16 @@ FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const Wo
         LoadStatus(facts);
         owner = facts->status_ok && facts->fsuid == st.st_uid;  // unknown: not the owner
       }
-      // KubeArmor: readOnly lets reads through; ownerOnly lets the owner through
-      // (for reads only when readOnly too).
-      bool violates = (r.owner_only && !owner) || (!r.owner_only && !r.read_only) || (r.read_only && write);
-      if (!violates) continue;
+      if (r.action == EW_ACTION_ALLOW) {
+        // An Allow rule permits what it names: readOnly only reads, ownerOnly only the owner.
+        bool permits = (!r.read_only || !write) && (!r.owner_only || owner);
+        if (!permits) continue;
+      } else {
+        // KubeArmor: readOnly lets reads through; ownerOnly lets the owner through
+        // (for reads only when readOnly too).
+        bool violates = (r.owner_only && !owner) || (!r.owner_only && !r.read_only) || (r.read_only && write);
+        if (!violates) continue;
+      }
     }
     if (r.has_sources) {
       LoadExe(facts);
@@ -813,20 +1050,58 @@ FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const Wo
     }
     if (r.action == EW_ACTION_BLOCK) {
       d.block_rule = static_cast<int>(i);
-      break;  // Block wins over Audit
+      break;  // Block wins over Audit and Allow
     }
-    d.audit_rule = static_cast<int>(i);
+    if (r.action == EW_ACTION_ALLOW)
+      d.allow_rule = static_cast<int>(i);
+    else
+      d.audit_rule = static_cast<int>(i);
+  }
+  if (d.block_rule >= 0) {
+    const CompiledFileRule& r = table.rules[static_cast<size_t>(d.block_rule)];
+    d.deny = true;
+    d.report_action = EW_ACTION_BLOCK;
+    d.report_rule_id = r.rule_id;
+    d.report_exec = r.exec;
+    return d;
+  }
+  // Allow-list mode: what no Allow rule permits gets the workload's posture.
+  if (d.allow_rule < 0 && !table.postures.empty()) {
+    LoadWorkload(facts, workloads);
+    auto p = facts->workload_known ? table.postures.find(facts->workload) : table.postures.end();
+    if (p != table.postures.end()) {
+      const uint8_t action = exec_event ? p->second.exec_action : p->second.open_action;
+      if (action != EW_ACTION_NONE) {
+        LoadStatus(facts);
+        // The agent itself is exempt from postures (not from rules): it must reach its own files.
+        static const uint32_t self = static_cast<uint32_t>(getpid());
+        if (!(facts->status_ok && facts->tgid == self)) {
+          d.deny = action == EW_ACTION_BLOCK;
+          d.report_action = action;
+          d.report_rule_id = exec_event ? p->second.exec_rule : p->second.open_rule;
+          d.report_exec = exec_event;
+          return d;
+        }
+      }
+    }
+  }
+  if (d.audit_rule >= 0) {
+    const CompiledFileRule& r = table.rules[static_cast<size_t>(d.audit_rule)];
+    d.report_action = EW_ACTION_AUDIT;
+    d.report_rule_id = r.rule_id;
+    d.report_exec = r.exec;
   }
   return d;
 }
 
 void FileEnforcer::EmitDecision(const FileRuleTable& table, const Decision& d, const struct fanotify_event_metadata& m,
                                 const std::string& path, ProcessFacts* facts) {
-  const bool block = d.block_rule >= 0;
-  const CompiledFileRule& rule = table.rules[static_cast<size_t>(block ? d.block_rule : d.audit_rule)];
+  (void)table;
+  const bool block = d.report_action == EW_ACTION_BLOCK;
+  const bool exec = d.report_exec;
   LoadStatus(facts);
   LoadExe(facts);
-  if (!rule.exec) LoadOpenFlags(facts);
+  if (!exec) LoadOpenFlags(facts);
   auto* ev = reinterpret_cast<struct ew_decision_event*>(record_.data());
   memset(ev, 0, offsetof(struct ew_decision_event, strings));
   ev->h.kind = EW_EVENT_DECISION;
@@ -844,12 +1119,12 @@ void FileEnforcer::EmitDecision(const FileRuleTable& table, const Decision& d, c
     if (!comm.empty() && comm.back() == '\n') comm.pop_back();
     memcpy(ev->h.comm, comm.data(), std::min(comm.size(), static_cast<size_t>(EW_COMM_LEN - 1)));
   }
-  ev->rule_id = rule.rule_id;
+  ev->rule_id = d.report_rule_id;
   ev->action = block ? EW_ACTION_BLOCK : EW_ACTION_AUDIT;
-  ev->operation = rule.exec ? EW_OP_PROCESS : EW_OP_FILE;
+  ev->operation = exec ? EW_OP_PROCESS : EW_OP_FILE;
   ev->enforcer = EW_ENFORCER_FANOTIFY;
   ev->ret = block ? -EPERM : 0;
-  ev->flags = rule.exec ? 0 : facts->flags;
+  ev->flags = exec ? 0 : facts->flags;
   const size_t res_len = std::min(path.size(), static_cast<size_t>(EW_PATH_MAX - 1));
   const size_t exe_len = std::min(facts->exe_path.size(), static_cast<size_t>(EW_PATH_MAX - 1));
   ev->resource_len = static_cast<uint32_t>(res_len);
@@ -1176,7 +1451,60 @@ bool FileEnforcer::PlanWatch(FileEnforcerPlan* plan, const std::string& watch_pa
   return true;
 }
 
-SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
+void FileEnforcer::PlanMounts(FileEnforcerPlan* plan, const WorkloadPolicySpec& policy, const PathRootPtr& root,
+                              std::unordered_map<uint64_t, MountMark>* wanted) {
+  const uint64_t mask = (policy.cover_exec ? FAN_OPEN_EXEC_PERM : 0) | (policy.cover_open ? FAN_OPEN_PERM : 0);
+  if (!mask) return;
+  const std::string where =
+      policy.workload == 0 ? std::string("host") : "container mount namespace " + std::to_string(policy.root_mnt_ns);
+  const std::string info = root ? "/proc/" + std::to_string(policy.root_pid) + "/mountinfo" : "/proc/self/mountinfo";
+  std::vector<MountInfoEntry> mounts = ReadMountInfo(info);
+  if (mounts.empty()) {
+    plan->errors.push_back(where + ": cannot read " + info + "; allow-list, pattern and execname rules not enforced there");
+    return;
+  }
+  size_t covered = 0;
+  for (const MountInfoEntry& e : mounts) {
+    if (PseudoFilesystem(e.type)) continue;
+    if (policy.mounts_given &&
+        std::find(policy.mounts.begin(), policy.mounts.end(), e.point) == policy.mounts.end())
+      continue;
+    int fd = OpenInRoot(root.get(), e.point, O_PATH);
+    if (fd < 0) {
+      plan->errors.push_back(where + ": mount " + e.point + " (" + e.type + "): " + ErrnoText(errno) +
+                             "; allow-list, pattern and execname rules not enforced there");
+      continue;
+    }
+    const uint64_t id = MountIdOf(fd);
+    if (id == 0 || id != e.id) {  // covered by another mount on the same point (listed too), or unknown
+      close(fd);
+      continue;
+    }
+    auto have_it = mount_marks_.find(id);
+    const uint64_t have = have_it == mount_marks_.end() ? 0 : have_it->second.mask;
+    if ((have & mask) != mask) {
+      if (fanotify_mark(fan_fd_[kMountGroup], FAN_MARK_ADD | FAN_MARK_MOUNT, mask, AT_FDCWD, ProcFdPath(fd).c_str()) !=
+          0) {
+        plan->errors.push_back(where + ": cannot mark mount " + e.point + " (" + e.type + "): " + ErrnoText(errno) +
+                               "; allow-list, pattern and execname rules not enforced there");
+        close(fd);
+        continue;
+      }
+      mount_marks_[id] = MountMark{have | mask, e.point, root};
+    }
+    MountMark& w = (*wanted)[id];
+    w.mask |= mask;
+    w.path = e.point;
+    w.root = root;
+    covered++;
+    close(fd);
+  }
+  if (covered == 0 && !policy.mounts_given)
+    plan->errors.push_back(where + ": no mount could be covered; allow-list, pattern and execname rules not enforced");
+}
+
+SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules,
+                                      const std::vector<WorkloadPolicySpec>& policies) {
   std::lock_guard<std::mutex> lock(marks_mu_);
   if (closed_.load()) throw std::runtime_error("FileEnforcer is closed");
   FileEnforcerPlan plan;
@@ -1254,6 +1582,15 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
       }
       r.source_dirs.push_back(SourceDirSpec{canonical, src.recursive});
     }
+    if (!spec.pattern.empty() || !spec.exec_name.empty()) {
+      // Matched by path on the workload's mount marks (setRules' policies cover them).
+      r.scan = true;
+      r.exec_name = spec.exec_name;
+      if (!spec.pattern.empty()) r.glob = ParseGlob(spec.pattern);
+      table.rules.push_back(std::move(r));
+      table.scan_rules.push_back(static_cast<uint32_t>(table.rules.size() - 1));
+      continue;
+    }
     table.rules.push_back(std::move(r));
     const uint32_t index = static_cast<uint32_t>(table.rules.size() - 1);
     if (spec.is_dir)
@@ -1262,10 +1599,68 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
       PlanExactRule(&plan, index, i, spec, root, where);
   }
 
+  // 1b. Allow-list postures and the mounts they (and pattern/execname rules) cover.
+  std::unordered_map<uint64_t, MountMark> wanted_mounts;
+  for (const WorkloadPolicySpec& policy : policies) {
+    PathRootPtr root;
+    if (policy.root_pid > 0) {
+      auto key = std::make_pair(policy.root_pid, policy.root_mnt_ns);
+      auto found = roots.find(key);
+      if (found == roots.end()) {
+        std::pair<PathRootPtr, std::string> opened;
+        try {
+          opened.first = OpenContainerRoot(policy.root_pid, policy.root_mnt_ns);
+        } catch (const std::exception& e) {
+          opened.second = e.what();
+        }
+        found = roots.emplace(key, opened).first;
+      }
+      if (!found->second.first) {
+        plan.errors.push_back("container mount namespace " + std::to_string(policy.root_mnt_ns) +
+                              ": cannot find the container's root: " + found->second.second +
+                              " (allow-list, pattern and execname rules not enforced there)");
+        continue;
+      }
+      root = found->second.first;
+    }
+    PostureEntry& posture = table.postures[policy.workload];
+    if (policy.exec_posture_action) {
+      posture.exec_rule = policy.exec_posture_rule;
+      posture.exec_action = policy.exec_posture_action;
+    }
+    if (policy.open_posture_action) {
+      posture.open_rule = policy.open_posture_rule;
+      posture.open_action = policy.open_posture_action;
+    }
+    if (!posture.exec_action && !posture.open_action) table.postures.erase(policy.workload);
+    PlanMounts(&plan, policy, root, &wanted_mounts);
+  }
+
   // 2. Publish the new table.
   {
     std::lock_guard<std::mutex> table_lock(table_mu_);
     table_ = plan.table;
+  }
+  // Mount marks no longer wanted: removed after the new table is in force.
+  for (auto it = mount_marks_.begin(); it != mount_marks_.end();) {
+    auto w = wanted_mounts.find(it->first);
+    const uint64_t wanted = w == wanted_mounts.end() ? 0 : w->second.mask;
+    const uint64_t extra = it->second.mask & ~wanted;
+    if (!extra) {
+      ++it;
+      continue;
+    }
+    int fd = OpenInRoot(it->second.root.get(), it->second.path, O_PATH);
+    if (fd >= 0 && MountIdOf(fd) == it->first)
+      fanotify_mark(fan_fd_[kMountGroup], FAN_MARK_REMOVE | FAN_MARK_MOUNT, extra, AT_FDCWD, ProcFdPath(fd).c_str());
+    if (fd >= 0) close(fd);
+    // not found: the mount is gone, and its mark with it
+    if (!wanted) {
+      it = mount_marks_.erase(it);
+    } else {
+      it->second.mask = wanted;
+      ++it;
+    }
   }
 
   // 3. Drop what is no longer needed.
@@ -1289,8 +1684,8 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules) {
       ++it;
     }
   }
-  mark_count_ = marks_.size();
-  return SetRulesResult{marks_.size(), std::move(plan.errors)};
+  mark_count_ = marks_.size() + mount_marks_.size();
+  return SetRulesResult{marks_.size() + mount_marks_.size(), std::move(plan.errors)};
 }
 
 // --- watcher thread ---------------------------------------------------------
@@ -1449,8 +1844,8 @@ std::vector<FileRuleSpec> ParseRules(Napi::Env env, Napi::Value value) {
     r.rule_id = static_cast<uint32_t>(idv);
     Napi::Value action = o.Get("action");
     double av = action.IsNumber() ? action.As<Napi::Number>().DoubleValue() : -1;
-    if (av != EW_ACTION_AUDIT && av != EW_ACTION_BLOCK)
-      throw Napi::TypeError::New(env, RuleField(i, "action") + " must be 1 (Audit) or 2 (Block)");
+    if (av != EW_ACTION_AUDIT && av != EW_ACTION_BLOCK && av != EW_ACTION_ALLOW)
+      throw Napi::TypeError::New(env, RuleField(i, "action") + " must be 1 (Audit), 2 (Block) or 3 (Allow)");
     r.action = static_cast<uint8_t>(av);
     r.exec = GetBool(o, i, "exec", false, false);
     r.path = CheckedPath(env, o.Get("path"), RuleField(i, "path"));
@@ -1495,6 +1890,24 @@ std::vector<FileRuleSpec> ParseRules(Napi::Env env, Napi::Value value) {
       for (uint32_t j = 0; j < wa.Length(); j++)
         r.workloads.push_back(BigU64(env, wa.Get(j), RuleField(i, "workloads") + "[" + std::to_string(j) + "]"));
     }
+    for (const char* field : {"pattern", "execName"}) {
+      Napi::Value v = o.Get(field);
+      if (v.IsUndefined()) continue;
+      if (!v.IsString()) throw Napi::TypeError::New(env, RuleField(i, field) + " must be a string");
+      std::string text = v.As<Napi::String>().Utf8Value();
+      if (text.empty() || text.size() >= PATH_MAX || text.find('\0') != std::string::npos)
+        throw Napi::TypeError::New(env, RuleField(i, field) + " must be 1.." + std::to_string(PATH_MAX - 1) +
+                                            " bytes without NUL");
+      if (std::string(field) == "pattern") {
+        if (text[0] != '/') throw Napi::TypeError::New(env, RuleField(i, field) + " must start with /");
+        r.pattern = text;
+      } else {
+        if (text.find('/') != std::string::npos) throw Napi::TypeError::New(env, RuleField(i, field) + " must not contain /");
+        r.exec_name = text;
+      }
+    }
+    if (!r.pattern.empty() && !r.exec_name.empty())
+      throw Napi::TypeError::New(env, RuleField(i, "pattern") + " and execName exclude each other");
     Napi::Value root = o.Get("root");
     if (!root.IsUndefined()) {
       const std::string what = RuleField(i, "root");
@@ -1504,6 +1917,64 @@ std::vector<FileRuleSpec> ParseRules(Napi::Env env, Napi::Value value) {
       r.root_mnt_ns = Uint32In(env, ro.Get("mntNs"), what + ".mntNs", 1, 0xffffffff);
     }
     out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<WorkloadPolicySpec> ParsePolicies(Napi::Env env, Napi::Value value) {
+  std::vector<WorkloadPolicySpec> out;
+  if (value.IsUndefined()) return out;
+  if (!value.IsArray())
+    throw Napi::TypeError::New(env, "setRules: policies must be an array of {workload, coverExec, coverOpen, ...}");
+  Napi::Array arr = value.As<Napi::Array>();
+  std::unordered_set<uint64_t> seen;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    const std::string what = "setRules: policies[" + std::to_string(i) + "]";
+    Napi::Value item = arr.Get(i);
+    if (!item.IsObject() || item.IsArray()) throw Napi::TypeError::New(env, what + " must be an object");
+    Napi::Object o = item.As<Napi::Object>();
+    WorkloadPolicySpec p;
+    p.workload = BigU64(env, o.Get("workload"), what + ".workload");
+    if (!seen.insert(p.workload).second) throw Napi::TypeError::New(env, what + ".workload is named twice");
+    for (const char* f : {"coverExec", "coverOpen"}) {
+      Napi::Value v = o.Get(f);
+      if (!v.IsBoolean()) throw Napi::TypeError::New(env, what + "." + f + " must be a boolean");
+      (std::string(f) == "coverExec" ? p.cover_exec : p.cover_open) = v.As<Napi::Boolean>().Value();
+    }
+    for (const char* f : {"execPosture", "openPosture"}) {
+      Napi::Value v = o.Get(f);
+      if (v.IsUndefined()) continue;
+      if (!v.IsObject()) throw Napi::TypeError::New(env, what + "." + f + " must be an object {ruleId, action}");
+      Napi::Object po = v.As<Napi::Object>();
+      uint32_t rule = Uint32In(env, po.Get("ruleId"), what + "." + f + ".ruleId", 0, 4294967295.0);
+      uint32_t action = Uint32In(env, po.Get("action"), what + "." + f + ".action", EW_ACTION_AUDIT, EW_ACTION_BLOCK);
+      if (std::string(f) == "execPosture") {
+        p.exec_posture_rule = rule;
+        p.exec_posture_action = static_cast<uint8_t>(action);
+      } else {
+        p.open_posture_rule = rule;
+        p.open_posture_action = static_cast<uint8_t>(action);
+      }
+    }
+    Napi::Value root = o.Get("root");
+    if (!root.IsUndefined()) {
+      if (!root.IsObject()) throw Napi::TypeError::New(env, what + ".root must be an object {pid, mntNs}");
+      Napi::Object ro = root.As<Napi::Object>();
+      p.root_pid = static_cast<int32_t>(Uint32In(env, ro.Get("pid"), what + ".root.pid", 1, 0x7fffffff));
+      p.root_mnt_ns = Uint32In(env, ro.Get("mntNs"), what + ".root.mntNs", 1, 0xffffffff);
+    }
+    if ((p.workload == 0) != (p.root_pid == 0))
+      throw Napi::TypeError::New(env, what + ": a container (workload != 0n) needs root, the host (0n) has none");
+    Napi::Value mounts = o.Get("mounts");
+    if (!mounts.IsUndefined()) {
+      if (p.workload != 0 || !mounts.IsArray())
+        throw Napi::TypeError::New(env, what + ".mounts must be an array of mount points, for the host only");
+      p.mounts_given = true;
+      Napi::Array ma = mounts.As<Napi::Array>();
+      for (uint32_t j = 0; j < ma.Length(); j++)
+        p.mounts.push_back(CheckedPath(env, ma.Get(j), what + ".mounts[" + std::to_string(j) + "]"));
+    }
+    out.push_back(std::move(p));
   }
   return out;
 }
@@ -1579,10 +2050,16 @@ class FileEnforcerWrap : public Napi::ObjectWrap<FileEnforcerWrap> {
   Napi::Value SetRules(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::vector<FileRuleSpec> rules = ParseRules(env, info.Length() > 0 ? info[0] : env.Undefined());
+    Napi::Value extra = info.Length() > 1 ? info[1] : env.Undefined();
+    std::vector<WorkloadPolicySpec> policies;
+    if (!extra.IsUndefined()) {
+      if (!extra.IsObject()) throw Napi::TypeError::New(env, "setRules: options must be an object {policies}");
+      policies = ParsePolicies(env, extra.As<Napi::Object>().Get("policies"));
+    }
     if (enforcer_->closed()) throw Napi::Error::New(env, "FileEnforcer is closed");
     SetRulesResult result;
     try {
-      result = enforcer_->SetRules(rules);
+      result = enforcer_->SetRules(rules, policies);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, std::string("setRules: ") + e.what());
     }

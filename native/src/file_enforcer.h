@@ -29,6 +29,18 @@
 // it slip through (measured: dozens per 4 s under rule churn). Split, each
 // group's deletions only touch its own, no longer wanted, events.
 //
+// Allow-list mode (KubeArmor's Allow rules with a default posture): a
+// workload (the host or a container) whose process or file category has an
+// Allow rule gets every exec (FAN_OPEN_EXEC_PERM) or open (FAN_OPEN_PERM) of
+// its mounts watched through mount marks (a third group), and what no Allow
+// rule permits gets the posture: refused (Block) or reported (Audit), under
+// the posture's rule id. Block rules still win over Allow. matchPatterns
+// globs and execname rules are matched by path on the same mount marks.
+// Pseudo filesystems (proc, sysfs, cgroup, ...) are not covered (the kernel
+// refuses some, and the answerer reads /proc); the agent's own process is
+// exempt from the posture (never from rules), so an allow-list cannot cut it
+// off from its own files.
+//
 // Limits (as an attacker sees them):
 // - Decisions happen at open/exec time: fds and mappings opened before a rule
 //   keep working; truncate(2), rename over, unlink, chmod are not opens.
@@ -116,6 +128,25 @@ struct WorkloadTable {
   std::unordered_map<uint32_t, uint64_t> by_pid;
 };
 
+// A workload's allow-list postures and the coverage its pattern/execname
+// rules need (setRules' second argument).
+struct WorkloadPolicySpec {
+  uint64_t workload = 0;  // 0: the host
+  bool cover_exec = false;  // mark every mount of the workload for FAN_OPEN_EXEC_PERM
+  bool cover_open = false;  // ... for FAN_OPEN_PERM
+  uint32_t exec_posture_rule = 0;  // process allow-list mode when exec_posture_action != 0
+  uint8_t exec_posture_action = 0;
+  uint32_t open_posture_rule = 0;  // file allow-list mode
+  uint8_t open_posture_action = 0;
+  int32_t root_pid = 0;            // a container: its mounts are those of this process...
+  uint64_t root_mnt_ns = 0;        // ...in this mount namespace
+  bool mounts_given = false;       // host only: cover exactly these mount points (tests)
+  std::vector<std::string> mounts;
+};
+
+// Glob match as agent/src/policy/glob.ts: * (not /), ** (anything), ?, [..].
+bool GlobMatch(const std::string& pattern, const std::string& path);
+
 struct SourceDirSpec {
   std::string path;
   bool recursive;
@@ -134,6 +165,8 @@ struct FileRuleSpec {
   std::vector<std::string> sources;          // executables; empty with no source_dirs: any process
   std::vector<SourceDirSpec> source_dirs;    // executables under these directories
   std::vector<uint64_t> workloads{0};         // the workloads it applies to (0: the host)
+  std::string pattern;                        // non-empty: a glob (no braces) matched on every covered event
+  std::string exec_name;                      // non-empty: an exec of any file with this name
   int32_t root_pid = 0;                       // > 0: paths are inside this process's root...
   uint64_t root_mnt_ns = 0;                   // ...which must be in this mount namespace
 };
@@ -175,7 +208,8 @@ class FileEnforcer {
 
   // Replaces the rules: marks new targets, swaps the table, removes marks no
   // longer needed. Per-rule problems (missing paths, caps) come back in errors.
-  SetRulesResult SetRules(const std::vector<FileRuleSpec>& rules);
+  SetRulesResult SetRules(const std::vector<FileRuleSpec>& rules,
+                          const std::vector<WorkloadPolicySpec>& policies = std::vector<WorkloadPolicySpec>());
   // Replaces the containers told apart from the host (see the top of the file).
   void SetWorkloads(const std::vector<WorkloadSpec>& workloads);
   FileEnforcerStats Stats() const;
@@ -185,7 +219,12 @@ class FileEnforcer {
   bool closed() const { return closed_.load(); }
 
  private:
-  enum Group { kFileGroup = 0, kDirGroup = 1 };
+  enum Group { kFileGroup = 0, kDirGroup = 1, kMountGroup = 2 };
+  struct MountMark {
+    uint64_t mask;
+    std::string path;  // mount point, inside root
+    PathRootPtr root;  // null: the host
+  };
   struct MarkState {
     uint64_t mask;     // FAN_* bits set in the kernel
     bool dir;          // in the directory group
@@ -201,12 +240,18 @@ class FileEnforcer {
   struct PendingAudit {
     FileInodeId id;
     uint64_t mask;
-    int group;
+    unsigned groups;  // bit per group that asked already
     uint64_t at_ns;
   };
   struct Decision {
     int block_rule = -1;  // index in the table
     int audit_rule = -1;
+    int allow_rule = -1;
+    // the outcome: refuse or not, and what to report (action NONE: nothing)
+    bool deny = false;
+    uint8_t report_action = 0;
+    uint32_t report_rule_id = 0;
+    bool report_exec = false;
   };
 
   void AnswerLoop();
@@ -215,6 +260,8 @@ class FileEnforcer {
   // Whether to report this event's decision (action: EW_ACTION_*); false for the
   // second group's ask of an open already reported as Audited.
   bool FirstReportOfOpen(const struct fanotify_event_metadata& m, int group, const FileInodeId& id, int action);
+  void PlanMounts(FileEnforcerPlan* plan, const WorkloadPolicySpec& policy, const PathRootPtr& root,
+                  std::unordered_map<uint64_t, MountMark>* wanted);
   Decision Decide(const FileRuleTable& table, const WorkloadTable& workloads, const struct fanotify_event_metadata& m,
                   const std::string& path, const struct stat& st, ProcessFacts* facts);
   void EmitDecision(const FileRuleTable& table, const Decision& d, const struct fanotify_event_metadata& m,
@@ -244,7 +291,7 @@ class FileEnforcer {
   void NoteWatchError(const std::string& message);
 
   std::shared_ptr<EventSink> sink_;
-  int fan_fd_[2] = {-1, -1};  // permission groups: kFileGroup, kDirGroup
+  int fan_fd_[3] = {-1, -1, -1};  // permission groups: kFileGroup, kDirGroup, kMountGroup
   bool report_tid_ = true;    // events name the thread (FAN_REPORT_TID)
   int inotify_fd_ = -1;  // new subdirectories, replaced targets
   int wake_fd_ = -1;     // eventfd: stops both threads
@@ -261,6 +308,7 @@ class FileEnforcer {
   std::unordered_map<FileInodeId, MarkState, FileInodeIdHash> marks_;
   std::unordered_map<int, FileWatchState> watches_;  // by inotify wd
   std::atomic<uint64_t> mark_count_{0};
+  std::unordered_map<uint64_t, MountMark> mount_marks_;  // by mount id, in kMountGroup
 
   // Marks that could not be removed by path (the inode moved away): the
   // answerer removes them through the event fd when they next fire.

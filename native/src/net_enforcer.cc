@@ -252,9 +252,9 @@ std::pair<ew_net_rule_key, ew_net_rule_value> ReadRule(Napi::Env env, Napi::Valu
   ew_net_rule_key key = {};
   ew_net_rule_value value = {};
   value.rule_id = r.Uint32(o, "ruleId", 0, UINT32_MAX, "an integer in 0..4294967295");
-  value.action = r.Uint32(o, "action", EW_ACTION_AUDIT, EW_ACTION_BLOCK, "1 (Audit) or 2 (Block)");
-  key.proto_class = r.Uint32(o, "protoClass", EW_PROTO_TCP, EW_PROTO_RAW,
-                             "an integer in 1..5 (tcp, udp, icmp, icmpv6, raw)");
+  value.action = r.Uint32(o, "action", EW_ACTION_AUDIT, EW_ACTION_ALLOW, "1 (Audit), 2 (Block) or 3 (Allow)");
+  key.proto_class = r.Uint32(o, "protoClass", EW_NET_POSTURE_CLASS, EW_PROTO_RAW,
+                             "an integer in 0..5 (0: the workload's posture; tcp, udp, icmp, icmpv6, raw)");
   key.workload = r.BigUint64(o, "workload");
   key.src_dev = r.BigUint64(o, "srcDev");
   key.src_ino = r.BigUint64(o, "srcIno");
@@ -265,7 +265,17 @@ std::pair<ew_net_rule_key, ew_net_rule_value> ReadRule(Napi::Env env, Napi::Valu
     r.Fail(key.src_dev == 0 ? "srcDev" : "srcIno", "non-zero when the other of srcDev/srcIno is (both 0n: any source)",
            o.Get(key.src_dev == 0 ? "srcDev" : "srcIno"));
   }
+  if (key.proto_class == EW_NET_POSTURE_CLASS) {
+    // A posture entry: per workload, any source, and it refuses or reports.
+    if (key.src_dev != 0) r.Fail("srcDev", "0n for a posture entry (protoClass 0)", o.Get("srcDev"));
+    if (value.action == EW_ACTION_ALLOW) r.Fail("action", "1 (Audit) or 2 (Block) for a posture entry (protoClass 0)", o.Get("action"));
+  }
   return {key, value};
+}
+
+// Which of two rules on one key stays: Block, then Allow, then Audit.
+int ActionRank(uint32_t action) {
+  return action == EW_ACTION_BLOCK ? 3 : action == EW_ACTION_ALLOW ? 2 : action == EW_ACTION_AUDIT ? 1 : 0;
 }
 
 }  // namespace
@@ -318,9 +328,9 @@ class NetEnforcerWrap : public Napi::ObjectWrap<NetEnforcerWrap> {
     RuleSet rules;
     for (uint32_t i = 0; i < arr.Length(); i++) {
       auto [key, value] = ReadRule(env, arr.Get(i), i);
-      // Two rules on one key (same source and protocol): Block wins, as in the kernel.
+      // Two rules on one key (same source and protocol): Block wins, as in the kernel, then Allow.
       auto [it, inserted] = rules.emplace(key, value);
-      if (!inserted && value.action > it->second.action) it->second = value;
+      if (!inserted && ActionRank(value.action) > ActionRank(it->second.action)) it->second = value;
     }
     try {
       enforcer.SetRules(rules);

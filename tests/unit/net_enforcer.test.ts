@@ -13,6 +13,7 @@ import {
   parseMountInfo,
   resolveExecutableInode,
   statDevToKernelDev,
+  toNativeNetPostures,
   toNativeNetRules,
 } from '../../agent/src/net_enforcer';
 import type { NetworkRule, WorkloadTarget } from '../../agent/src/policy/types';
@@ -223,7 +224,7 @@ describe('toNativeNetRules', () => {
   it('reports bad actions, protocols and rule ids instead of guessing', () => {
     const out = toNativeNetRules(
       [
-        rule({ ruleId: 1, action: 'Allow' as never }),
+        rule({ ruleId: 1, action: 'Deny' as never }),
         rule({ ruleId: 2, protocol: 'sctp' as never }),
         rule({ ruleId: -3 }),
         rule({ ruleId: 4, protocol: 'toString' as never }),
@@ -232,10 +233,27 @@ describe('toNativeNetRules', () => {
     );
     expect(out.rules).toEqual([]);
     expect(out.errors).toEqual([
-      'network rule 1 (#0): action must be Block or Audit, got Allow',
+      'network rule 1 (#0): action must be Block, Audit or Allow, got Deny',
       'network rule 2 (#1): protocol must be one of tcp, udp, icmp, icmpv6, raw, got sctp',
       'network rule #2: ruleId must be an integer in 0..4294967295, got -3',
       'network rule 4 (#3): protocol must be one of tcp, udp, icmp, icmpv6, raw, got toString',
+    ]);
+  });
+
+  it('Allow rules become EW_ACTION_ALLOW entries; postures one entry per workload on protocol class 0', () => {
+    const out = toNativeNetRules([rule({ ruleId: 5, action: 'Allow' })], fakeResolve);
+    expect(out.errors).toEqual([]);
+    expect(out.rules.map((r) => [r.ruleId, r.action])).toEqual([[5, 3]]);
+    const w: WorkloadTarget = { mntNs: 77, pidNs: 78, pid: 79, containerId: 'c', containerName: 'c' };
+    expect(
+      toNativeNetPostures([
+        { postures: { network: { ruleId: 9, category: 'network', action: 'Block', scopeKind: 'host' } } },
+        { workload: w, postures: { network: { ruleId: 10, category: 'network', action: 'Audit', scopeKind: 'containers' } } },
+        { postures: { file: { ruleId: 11, category: 'file', action: 'Block', scopeKind: 'host' } } },
+      ]),
+    ).toEqual([
+      { ruleId: 9, action: 2, protoClass: 0, workload: 0n, srcDev: 0n, srcIno: 0n },
+      { ruleId: 10, action: 1, protoClass: 0, workload: 77n, srcDev: 0n, srcIno: 0n },
     ]);
   });
 

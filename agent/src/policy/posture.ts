@@ -47,3 +47,28 @@ export function allowListModes(set: CompiledPolicySet): WorkloadPosture[] {
   }
   return [host, ...order].filter((e) => Object.keys(e.postures).length > 0);
 }
+
+/** One line per policy with capability rules, for a backend without a capability hook (compat, audit-only). */
+export function capabilityErrors(set: CompiledPolicySet, backend: string): string[] {
+  const byPolicy = new Map<string, string[]>();
+  for (const r of set.capabilityRules ?? []) {
+    const name = set.meta.get(r.ruleId)?.policyName ?? `rule ${r.ruleId}`;
+    const where = r.workload ? ` in container ${r.workload.containerName}` : '';
+    const list = byPolicy.get(name) ?? [];
+    const item = `${r.capability} (${r.action}${where})`;
+    if (!list.includes(item)) list.push(item);
+    byPolicy.set(name, list);
+  }
+  const lines = [...byPolicy].map(
+    ([name, caps]) =>
+      `policy "${name}": capabilities rules not enforced: ${caps.join(', ')}: the ${backend} backend has no capability hook (neither enforced nor audited; see edgeward probe)`,
+  );
+  for (const w of allowListModes(set)) {
+    if (w.postures.capabilities) {
+      lines.push(
+        `${w.workload ? `container ${w.workload.containerName}` : 'host'}: capabilities allow-list (default posture ${w.postures.capabilities.action}) not enforced by the ${backend} backend`,
+      );
+    }
+  }
+  return lines;
+}

@@ -1,0 +1,364 @@
+// Allow-list mode with a default posture, matchPatterns, execname and
+// capabilities on the compat backend, end to end on the real kernel: policy
+// YAML -> loader -> compiler (with the config's posture) -> CompatBackend ->
+// fanotify / cgroup-bpf really refusing with EPERM, decisions reported under
+// the posture's rule id (policy "DefaultPosture").
+//
+// Safe on a shared machine: host allow-lists in block posture would refuse
+// every other program, so the file/process coverage of these backends is
+// limited to a tmpfs mounted for this run (FileEnforcerOptions
+// .hostCoverageMounts; the production default, every mount, is exercised in
+// audit posture and with exec patterns), and the network programs attach to
+// a cgroup of this run only, whose processes are the only ones affected.
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { Action, EventKind, OperationCode } from '../../agent/src/abi';
+import { CompatBackend } from '../../agent/src/compat_backend';
+import { decodeBatch, DecisionEvent } from '../../agent/src/events';
+import type { NativeAddon, NativeEventRing, NativeEventSink } from '../../agent/src/native';
+import { compilePolicies } from '../../agent/src/policy/compiler';
+import { formatPolicyError, parsePolicyText } from '../../agent/src/policy/loader';
+import type { CompiledPolicySet, DefaultPosture } from '../../agent/src/policy/types';
+import { ADDON, BUSYBOX, busyboxCopy, cgroup2Path, makeTempDir, run, waitFor } from '../helpers/system';
+
+const PYTHON = '/usr/bin/python3';
+const BLOCK: DefaultPosture = { file: 'block', network: 'block', capabilities: 'block' };
+const AUDIT: DefaultPosture = { file: 'audit', network: 'audit', capabilities: 'audit' };
+
+let addon: NativeAddon;
+let sink: NativeEventSink;
+let ring: NativeEventRing;
+let decisions: DecisionEvent[] = [];
+let undecodable = 0; // records agent/src/events.ts rejected: must stay 0
+let tmp: string; // on the root filesystem: not covered
+let mnt: string; // a tmpfs: the covered mount
+let tools: string; // an uncovered busybox (cat, sh)
+let testCgroup: string;
+let backends: CompatBackend[] = [];
+
+function requireEnvironment(): void {
+  const problems: string[] = [];
+  if (process.getuid?.() !== 0) problems.push('must run as root (fanotify permission events, mounts, cgroup-bpf)');
+  if (!fs.existsSync(ADDON)) problems.push(`native addon not built (${ADDON}): run npm run build`);
+  if (!fs.existsSync(BUSYBOX)) problems.push(`${BUSYBOX} missing: install busybox-static`);
+  if (!fs.existsSync(PYTHON)) problems.push(`${PYTHON} missing (the socket client)`);
+  if (problems.length) throw new Error(`allow-list tests cannot run: ${problems.join('; ')}`);
+}
+
+beforeAll(() => {
+  requireEnvironment();
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  addon = require(ADDON) as NativeAddon;
+  sink = new addon.EventSink((batch) => {
+    const decoded = decodeBatch(batch);
+    undecodable += decoded.errors;
+    for (const ev of decoded.events) if (ev.kind === EventKind.Decision) decisions.push(ev);
+  });
+  ring = new addon.EventRing(sink, { ringBufferBytes: 1 << 20, pollIntervalMs: 5_000 });
+  tmp = makeTempDir('allow-list');
+  fs.chmodSync(tmp, 0o755);
+  tools = busyboxCopy(tmp, 'tools');
+  mnt = path.join(tmp, 'mnt');
+  fs.mkdirSync(mnt);
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,mode=0755', `ew-allowlist-${process.pid}`, mnt], { encoding: 'utf8' });
+  if (m.status !== 0) throw new Error(`cannot mount a tmpfs at ${mnt}: ${m.stderr}`);
+  // busybox copies (mnt/bin/<name>/busybox: busybox picks its applet from argv[0]'s name)
+  for (const name of ['allowed', 'other', 'blocked', 'fine']) busyboxCopy(path.join(mnt, 'bin'), name);
+  // scripts where the file name matters (patterns, execname): their interpreter is outside the mount
+  for (const script of ['scripts/x-evil', 'opt/evil-tool', 'opt/good-tool']) {
+    fs.mkdirSync(path.dirname(path.join(mnt, script)), { recursive: true });
+    fs.writeFileSync(path.join(mnt, script), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+  }
+  for (const [file, text] of [
+    ['data/ok.txt', 'ok'],
+    ['data/secret.txt', 'secret'],
+    ['data/a.key', 'key'],
+    ['data/b.txt', 'b'],
+    ['deep/a/b/secret', 'deep'],
+    ['deep/a/b/public', 'public'],
+  ]) {
+    fs.mkdirSync(path.dirname(path.join(mnt, file)), { recursive: true });
+    fs.writeFileSync(path.join(mnt, file), text);
+  }
+  testCgroup = path.join(cgroup2Path(), `edgeward-allowlist-test-${process.pid}`);
+  fs.mkdirSync(testCgroup);
+});
+
+afterEach(() => {
+  for (const b of backends) b.close();
+  backends = [];
+  decisions = [];
+  const bad = undecodable;
+  undecodable = 0;
+  expect(bad).toBe(0);
+});
+
+afterAll(async () => {
+  for (const b of backends) b.close();
+  ring?.close();
+  await new Promise((r) => setTimeout(r, 200));
+  sink?.close();
+  if (mnt) spawnSync('umount', ['-l', mnt]);
+  if (testCgroup && fs.existsSync(testCgroup)) {
+    await waitFor(`${testCgroup} to empty`, () => {
+      try {
+        fs.rmdirSync(testCgroup);
+        return true;
+      } catch {
+        return undefined;
+      }
+    });
+  }
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function hostPolicy(name: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({
+    apiVersion: 'security.kubearmor.com/v1',
+    kind: 'KubeArmorHostPolicy',
+    metadata: { name },
+    spec: { nodeSelector: { matchLabels: { 'kubearmor.io/hostname': '*' } }, ...spec },
+  });
+}
+
+/** YAML -> compiled set, as the agent does it (the config's posture in the options). */
+function compile(docs: string[], posture: DefaultPosture): CompiledPolicySet {
+  const loaded = parsePolicyText(docs.join('\n---\n'), 'allow-list-test.yaml');
+  if (loaded.errors.length) throw new Error(loaded.errors.map(formatPolicyError).join('\n'));
+  const r = compilePolicies(loaded.policies, { hostname: 'test-node', posture });
+  if (r.errors.length) throw new Error(r.errors.map((e) => e.message).join('\n'));
+  return r.set;
+}
+
+/** A compat backend whose file coverage is the test tmpfs (or every mount) and whose network programs sit on the test cgroup. */
+function backend(coverage: 'tmpfs' | 'every mount' = 'tmpfs'): CompatBackend {
+  const b = new CompatBackend(addon, sink, ring, testCgroup, coverage === 'tmpfs' ? { hostCoverageMounts: [mnt] } : {});
+  backends.push(b);
+  return b;
+}
+
+function applyOk(b: CompatBackend, set: CompiledPolicySet): void {
+  const r = b.apply(set);
+  expect(r.errors).toEqual([]);
+}
+
+const bin = (name: string) => path.join(mnt, 'bin', name, 'busybox');
+const data = (name: string) => path.join(mnt, name);
+
+/** Runs `file true`: 'ok' or the spawn errno. */
+function exec(file: string): string {
+  const r = run(file, ['true']);
+  return r.spawnError ?? (r.status === 0 ? 'ok' : `status ${r.status}: ${r.stderr}`);
+}
+
+/** cat through the uncovered busybox: 'ok:<content>' or the error. */
+function cat(file: string): string {
+  const r = run(tools, ['cat', file]);
+  return r.status === 0 ? `ok:${r.stdout}` : r.stderr.trim();
+}
+
+/** Appends through the uncovered busybox shell: 'ok' or the error. */
+function append(file: string): string {
+  const r = run(tools, ['sh', '-c', 'echo more >> "$0"', file]);
+  return r.status === 0 ? 'ok' : r.stderr.trim();
+}
+
+const DENIED = /Operation not permitted/;
+
+async function decisionFor(resource: string, ruleId: number): Promise<DecisionEvent> {
+  return waitFor(`a decision of rule ${ruleId} on ${resource}`, () =>
+    decisions.find((d) => d.resource === resource && d.ruleId === ruleId),
+  );
+}
+
+function postureOf(set: CompiledPolicySet, category: string): number {
+  const p = (set.postureRules ?? []).find((x) => x.category === category);
+  if (!p) throw new Error(`no ${category} posture in the set`);
+  expect(set.meta.get(p.ruleId)!.policyName).toBe('DefaultPosture');
+  return p.ruleId;
+}
+
+describe('process allow-list', () => {
+  test('default posture block: only the allowed program runs; others are refused and reported as DefaultPosture', async () => {
+    const set = compile([hostPolicy('only-allowed', { process: { matchPaths: [{ path: bin('allowed') }] }, action: 'Allow' })], BLOCK);
+    const posture = postureOf(set, 'process');
+    applyOk(backend(), set);
+    expect(exec(bin('allowed'))).toBe('ok');
+    expect(exec(bin('other'))).toBe('EPERM');
+    const d = await decisionFor(bin('other'), posture);
+    expect(d).toMatchObject({ action: Action.Block, operation: OperationCode.Process, ret: -1 });
+    // the allowed program is not reported
+    await new Promise((r) => setTimeout(r, 300));
+    expect(decisions.filter((x) => x.resource === bin('allowed'))).toEqual([]);
+    // programs outside the covered mount are untouched
+    expect(exec(tools)).toBe('ok');
+  });
+
+  test('default posture audit: everything runs; the unallowed exec is reported with Action Audit', async () => {
+    const set = compile([hostPolicy('only-allowed', { process: { matchPaths: [{ path: bin('allowed') }] }, action: 'Allow' })], AUDIT);
+    const posture = postureOf(set, 'process');
+    applyOk(backend(), set);
+    expect(exec(bin('other'))).toBe('ok');
+    const d = await decisionFor(bin('other'), posture);
+    expect(d).toMatchObject({ action: Action.Audit, ret: 0 });
+  });
+
+  test('Block wins over Allow; Allow with fromSource allows only that source', async () => {
+    const set = compile(
+      [
+        hostPolicy('allow', {
+          process: {
+            matchPaths: [{ path: bin('allowed') }, { path: bin('blocked') }, { path: bin('fine'), fromSource: [{ path: bin('allowed') }] }],
+          },
+          action: 'Allow',
+        }),
+        hostPolicy('block', { process: { matchPaths: [{ path: bin('blocked') }] }, action: 'Block' }),
+      ],
+      BLOCK,
+    );
+    const blockRule = set.pathRules.find((r) => r.action === 'Block')!.ruleId;
+    applyOk(backend(), set);
+    expect(exec(bin('blocked'))).toBe('EPERM');
+    await decisionFor(bin('blocked'), blockRule);
+    // fine: allowed when run by `allowed`, refused when run by the uncovered busybox
+    const viaAllowed = run(bin('allowed'), ['sh', '-c', `exec "${bin('fine')}" true`]);
+    expect(viaAllowed.status).toBe(0);
+    const viaTools = run(tools, ['sh', '-c', `exec "${bin('fine')}" true`]);
+    expect(viaTools.status).not.toBe(0);
+    expect(viaTools.stderr).toMatch(/Permission denied|Operation not permitted/);
+  });
+
+  test('the whole host (no coverage limit) in audit posture: other programs run, unallowed ones are reported', async () => {
+    const set = compile([hostPolicy('allow-true', { process: { matchPaths: [{ path: '/usr/bin/true' }] }, action: 'Allow' })], AUDIT);
+    const posture = postureOf(set, 'process');
+    applyOk(backend('every mount'), set);
+    expect(exec('/usr/bin/true')).toBe('ok');
+    expect(exec(tools)).toBe('ok');
+    const d = await decisionFor(tools, posture);
+    expect(d.action).toBe(Action.Audit);
+  });
+});
+
+describe('file allow-list', () => {
+  test('default posture block: allowed files open (readOnly: reads only), others are refused', async () => {
+    const set = compile(
+      [hostPolicy('files', { file: { matchPaths: [{ path: data('data/ok.txt'), readOnly: true }] }, action: 'Allow' })],
+      BLOCK,
+    );
+    const posture = postureOf(set, 'file');
+    applyOk(backend(), set);
+    expect(cat(data('data/ok.txt'))).toBe('ok:ok');
+    expect(cat(data('data/secret.txt'))).toMatch(DENIED);
+    expect(append(data('data/ok.txt'))).toMatch(/Operation not permitted|can't create/);
+    const d = await decisionFor(data('data/secret.txt'), posture);
+    expect(d).toMatchObject({ action: Action.Block, operation: OperationCode.File });
+    // files elsewhere are not in the covered mount
+    expect(cat('/etc/hostname')).toMatch(/^ok:/);
+  });
+
+  test('directory Allow with a Block inside it: the Block wins', async () => {
+    const set = compile(
+      [
+        hostPolicy('dir', { file: { matchDirectories: [{ dir: data('deep/'), recursive: true }] }, action: 'Allow' }),
+        hostPolicy('deny-secret', { file: { matchPaths: [{ path: data('deep/a/b/secret') }] }, action: 'Block' }),
+      ],
+      BLOCK,
+    );
+    applyOk(backend(), set);
+    expect(cat(data('deep/a/b/public'))).toBe('ok:public');
+    expect(cat(data('deep/a/b/secret'))).toMatch(DENIED);
+    expect(cat(data('data/b.txt'))).toMatch(DENIED); // outside the allowed directory: posture
+  });
+});
+
+describe('matchPatterns and execname', () => {
+  test('file patterns: * within a name, ** across directories', async () => {
+    const set = compile(
+      [hostPolicy('patterns', { file: { matchPatterns: [{ pattern: `${data('data')}/*.key` }, { pattern: `${data('deep')}/**/secret` }] }, action: 'Block' })],
+      AUDIT,
+    );
+    applyOk(backend(), set);
+    expect(cat(data('data/a.key'))).toMatch(DENIED);
+    expect(cat(data('data/b.txt'))).toBe('ok:b');
+    expect(cat(data('deep/a/b/secret'))).toMatch(DENIED);
+    expect(cat(data('deep/a/b/public'))).toBe('ok:public');
+    await decisionFor(data('data/a.key'), set.pathRules[0].ruleId);
+    await decisionFor(data('deep/a/b/secret'), set.pathRules[1].ruleId);
+  });
+
+  test('process pattern and execname on every host mount (exec events only)', async () => {
+    const set = compile(
+      [
+        hostPolicy('exec-patterns', {
+          process: { matchPatterns: [{ pattern: `${mnt}/**/*-evil` }], matchPaths: [{ execname: 'evil-tool' }] },
+          action: 'Block',
+        }),
+      ],
+      AUDIT,
+    );
+    applyOk(backend('every mount'), set);
+    const evil = path.join(mnt, 'scripts', 'x-evil');
+    const tool = path.join(mnt, 'opt', 'evil-tool');
+    expect(exec(evil)).toBe('EPERM');
+    expect(exec(tool)).toBe('EPERM');
+    // the same script under another name runs (execname matches the name, as in KubeArmor)
+    expect(exec(path.join(mnt, 'opt', 'good-tool'))).toBe('ok');
+    const ruleOf = (kind: string) => set.pathRules.find((r) => r.target.kind === kind)!.ruleId;
+    await decisionFor(evil, ruleOf('pattern'));
+    await decisionFor(tool, ruleOf('execname'));
+  });
+});
+
+describe('network allow-list (programs on this run\'s cgroup only)', () => {
+  const inCgroup = (exe: string, code: string) =>
+    run(BUSYBOX, ['sh', '-c', 'echo $$ > "$0" && exec "$@"', path.join(testCgroup, 'cgroup.procs'), exe, '-c', code]);
+  const UDP = 'import socket\ntry:\n  socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n  print("ok")\nexcept OSError as e:\n  print(e.errno)';
+  const TCP = UDP.replace('SOCK_DGRAM', 'SOCK_STREAM');
+
+  test('default posture block: only tcp is allowed; udp is refused and reported as DefaultPosture', async () => {
+    const set = compile([hostPolicy('tcp-only', { network: { matchProtocols: [{ protocol: 'tcp', fromSource: [] }] }, action: 'Allow' })], BLOCK);
+    const posture = postureOf(set, 'network');
+    applyOk(backend(), set);
+    expect(inCgroup(PYTHON, TCP).stdout.trim()).toBe('ok');
+    expect(inCgroup(PYTHON, UDP).stdout.trim()).toBe('1'); // EPERM
+    const d = await decisionFor('udp', posture);
+    expect(d).toMatchObject({ action: Action.Block, operation: OperationCode.Network });
+  });
+
+  test('Block wins over Allow; posture audit lets everything else through, reported', async () => {
+    const set = compile(
+      [
+        hostPolicy('allow-all', { network: { matchProtocols: [{ protocol: 'tcp,icmp', fromSource: [] }] }, action: 'Allow' }),
+        hostPolicy('no-tcp', { network: { matchProtocols: [{ protocol: 'tcp', fromSource: [] }] }, action: 'Block' }),
+      ],
+      AUDIT,
+    );
+    const posture = postureOf(set, 'network');
+    applyOk(backend(), set);
+    expect(inCgroup(PYTHON, TCP).stdout.trim()).toBe('1');
+    expect(inCgroup(PYTHON, UDP).stdout.trim()).toBe('ok');
+    expect((await decisionFor('udp', posture)).action).toBe(Action.Audit);
+  });
+});
+
+describe('capabilities on compat', () => {
+  test('compiled, and reported as not enforced per policy (no capability hook), next to rules that are', () => {
+    const set = compile(
+      [
+        hostPolicy('caps', {
+          capabilities: { matchCapabilities: [{ capability: 'net_raw', fromSource: [{ path: '/usr/bin/ping' }] }] },
+          file: { matchPaths: [{ path: data('data/b.txt') }] },
+          action: 'Block',
+        }),
+      ],
+      BLOCK,
+    );
+    const r = backend().apply(set);
+    expect(r.errors).toEqual([
+      'policy "caps": capabilities rules not enforced: net_raw (Block): the compat backend has no capability hook (neither enforced nor audited; see edgeward probe)',
+    ]);
+    expect(cat(data('data/b.txt'))).toMatch(DENIED); // the rest of the policy is in force
+  });
+});
