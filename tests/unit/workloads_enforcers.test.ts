@@ -1,7 +1,7 @@
 // How resolved rules reach the compat enforcers (agent/src/file_enforcer.ts):
 // container copies carry their workload and root, host rules workload 0n.
 import { Action } from '../../agent/src/abi';
-import { toNativeFileRules, toNativeWorkloads } from '../../agent/src/file_enforcer';
+import { toNativeFilePolicies, toNativeFileRules, toNativeWorkloads } from '../../agent/src/file_enforcer';
 import type { PathRule, WorkloadTarget } from '../../agent/src/policy/types';
 
 const box: WorkloadTarget = { mntNs: 4026532100, pidNs: 4026532101, pid: 4242, containerId: 'c0ffee', containerName: 'box' };
@@ -46,5 +46,62 @@ describe('toNativeFileRules with workloads', () => {
 
   test('workloads for the native tables: id = mount namespace inode', () => {
     expect(toNativeWorkloads([box])).toEqual([{ workload: 4026532100n, mntNs: 4026532100, pidNs: 4026532101 }]);
+  });
+});
+
+describe('allow-list, patterns and execname for the fanotify enforcer', () => {
+  test('Allow is action 3; patterns expand their braces into one native rule each on path "/"; execname likewise', () => {
+    const out = toNativeFileRules([
+      rule({ ruleId: 1, action: 'Allow' }),
+      rule({ ruleId: 2, target: { kind: 'pattern', pattern: '/etc/{a,b}*.key' } }),
+      rule({ ruleId: 3, operation: 'Process', target: { kind: 'execname', name: 'nc' } }),
+    ]);
+    expect(out.errors).toEqual([]);
+    expect(out.rules.map((r) => [r.ruleId, r.action, r.path, r.pattern, r.execName])).toEqual([
+      [1, Action.Allow, '/etc/cred', undefined, undefined],
+      [2, Action.Block, '/', '/etc/a*.key', undefined],
+      [2, Action.Block, '/', '/etc/b*.key', undefined],
+      [3, Action.Block, '/', undefined, 'nc'],
+    ]);
+  });
+
+  test('bad patterns and execname on a file rule are refused with the rule named', () => {
+    const out = toNativeFileRules([
+      rule({ ruleId: 4, target: { kind: 'pattern', pattern: '/etc/{a' } }),
+      rule({ ruleId: 5, target: { kind: 'execname', name: 'nc' } }),
+    ]);
+    expect(out.rules).toEqual([]);
+    expect(out.errors).toEqual([
+      'file rule 4 (#0): pattern "/etc/{a" has "{" without "}" at position 5; not enforced',
+      'file rule 5 (#1): execname must be a file name on a process rule; not enforced',
+    ]);
+  });
+
+  test('policies: postures per workload, coverage for allow-lists and for pattern/execname rules', () => {
+    const rules = [
+      rule({ ruleId: 1, operation: 'Process', target: { kind: 'pattern', pattern: '/tmp/*' } }),
+      rule({ ruleId: 2, workload: box, target: { kind: 'pattern', pattern: '/etc/*' } }),
+      // unresolved container rule: no coverage anywhere
+      rule({ ruleId: 3, target: { kind: 'pattern', pattern: '/x/*' }, scope: { kind: 'containers', selector: { matchLabels: {}, matchExpressions: [] } } }),
+    ];
+    const policies = toNativeFilePolicies(
+      rules,
+      [
+        { postures: { file: { ruleId: 9, category: 'file', action: 'Block', scopeKind: 'host' } } },
+        { workload: box, postures: { process: { ruleId: 10, category: 'process', action: 'Audit', scopeKind: 'containers' } } },
+      ],
+      { hostCoverageMounts: ['/mnt/t'] },
+    );
+    expect(policies).toEqual([
+      { workload: 0n, coverExec: true, coverOpen: true, openPosture: { ruleId: 9, action: Action.Block }, mounts: ['/mnt/t'] },
+      {
+        workload: 4026532100n,
+        coverExec: true,
+        coverOpen: true,
+        execPosture: { ruleId: 10, action: Action.Audit },
+        root: { pid: 4242, mntNs: 4026532100 },
+      },
+    ]);
+    expect(toNativeFilePolicies([rule({ ruleId: 1 })], [])).toEqual([]);
   });
 });
