@@ -207,7 +207,8 @@ export class AlertBuilder {
       ParentProcessName: parentName,
       ProcessName: processName,
       PolicyName: meta.policyName,
-      Severity: String(meta.severity),
+      // default-posture decisions carry no severity (KubeArmor prints none for "DefaultPosture")
+      Severity: meta.severity > 0 ? String(meta.severity) : '',
       Tags: meta.tags.join(','),
       ATags: meta.tags,
       Message: meta.message,

@@ -84,6 +84,32 @@ describe('AlertBuilder', () => {
     expect(a.Enforcer).toBe('cgroup-bpf');
   });
 
+  test('a default-posture decision names policy DefaultPosture, with no severity', () => {
+    const posture: RuleMeta = {
+      ruleId: 8,
+      policyName: 'DefaultPosture',
+      policyType: 'MatchedPolicy',
+      severity: 0,
+      tags: [],
+      message: '',
+      action: 'Block',
+      operation: 'Network',
+      source: '',
+    };
+    const clock = new BootClock(1000, 2_000_000);
+    const b = new AlertBuilder('node-1', clock, new ProcessTable('/nonexistent-proc'), (id) => (id === 8 ? posture : undefined));
+    const a = b.build(decision({ ruleId: 8, operation: OperationCode.Network, enforcer: EnforcerCode.CgroupBpf, resource: 'udp' }))!;
+    expect(a).toMatchObject({
+      PolicyName: 'DefaultPosture',
+      Severity: '',
+      Type: 'MatchedPolicy',
+      Operation: 'Network',
+      Resource: 'udp',
+      Action: 'Block',
+      Result: 'Permission denied',
+    });
+  });
+
   test('an unknown rule id gives no alert', () => {
     expect(builder().build(decision({ ruleId: 99 }))).toBeUndefined();
   });
