@@ -666,9 +666,12 @@ attempt(lambda: socket.send_fds(c, [b"fd"], [u.fileno()]))`,
   test('setRules refuses a bad rule with a TypeError naming its index and field, and leaves the map alone', () => {
     scopedEnforcer.setRules([rule({ ruleId: 1 })]);
     const bad: Array<[unknown, RegExp]> = [
-      [{ ...rule({}), action: 3 }, /rules\[1\]\.action must be 1 \(Audit\) or 2 \(Block\), got 3/],
-      [{ ...rule({}), action: 0 }, /rules\[1\]\.action must be 1 \(Audit\) or 2 \(Block\), got 0/],
-      [{ ...rule({}), protoClass: 6 }, /rules\[1\]\.protoClass must be an integer in 1\.\.5/],
+      [{ ...rule({}), action: 4 }, /rules\[1\]\.action must be 1 \(Audit\), 2 \(Block\) or 3 \(Allow\), got 4/],
+      [{ ...rule({}), action: 0 }, /rules\[1\]\.action must be 1 \(Audit\), 2 \(Block\) or 3 \(Allow\), got 0/],
+      [{ ...rule({}), protoClass: 6 }, /rules\[1\]\.protoClass must be an integer in 0\.\.5/],
+      // a posture entry (protoClass 0) is per workload, any source, Block or Audit
+      [{ ...rule({}), protoClass: 0, srcDev: 1n, srcIno: 2n }, /rules\[1\]\.srcDev must be 0n for a posture entry/],
+      [{ ...rule({}), protoClass: 0, action: 3 }, /rules\[1\]\.action must be 1 \(Audit\) or 2 \(Block\) for a posture entry/],
       [{ ...rule({}), ruleId: 1.5 }, /rules\[1\]\.ruleId must be an integer/],
       [{ ...rule({}), ruleId: -1 }, /rules\[1\]\.ruleId must be an integer/],
       [{ ...rule({}), srcDev: 5 }, /rules\[1\]\.srcDev must be a bigint/],
