@@ -51,6 +51,11 @@ mountpoint -q "$HOST$IMG" || mount --bind / "$HOST$IMG"
 mkdir -p "$HOST$WORK"
 chmod 0700 "$HOST$STATE" "$HOST$WORK"
 
+# Scratch files (the probe's) on a tmpfs: the host's /tmp is read-only here.
+mkdir -p "$HOST$WORK/tmp"
+mountpoint -q "$HOST$WORK/tmp" || mount -t tmpfs -o mode=0700,size=4m tmpfs "$HOST$WORK/tmp"
+export TMPDIR=$WORK/tmp
+
 # Secrets stay in memory: a tmpfs in this namespace, never on the host's disk.
 SECRETS=$WORK/secrets
 mkdir -p "$HOST$SECRETS"
@@ -102,6 +107,8 @@ config=$HOST$WORK/config.yaml
   echo "backend: ${EDGEWARD_BACKEND:-auto}"
   echo "policyDirectory: $policies"
   echo "stateDirectory: $STATE"
+  echo "control:"
+  echo "  socket: $WORK/control.sock   # on the host too: edgeward status --socket $WORK/control.sock"
   echo "logging:"
   echo "  format: ${EDGEWARD_LOG_FORMAT:-json}"
 } >"$config"
