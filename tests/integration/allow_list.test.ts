@@ -21,7 +21,9 @@ import type { NativeAddon, NativeEventRing, NativeEventSink } from '../../agent/
 import { compilePolicies } from '../../agent/src/policy/compiler';
 import { formatPolicyError, parsePolicyText } from '../../agent/src/policy/loader';
 import type { CompiledPolicySet, DefaultPosture } from '../../agent/src/policy/types';
-import { ADDON, BUSYBOX, busyboxCopy, cgroup2Path, makeTempDir, run, waitFor } from '../helpers/system';
+import { AgentUnderTest, startAgent } from '../helpers/agent_process';
+import { malformedPolicies } from '../helpers/malformed_policies';
+import { ADDON, BUSYBOX, busyboxCopy, cgroup2Path, CLI, makeTempDir, run, waitFor } from '../helpers/system';
 
 const PYTHON = '/usr/bin/python3';
 const BLOCK: DefaultPosture = { file: 'block', network: 'block', capabilities: 'block' };
@@ -361,4 +363,60 @@ describe('capabilities on compat', () => {
     ]);
     expect(cat(data('data/b.txt'))).toMatch(DENIED); // the rest of the policy is in force
   });
+});
+
+describe('a real agent (bin/edgeward agent, compat) given 200+ malformed policies', () => {
+  let agent: AgentUnderTest | undefined;
+  afterAll(async () => {
+    await agent?.stop();
+  });
+
+  test('each is refused with a line naming its file; the agent stays up and the previous policy still blocks', async () => {
+    if (!fs.existsSync(path.join(path.dirname(CLI), '..', 'dist', 'agent', 'src', 'cli.js'))) {
+      throw new Error('dist/ is not built: run npm run build');
+    }
+    const work = path.join(tmp, 'agent');
+    const policies = path.join(work, 'policies');
+    fs.mkdirSync(policies, { recursive: true });
+    const target = path.join(work, 'guarded.txt');
+    fs.writeFileSync(target, 'guarded');
+    fs.writeFileSync(
+      path.join(policies, 'aaa-guard.yaml'),
+      hostPolicy('guard', { file: { matchPaths: [{ path: target }] }, action: 'Block' }),
+    );
+    agent = await startAgent({ policies, workDir: work, extraArgs: ['--backend', 'compat'] });
+    expect(cat(target)).toMatch(DENIED);
+
+    const cases = malformedPolicies();
+    expect(cases.length).toBeGreaterThanOrEqual(200);
+    for (const c of cases) fs.writeFileSync(path.join(policies, `bad-${c.name}.yaml`), c.text);
+    // the guard's own file broken too: its last good version stays in force
+    fs.writeFileSync(path.join(policies, 'aaa-guard.yaml'), `${fs.readFileSync(path.join(policies, 'aaa-guard.yaml'), 'utf8')}\n  bogus: [\n`);
+    const readyBefore = agent.logs().filter((l) => l.event === 'ready').length;
+    agent.child.kill('SIGHUP');
+    await waitFor('the reload', () => (agent!.logs().filter((l) => l.event === 'ready').length > readyBefore ? true : undefined), 60_000);
+
+    expect(agent.child.exitCode).toBeNull();
+    const errors = agent.logs().filter((l) => l.level === 'error').map((l) => String(l.message));
+    for (const c of cases) {
+      const file = path.join(policies, `bad-${c.name}.yaml`);
+      const lines = errors.filter((e) => e.startsWith(`${file}: `));
+      if (!lines.some((l) => c.expect.test(l))) throw new Error(`no clear error for ${file} (want ${c.expect}):\n${lines.join('\n')}`);
+    }
+    expect(agent.logs().some((l) => l.level === 'warn' && /policy "guard": keeping the last good version/.test(String(l.message)))).toBe(true);
+    expect(cat(target)).toMatch(DENIED);
+    // and it still reloads: the guard fixed, a new rule added
+    fs.writeFileSync(
+      path.join(policies, 'aaa-guard.yaml'),
+      hostPolicy('guard', { file: { matchPaths: [{ path: target }, { path: data('data/b.txt') }] }, action: 'Block' }),
+    );
+    const before = agent.logs().filter((l) => l.event === 'ready').length;
+    agent.child.kill('SIGHUP');
+    await waitFor('the second reload', () => (agent!.logs().filter((l) => l.event === 'ready').length > before ? true : undefined), 60_000);
+    expect(cat(target)).toMatch(DENIED);
+    expect(cat(data('data/b.txt'))).toMatch(DENIED);
+    expect(await agent.stop()).toBe(0);
+    agent = undefined;
+    expect(cat(target)).toBe('ok:guarded');
+  }, 180_000);
 });
