@@ -109,12 +109,15 @@ const BASE = `${PREFIX}/base`; // baseline topics: outside every edgeward topic 
 const GROUP = 'fleet';
 const HUB_USER = 'ewb-hub';
 const OBSERVER_USER = 'ewb-observer';
+const DRIVER_USER = 'ewb-driver'; // publishes the baseline's fan-out, as the hub publishes bundles
 const REPLY_BYTES = 1500; // about the size of a node's `reported`
 const ROUND_TIMEOUT_MS = 180_000;
 
 const fleetName = (i) => `n${String(i).padStart(5, '0')}`;
 const password = () => crypto.randomBytes(12).toString('hex');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** wall-clock ms with sub-ms precision, comparable across the bench's processes */
+const now = () => performance.timeOrigin + performance.now();
 
 function openFileLimit() {
   const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
@@ -184,7 +187,8 @@ spec:
 
 // ---------------------------------------------------------------- children
 
-function forkChild(script, startMsg) {
+/** onEvent(m): messages that are events rather than answers (returns true when it took the message) */
+function forkChild(script, startMsg, onEvent) {
   // HUB_BENCH_CHILD_ARGS: node options for the children, e.g. "--cpu-prof" to see where their time goes
   const execArgv = (process.env.HUB_BENCH_CHILD_ARGS ?? '').split(' ').filter(Boolean);
   const child = fork(path.join(__dirname, script), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
@@ -208,6 +212,7 @@ function forkChild(script, startMsg) {
   };
   child.on('message', (m) => {
     if (m.type === 'error') failure = new Error(`${script} failed: ${m.message}`);
+    else if (onEvent?.(m)) return;
     else inbox.push(m);
     deliver();
   });
@@ -353,6 +358,7 @@ async function setUp(opts, mods) {
   };
   addUser(HUB_USER);
   addUser(OBSERVER_USER);
+  addUser(DRIVER_USER);
   for (const n of edgewardNodes) addUser(`${n}@${ORG}`);
   for (const n of [...fleet, 'solo', 'alert']) addUser(`p-${n}`);
   const acl = [
@@ -364,7 +370,7 @@ async function setUp(opts, mods) {
     '',
     mods.acl.renderAcl({
       prefix: PREFIX,
-      hubUsers: [HUB_USER, OBSERVER_USER],
+      hubUsers: [HUB_USER, OBSERVER_USER, DRIVER_USER],
       nodes: edgewardNodes.map((n) => ({ org: ORG, node: n, groups: fleet.includes(n) ? [GROUP] : [] })),
     }),
   ].join('\n');
@@ -394,7 +400,7 @@ async function setUp(opts, mods) {
   await waitUntil('the hub to connect', () => ctx.hub.isConnected(), 20_000);
   ctx.hubReported = new Set();
   ctx.hub.on('reported', (org, node, state) => {
-    const t = performance.now();
+    const t = now();
     for (const f of ctx.hubReported) f(node, t, state);
   });
   ctx.hubStored = new Set();
@@ -403,13 +409,13 @@ async function setUp(opts, mods) {
     for (const f of ctx.hubStored) f(node, kind, inserted, t);
   });
 
-  // the observer: a hub-privileged plain client watching reports, baseline replies and baseline alerts
+  // the driver publishes the baseline's fan-out (in this process, like the hub's pushes)
   const { mqtt } = mods.mqtt_types;
-  ctx.observer = mqtt.connect(ctx.broker.url, {
+  ctx.driver = mqtt.connect(ctx.broker.url, {
     protocolVersion: 5,
-    clientId: OBSERVER_USER,
-    username: OBSERVER_USER,
-    password: ctx.passwords.get(OBSERVER_USER),
+    clientId: DRIVER_USER,
+    username: DRIVER_USER,
+    password: ctx.passwords.get(DRIVER_USER),
     ca: fs.readFileSync(ctx.broker.ca),
     rejectUnauthorized: true,
     clean: true,
@@ -417,36 +423,36 @@ async function setUp(opts, mods) {
     keepalive: 60,
   });
   await new Promise((resolve, reject) => {
-    ctx.observer.once('connect', resolve);
-    ctx.observer.once('error', reject);
+    ctx.driver.once('connect', resolve);
+    ctx.driver.once('error', reject);
   });
-  ctx.children.push({ stop: () => new Promise((r) => ctx.observer.end(false, {}, () => r())) });
-  await new Promise((resolve, reject) =>
-    ctx.observer.subscribe(
-      { [`${PREFIX}/${ORG}/nodes/+/policy/reported`]: { qos: 1 }, [`${BASE}/reply/#`]: { qos: 1 }, [`${BASE}/alerts/#`]: { qos: 1 } },
-      (e, granted) => (e ? reject(e) : granted.some((g) => g.qos & 0x80) ? reject(new Error(`observer subscriptions refused: ${JSON.stringify(granted)}`)) : resolve()),
-    ),
-  );
+  ctx.children.push({ stop: () => new Promise((r) => ctx.driver.end(false, {}, () => r())) });
+
+  // the observer: its own process, so the hub's database commits here never delay what it sees
   ctx.onReported = new Set();
   ctx.onReply = new Set();
-  ctx.onBaseAlert = new Set();
-  const reportedTopic = new RegExp(`^${PREFIX}/${ORG}/nodes/([^/]+)/policy/reported$`);
-  ctx.observer.on('message', (topic, payload, packet) => {
-    const t = performance.now();
-    let m;
-    if ((m = reportedTopic.exec(topic))) {
-      if (packet.retain || !ctx.onReported.size || !payload.length) return;
-      const state = JSON.parse(payload.toString());
-      for (const f of ctx.onReported) f(m[1], t, state);
-    } else if (topic.startsWith(`${BASE}/reply/`)) {
-      if (!ctx.onReply.size) return;
-      const user = topic.slice(`${BASE}/reply/`.length);
-      const { id } = JSON.parse(payload.toString());
-      for (const f of ctx.onReply) f(user, t, id);
-    } else if (topic.startsWith(`${BASE}/alerts/`)) {
-      for (const f of ctx.onBaseAlert) f(Date.now());
-    }
-  });
+  ctx.observer = forkChild(
+    'observer.js',
+    {
+      cmd: 'start',
+      from: opts.from,
+      url: ctx.broker.url,
+      ca: ctx.broker.ca,
+      username: OBSERVER_USER,
+      password: ctx.passwords.get(OBSERVER_USER),
+      filters: [`${PREFIX}/${ORG}/nodes/+/policy/reported`, `${BASE}/reply/#`, `${BASE}/alerts/#`],
+      reportedPattern: `^${PREFIX}/${ORG}/nodes/([^/]+)/policy/reported$`,
+      basePrefix: BASE,
+    },
+    (m) => {
+      if (m.type === 'reported') for (const f of ctx.onReported) f(m.node, m.t, m.state);
+      else if (m.type === 'reply') for (const f of ctx.onReply) f(m.user, m.t, m.id);
+      else return false;
+      return true;
+    },
+  );
+  ctx.children.push(ctx.observer);
+  await ctx.observer.wait('ready', 30_000);
   return ctx;
 }
 
@@ -471,7 +477,7 @@ async function tearDown(ctx) {
 }
 
 function publish(ctx, topic, payload, opts) {
-  return new Promise((resolve, reject) => ctx.observer.publish(topic, payload, opts, (e) => (e ? reject(e) : resolve())));
+  return new Promise((resolve, reject) => ctx.driver.publish(topic, payload, opts, (e) => (e ? reject(e) : resolve())));
 }
 
 // ---------------------------------------------------------------- push rounds
@@ -492,7 +498,7 @@ async function edgewardRound(ctx, kind, names, fleetChildren) {
   try {
     if (kind === 'group') {
       const target = { scope: 'group', name: GROUP };
-      const t0 = performance.now();
+      const t0 = now();
       const r = await ctx.hub.push(ORG, target, groupDocuments(round));
       if (!r.ok) throw new Error(`push: ${r.error.message}${r.error.cause ? ` (${r.error.cause})` : ""}`);
       for (const n of names) {
@@ -503,7 +509,7 @@ async function edgewardRound(ctx, kind, names, fleetChildren) {
       await Promise.all(
         names.map((n) => {
           const target = { scope: 'node', name: n };
-          const t0 = performance.now();
+          const t0 = now();
           return ctx.hub.push(ORG, target, nodeDocuments(n, round)).then((r) => {
             if (!r.ok) throw new Error(`push to ${n}: ${r.error.message}${r.error.cause ? ` (${r.error.cause})` : ""}`);
             obs.expect(n, target, r.value.version, t0);
@@ -543,13 +549,13 @@ async function plainRound(ctx, kind, users, payloadBytes) {
   const body = (what) => Buffer.concat([Buffer.from(`${id}\n`), Buffer.alloc(Math.max(0, payloadBytes - id.length - 1), what)]);
   try {
     if (kind === 'group') {
-      const t0 = performance.now();
+      const t0 = now();
       await publish(ctx, `${BASE}/fanout/all`, body(0x61), { qos: 1, retain: true });
       for (const u of users) tr.expect(u, null, id, t0);
     } else {
       await Promise.all(
         users.map((u) => {
-          const t0 = performance.now();
+          const t0 = now();
           return publish(ctx, `${BASE}/fanout/${u}`, body(0x62), { qos: 1, retain: true }).then(() => tr.expect(u, null, id, t0));
         }),
       );
@@ -574,7 +580,7 @@ function sampleBundleBytes(ctx, kind, names) {
 async function startFleet(ctx, mode, names, procs, stateRoot) {
   const per = Math.ceil(names.length / procs);
   const children = [];
-  const t0 = performance.now();
+  const t0 = now();
   for (let p = 0; p < procs; p++) {
     const part = names.slice(p * per, (p + 1) * per);
     if (!part.length) continue;
@@ -601,7 +607,7 @@ async function startFleet(ctx, mode, names, procs, stateRoot) {
     children.push(c);
   }
   const ready = await Promise.all(children.map((c) => c.wait('ready', 300_000)));
-  return { children, setupMs: performance.now() - t0, rssKiB: ready.reduce((a, r) => a + r.rssKiB, 0) };
+  return { children, setupMs: now() - t0, rssKiB: ready.reduce((a, r) => a + r.rssKiB, 0) };
 }
 
 async function stopFleet(ctx, fleet) {
@@ -766,21 +772,21 @@ function hubStoredAll(ctx, node, count) {
 async function plainAlerts(ctx, count) {
   const c = alertChild(ctx, { mode: 'plain', username: 'p-alert', password: ctx.passwords.get('p-alert'), count });
   await c.wait('ready');
-  let got = 0;
-  const f = () => got++;
-  ctx.onBaseAlert.add(f);
+  const received = async () => (await ctx.observer.request({ cmd: 'count' }, 'count')).alerts;
+  const start = await received();
   try {
     const done = await c.request({ cmd: 'go' }, 'done', 600_000);
     // what is still on its way to the subscriber arrives now, or was dropped
+    let got = (await received()) - start;
     let before = -1;
     while (got < count && got !== before) {
       before = got;
       await sleep(1000);
+      got = (await received()) - start;
     }
     const seconds = done.deliveredMs / 1000;
     return { count, seconds, perSecond: count / seconds, publishFailures: done.refused, subscriberReceived: got };
   } finally {
-    ctx.onBaseAlert.delete(f);
     await c.stop();
   }
 }

@@ -222,6 +222,9 @@ export class Connection extends Emitter<ConnectionEvents> {
       return;
     }
     this.client = client;
+    // No Nagle: a report or a PUBACK is one small write; held back until the broker ACKs
+    // the previous small segment (delayed ACK), each waited up to 40 ms.
+    client.stream?.setNoDelay?.(true);
     let lastError: HubError | undefined;
     let closed = false;
     client.on('error', (e) => {

@@ -34,7 +34,7 @@ export interface MqttClientLike {
   subscribe(filters: Record<string, { qos: 0 | 1 | 2 }>, callback: (error: Error | null, granted?: MqttGrant[]) => void): this;
   unsubscribe(topics: string[], callback?: (error?: Error) => void): this;
   end(force?: boolean, options?: Record<string, unknown>, callback?: () => void): this;
-  stream?: { destroy(): void };
+  stream?: { destroy(): void; setNoDelay?(noDelay?: boolean): unknown };
 }
 
 export interface MqttConnectOptions {
