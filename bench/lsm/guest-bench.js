@@ -28,12 +28,12 @@ const path = require('path');
 const rules = require('./rules');
 
 const OPS = ['open', 'exec', 'connect'];
-const USAGE = 'usage: node bench/lsm/guest-bench.js --snap DIR [--rounds R (1..20, default 3)] [--seconds S (0.1..20, default 1.5)] [--json]\n';
+const USAGE = 'usage: node bench/lsm/guest-bench.js --snap DIR [--clock wall|icount] [--rounds R (1..20, default 3)] [--seconds S (0.1..20, default 1.5)] [--json]\n';
 
 class UsageError extends Error {}
 
 function parseArgs(argv) {
-  const o = { snap: '', rounds: 3, seconds: 1.5, json: false };
+  const o = { snap: '', clock: 'wall', rounds: 3, seconds: 1.5, json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -41,12 +41,14 @@ function parseArgs(argv) {
       return argv[++i];
     };
     if (a === '--snap') o.snap = value();
+    else if (a === '--clock') o.clock = value();
     else if (a === '--rounds') o.rounds = Number(value());
     else if (a === '--seconds') o.seconds = Number(value());
     else if (a === '--json') o.json = true;
     else throw new UsageError(`unknown argument ${a}`);
   }
   if (!o.snap) throw new UsageError('--snap DIR is required');
+  if (o.clock !== 'wall' && o.clock !== 'icount') throw new UsageError('--clock is wall or icount (how the guest was booted: it only labels the report)');
   if (!Number.isInteger(o.rounds) || o.rounds < 1 || o.rounds > 20) throw new UsageError('--rounds must be an integer in 1..20');
   if (!(o.seconds >= 0.1 && o.seconds <= 20)) throw new UsageError('--seconds must be in 0.1..20');
   return o;
@@ -296,6 +298,11 @@ function report(result) {
   const lines = [];
   const { configs, meta } = result;
   lines.push(`bpf-lsm vs AppArmor in the guest (kernel ${meta.kernel}, ${meta.cpus} vCPUs, LSMs ${meta.lsms}; ${meta.rounds} rounds, ~${meta.seconds} s per loop)`);
+  lines.push(
+    meta.clock === 'icount'
+      ? 'clock: qemu -icount shift=3, guest time = 8 ns per guest instruction: ns/op counts instructions (no cache or memory effects)'
+      : 'clock: the guest\'s real clock under TCG (absolute numbers are TCG\'s, many times a real CPU\'s)',
+  );
   lines.push('ns/op: median over rounds of each loop\'s median slice; ratio: to the mean of the baselines run just before and after, median [min..max] over rounds;');
   lines.push('noise (A/A): every baseline against the two around it (a ratio means something only outside that spread)');
   const head = ['configuration'.padEnd(22), ...OPS.map((op) => `${op} ns/op`.padStart(14) + `${op} ratio`.padStart(24))].join('');
@@ -327,7 +334,7 @@ function report(result) {
   }
   lines.push(`  (AppArmor cannot hold ${bigBpf}+${bigBpf} such rules in one profile: see bench/lsm/rules.js AA_SIZES)`);
   lines.push('');
-  lines.push('kernel time in bpf-lsm programs per loop operation (bpf_stats, a separate pass; guest TCG ns, relative only):');
+  lines.push(`kernel time in bpf-lsm programs per loop operation (bpf_stats, a separate pass; program name, runs per op, ns per op; ${meta.clock === 'icount' ? '8 ns per instruction' : 'guest TCG ns, relative only'}):`);
   for (const [n, byOp] of Object.entries(result.programTime)) {
     const cells = OPS.map((op) => {
       const progs = Object.entries(byOp[op].programs)
@@ -484,7 +491,7 @@ function main() {
     summary.push({ name: c.name, ops });
   }
   const kernel = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
-  const result = { meta: { kernel, lsms, cpus: require('os').cpus().length, rounds: opts.rounds, seconds: opts.seconds, counts }, configs: summary, baselines, programTime, setup };
+  const result = { meta: { kernel, lsms, clock: opts.clock, cpus: require('os').cpus().length, rounds: opts.rounds, seconds: opts.seconds, counts }, configs: summary, baselines, programTime, setup };
   process.stdout.write(`${report(result)}\n`);
   if (opts.json) process.stdout.write(`JSON ${JSON.stringify(result)}\n`);
 }

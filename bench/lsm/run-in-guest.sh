@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/lsm/run-in-guest.sh [--rounds R] [--seconds S] [--timeout T] [--out FILE]
+# bench/lsm/run-in-guest.sh [--clock icount|wall] [--rounds R] [--seconds S] [--timeout T] [--out FILE]
 #
 # Benchmarks the bpf-lsm backend against AppArmor (the mechanism KubeArmor
 # falls back to) in the qemu guest of tests/vm (Debian's stock kernel, booted
@@ -10,8 +10,18 @@
 # rules (bench/lsm/rules.js). Prints ns/op and the ratio to the baseline
 # (bench/lsm/guest-bench.js describes the method).
 #
+#   --clock C     icount (default): one vCPU, single-threaded TCG with
+#                 -icount shift=3, so guest time is 8 ns per guest instruction
+#                 executed: ratios are ratios of instructions, repeatable to
+#                 ~0.1% however loaded the host is, but blind to caches and
+#                 memory (a 10,000-entry hash map costs what a 100-entry one
+#                 does). wall: run-in-vm.sh's usual multi-threaded TCG with
+#                 2 vCPUs and the guest's real clock: includes TCG's own
+#                 memory effects, but on a shared host its A/A noise is tens
+#                 of percent.
 #   --rounds R    rounds of (baseline, each configuration, baseline...) (default 3)
-#   --seconds S   length of one loop on the baseline (default 1.5)
+#   --seconds S   length of one loop on the baseline, in guest seconds
+#                 (default: 0.5 with icount, 1.5 with wall)
 #   --timeout T   the whole guest run, boot included (default 2400)
 #   --out FILE    also write the guest's output (table + JSON line) to FILE
 #                 (default build/bench-lsm/last-run.txt)
@@ -37,18 +47,22 @@ CACHE=$REPO/build/bench-lsm
 LSM_LIST=lockdown,capability,landlock,yama,apparmor,bpf
 AA_SIZES=($(node -e "process.stdout.write(require('$HERE/rules.js').AA_SIZES.join(' '))"))
 
-rounds=3 seconds=1.5 timeout_s=2400 out=$CACHE/last-run.txt
+clock=icount rounds=3 seconds="" timeout_s=2400 out=$CACHE/last-run.txt
 die() { echo "run-in-guest: $*" >&2; exit 2; }
 msg() { echo "run-in-guest: $*" >&2; }
 while [ $# -gt 0 ]; do
   case "$1" in
+    --clock) case "${2:-}" in icount | wall) clock=$2 ;; *) die "--clock is icount or wall, got '${2:-}'" ;; esac; shift 2 ;;
     --rounds) [[ ${2:-} =~ ^[1-9][0-9]?$ ]] || die "--rounds needs an integer in 1..20"; rounds=$2; shift 2 ;;
     --seconds) [[ ${2:-} =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--seconds needs a number"; seconds=$2; shift 2 ;;
     --timeout) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--timeout needs seconds"; timeout_s=$2; shift 2 ;;
     --out) [ -n "${2:-}" ] || die "--out needs a file"; out=$2; shift 2 ;;
-    *) die "unknown argument '$1' (usage: run-in-guest.sh [--rounds R] [--seconds S] [--timeout T] [--out FILE])" ;;
+    *) die "unknown argument '$1' (usage: run-in-guest.sh [--clock icount|wall] [--rounds R] [--seconds S] [--timeout T] [--out FILE])" ;;
   esac
 done
+if [ -z "$seconds" ]; then
+  if [ "$clock" = icount ]; then seconds=0.5; else seconds=1.5; fi
+fi
 
 cd "$REPO"
 for tool in apparmor_parser aa-exec aa-features-abi; do
@@ -118,10 +132,20 @@ cc -O2 -static -o "$snap/tools/noop" bench/noop.c || die "compiling bench/noop.c
 cp "$features" "$snap/apparmor/features"
 for n in "${AA_SIZES[@]}"; do cp "${bin_of[$n]}" "$snap/apparmor/ewbench-$n.bin"; done
 
-msg "running in the guest ($kver, lsm=$LSM_LIST): $rounds rounds, ${seconds} s loops"
+vm_args=(--timeout "$timeout_s" --result "$snap/result.json")
+if [ "$clock" = icount ]; then
+  # run-in-vm.sh always asks for multi-threaded TCG, which -icount refuses: a
+  # stand-in qemu first in PATH turns it into single-threaded TCG.
+  real_qemu=$(command -v qemu-system-x86_64) || die "qemu-system-x86_64 not found: run scripts/install-deps.sh"
+  mkdir -p "$snap/qemu"
+  ln -s "$HERE/qemu-single-thread.sh" "$snap/qemu/qemu-system-x86_64"
+  vm_env+=("PATH=$snap/qemu:$PATH" "EWBENCH_REAL_QEMU=$real_qemu" "EDGEWARD_VM_QEMU_ARGS=${EDGEWARD_VM_QEMU_ARGS:-} -icount shift=3")
+  vm_args+=(--accel tcg --cpus 1)
+fi
+msg "running in the guest ($kver, lsm=$LSM_LIST, clock $clock): $rounds rounds, ${seconds} s loops"
 status=0
-"${vm_env[@]}" bash tests/vm/run-in-vm.sh --timeout "$timeout_s" --result "$snap/result.json" -- \
-  node "$snap/lsm/guest-bench.js" --snap "$snap" --rounds "$rounds" --seconds "$seconds" --json >"$snap/out.txt" || status=$?
+"${vm_env[@]}" bash tests/vm/run-in-vm.sh "${vm_args[@]}" -- \
+  node "$snap/lsm/guest-bench.js" --snap "$snap" --clock "$clock" --rounds "$rounds" --seconds "$seconds" --json >"$snap/out.txt" || status=$?
 grep -v '^JSON ' "$snap/out.txt" || true
 {
   cat "$snap/out.txt"
