@@ -21,7 +21,9 @@ import type { NativeAddon, NativeEventRing, NativeEventSink } from '../../agent/
 import { compilePolicies } from '../../agent/src/policy/compiler';
 import { formatPolicyError, parsePolicyText } from '../../agent/src/policy/loader';
 import type { CompiledPolicySet, DefaultPosture } from '../../agent/src/policy/types';
+import { resolveWorkloads, WorkloadContainer } from '../../agent/src/workloads';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
+import { docker, DockerdHandle, ensureDockerd, ensureTestImage, TEST_IMAGE } from '../helpers/docker';
 import { malformedPolicies } from '../helpers/malformed_policies';
 import { ADDON, BUSYBOX, busyboxCopy, cgroup2Path, CLI, makeTempDir, run, waitFor } from '../helpers/system';
 
@@ -139,6 +141,15 @@ function backend(coverage: 'tmpfs' | 'every mount' = 'tmpfs'): CompatBackend {
   const b = new CompatBackend(addon, sink, ring, testCgroup, coverage === 'tmpfs' ? { hostCoverageMounts: [mnt] } : {});
   backends.push(b);
   return b;
+}
+
+function containerPolicy(name: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({
+    apiVersion: 'security.kubearmor.com/v1',
+    kind: 'KubeArmorPolicy',
+    metadata: { name },
+    spec: { selector: { matchLabels: { app: `ew-allowlist-${process.pid}` } }, ...spec },
+  });
 }
 
 function applyOk(b: CompatBackend, set: CompiledPolicySet): void {
@@ -419,4 +430,108 @@ describe('a real agent (bin/edgeward agent, compat) given 200+ malformed policie
     agent = undefined;
     expect(cat(target)).toBe('ok:guarded');
   }, 180_000);
+});
+
+describe('allow-list in a container (real dockerd; the selected container only)', () => {
+  const NAME = `ew-allowlist-${process.pid}`;
+  const OTHER = `${NAME}-other`;
+  let dockerd: DockerdHandle | undefined;
+  const containers: WorkloadContainer[] = [];
+
+  function start(name: string, labels: Record<string, string>): WorkloadContainer {
+    const r = docker('run', '-d', '--name', name, ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), TEST_IMAGE, 'sleep', '3600');
+    if (r.status !== 0) throw new Error(`docker run ${name}: ${r.stderr}`);
+    const pid = Number(docker('inspect', '-f', '{{.State.Pid}}', name).stdout);
+    const c: WorkloadContainer = {
+      id: r.stdout,
+      name,
+      labels,
+      namespaceName: 'container_namespace',
+      pid,
+      mntNs: Number(fs.statSync(`/proc/${pid}/ns/mnt`).ino),
+      pidNs: Number(fs.statSync(`/proc/${pid}/ns/pid`).ino),
+    };
+    // a second program (another busybox inode) and data files
+    const cp = docker('cp', BUSYBOX, `${name}:/tmp/busybox`);
+    if (cp.status !== 0) throw new Error(`docker cp: ${cp.stderr}`);
+    const prep = docker('exec', name, 'sh', '-c', 'mkdir -p /data && echo ok > /data/ok.txt && echo secret > /data/secret.txt');
+    if (prep.status !== 0) throw new Error(`preparing ${name}: ${prep.stderr}`);
+    containers.push(c);
+    return c;
+  }
+
+  beforeAll(async () => {
+    dockerd = await ensureDockerd();
+    ensureTestImage();
+    docker('rm', '-f', NAME, OTHER);
+    start(NAME, { app: NAME });
+    start(OTHER, { app: 'someone-else' });
+  }, 120_000);
+
+  afterAll(async () => {
+    docker('rm', '-f', NAME, OTHER);
+    await dockerd?.stop();
+  }, 60_000);
+
+  /** Resolved against the running containers; network programs on the cgroup v2 root (rules are keyed by workload). */
+  function applyToContainers(docs: string[], posture: DefaultPosture): CompiledPolicySet {
+    const set = resolveWorkloads(compile(docs, posture), containers);
+    const b = new CompatBackend(addon, sink, ring, cgroup2Path());
+    backends.push(b);
+    applyOk(b, set);
+    return set;
+  }
+
+  const inC = (name: string, ...cmd: string[]) => docker('exec', name, ...cmd);
+  const PERM = /permission denied|operation not permitted/i;
+
+  test('process allow-list, posture block: only busybox runs in the selected container; the other container and the host are untouched', async () => {
+    const set = applyToContainers([containerPolicy('only-busybox', { process: { matchPaths: [{ path: '/bin/busybox' }] }, action: 'Allow' })], BLOCK);
+    const posture = postureOf(set, 'process');
+    expect(inC(NAME, 'true').status).toBe(0);
+    const denied = inC(NAME, '/tmp/busybox', 'true');
+    expect(denied.status).not.toBe(0);
+    expect(denied.stderr + denied.stdout).toMatch(PERM);
+    expect(inC(OTHER, '/tmp/busybox', 'true').status).toBe(0);
+    expect(exec(bin('other'))).toBe('ok');
+    const d = await waitFor('the posture decision', () => decisions.find((x) => x.ruleId === posture && x.resource.endsWith('/tmp/busybox')));
+    expect(d).toMatchObject({ action: Action.Block, operation: OperationCode.Process });
+    expect(set.meta.get(posture)).toMatchObject({ policyName: 'DefaultPosture', policyType: 'MatchedPolicy' });
+  });
+
+  test('file allow-list, posture block: allowed files open, the rest of the container\'s files do not', async () => {
+    const set = applyToContainers(
+      [
+        containerPolicy('files', {
+          file: {
+            matchDirectories: [{ dir: '/bin/', recursive: true }, { dir: '/dev/', recursive: true }],
+            matchPaths: [{ path: '/data/ok.txt', readOnly: true }],
+          },
+          action: 'Allow',
+        }),
+      ],
+      BLOCK,
+    );
+    const posture = postureOf(set, 'file');
+    expect(inC(NAME, 'cat', '/data/ok.txt').stdout.trim()).toBe('ok');
+    const secret = inC(NAME, 'cat', '/data/secret.txt');
+    expect(secret.status).not.toBe(0);
+    expect(secret.stderr).toMatch(PERM);
+    expect(inC(NAME, 'sh', '-c', 'echo x >> /data/ok.txt').stderr).toMatch(PERM);
+    expect(inC(OTHER, 'cat', '/data/secret.txt').stdout.trim()).toBe('secret');
+    await waitFor('the posture decision', () => decisions.find((x) => x.ruleId === posture && x.resource.endsWith('/data/secret.txt')));
+  });
+
+  test('network allow-list, posture block: tcp allowed, udp refused in the selected container only', async () => {
+    const set = applyToContainers([containerPolicy('tcp-only', { network: { matchProtocols: [{ protocol: 'tcp' }] }, action: 'Allow' })], BLOCK);
+    const posture = postureOf(set, 'network');
+    // busybox nslookup: a UDP socket to the given server
+    const udp = inC(NAME, 'nslookup', '-timeout=1', 'example.invalid', '127.0.0.1');
+    expect(udp.stderr + udp.stdout).toMatch(PERM);
+    const tcp = inC(NAME, 'sh', '-c', 'echo x | nc -w1 127.0.0.1 9');
+    expect(tcp.stderr).not.toMatch(PERM); // refused by the peer, not by us
+    const otherUdp = inC(OTHER, 'nslookup', '-timeout=1', 'example.invalid', '127.0.0.1');
+    expect(otherUdp.stderr + otherUdp.stdout).not.toMatch(PERM);
+    await waitFor('the posture decision', () => decisions.find((x) => x.ruleId === posture && x.resource === 'udp'));
+  });
 });
