@@ -1,14 +1,15 @@
 // The real agent (bin/edgeward agent) on bpf-lsm pins its rules: kill -9 of
 // the agent keeps the block, a restarted agent adopts the pinned state and
 // its alerts resume, a stop without --detach-on-exit leaves the rules in
-// force, `edgeward unload` removes them, and --detach-on-exit removes them
-// on stop.
+// force, `edgeward unload` removes them, --detach-on-exit removes them on
+// stop, and with selfProtection enabled only the stopper can stop it.
 //
 // Only a kernel booted with bpf among its LSMs can run this: run it in the
 // qemu guest,
 //   tests/vm/run-conformance.sh --backend bpf-lsm tests/integration/lsm_agent_pinning.test.ts
 // It pins under the agent's real root (/sys/fs/bpf/edgeward), which is why
 // it refuses to start when something is pinned there already.
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -123,6 +124,43 @@ describe('the bpf-lsm agent keeps enforcing across restarts (pinned state)', () 
     // nothing left: unloading again is not an error
     expect(unload().status).toBe(0);
   }, 900_000);
+
+  test('self-protection: other processes can neither kill it nor touch its state and pins; the stopper can stop it', async () => {
+    const state = path.join(work, 'state');
+    const config = path.join(work, 'self-protected.yaml');
+    // the state directory on /tmp: on the guest's overlay root stat() and the LSM hooks see different inodes
+    fs.writeFileSync(config, `stateDirectory: ${state}\nselfProtection:\n  enabled: true\n  stopperPid: ${process.pid}\n`);
+    const a = await agent(['--config', config]);
+    expect(a.logs().some((l) => l.event === 'self-protected')).toBe(true);
+    const pid = String(a.child.pid);
+    const py = spawnSync(
+      '/usr/bin/python3',
+      [
+        '-c',
+        `import errno, os, signal, sys
+def attempt(fn):
+    try:
+        fn(); print('ok')
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, str(e.errno)))
+attempt(lambda: os.kill(int(sys.argv[1]), signal.SIGKILL))
+attempt(lambda: open(os.path.join(sys.argv[2], 'planted'), 'w'))
+attempt(lambda: os.unlink(os.path.join(sys.argv[3], 'link_file_open')))`,
+        pid,
+        state,
+        pinDir,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(py.stdout.trim().split('\n')).toEqual(['EPERM', 'EPERM', 'EPERM']);
+    const refused = unload();
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/stop it with the service manager first/);
+    expect(readSecret()).toBe('EPERM');
+    expect(await a.stop()).toBe(0); // SIGTERM from the stopper
+    expect(unload().status).toBe(0);
+    expect(readSecret()).toBe('ok');
+  }, 600_000);
 
   test('--detach-on-exit: stopping the agent removes its enforcement and its pins', async () => {
     const a = await agent(['--detach-on-exit']);

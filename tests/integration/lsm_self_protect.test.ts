@@ -192,6 +192,20 @@ attempt(lambda: open('/proc/%d/status' % pid).read())`,
     ).toEqual(['EPERM', 'EACCES', 'ok']);
   });
 
+  test('its BPF map descriptors cannot be reopened for writing through /proc/<pid>/fd', () => {
+    const r = py(
+      `
+pid = int(sys.argv[1])
+fds = [f for f in os.listdir('/proc/%d/fd' % pid) if os.readlink('/proc/%d/fd/%s' % (pid, f)) == 'anon_inode:bpf-map']
+print(len(fds), flush=True)
+for f in fds:
+    attempt(lambda: open('/proc/%d/fd/%s' % (pid, f), 'r+b'))`,
+      [String(agent!.pid)],
+    );
+    expect(Number(r[0])).toBeGreaterThan(0);
+    expect(r.slice(1).filter((x) => x === 'ok')).toEqual([]);
+  });
+
   test('its state directory and binary are read-only to everyone else; the agent still writes its state', async () => {
     const p = path.join(state, 'policies', 'p.yaml');
     expect(
