@@ -530,6 +530,7 @@ std::string UnescapeMountField(const std::string& f) {
 
 struct MountInfoEntry {
   uint64_t id;
+  uint64_t sb_dev;  // the superblock's s_dev (mountinfo major:minor) as major << 20 | minor
   std::string point;
   std::string type;
 };
@@ -558,6 +559,9 @@ std::vector<MountInfoEntry> ReadMountInfo(const std::string& file) {
     std::string rest = line.substr(sep + 3);
     MountInfoEntry e;
     e.id = strtoull(f[0].c_str(), nullptr, 10);
+    unsigned long major = 0, minor = 0;
+    if (sscanf(f[2].c_str(), "%lu:%lu", &major, &minor) != 2) continue;
+    e.sb_dev = (static_cast<uint64_t>(major) << 20) | minor;
     e.point = UnescapeMountField(f[4]);
     e.type = rest.substr(0, rest.find(' '));
     out.push_back(std::move(e));
@@ -1463,39 +1467,54 @@ void FileEnforcer::PlanMounts(FileEnforcerPlan* plan, const WorkloadPolicySpec& 
     plan->errors.push_back(where + ": cannot read " + info + "; allow-list, pattern and execname rules not enforced there");
     return;
   }
+  // Filesystem (superblock) marks: they also cover the copies of these mounts
+  // in other mount namespaces (unshare -m) and bind mounts of them. A
+  // container's other mounts (volumes, /etc/hosts) are bind mounts of host
+  // filesystems: marking those would send every open on the host through
+  // the answerer, so they get mount marks (an unshared copy of one of them
+  // inside a privileged container is not covered).
   size_t covered = 0;
   for (const MountInfoEntry& e : mounts) {
     if (PseudoFilesystem(e.type)) continue;
     if (policy.mounts_given &&
         std::find(policy.mounts.begin(), policy.mounts.end(), e.point) == policy.mounts.end())
       continue;
+    const bool filesystem = !root || e.point == "/";
+    const uint64_t key = filesystem ? e.sb_dev : (1ull << 63) | e.id;
+    auto done = wanted->find(key);
+    if (done != wanted->end() && (done->second.mask & mask) == mask) {
+      covered++;
+      continue;
+    }
     int fd = OpenInRoot(root.get(), e.point, O_PATH);
     if (fd < 0) {
       plan->errors.push_back(where + ": mount " + e.point + " (" + e.type + "): " + ErrnoText(errno) +
                              "; allow-list, pattern and execname rules not enforced there");
       continue;
     }
-    const uint64_t id = MountIdOf(fd);
-    if (id == 0 || id != e.id) {  // covered by another mount on the same point (listed too), or unknown
+    if (MountIdOf(fd) != e.id) {  // hidden under another mount on the same point (listed too)
       close(fd);
       continue;
     }
-    auto have_it = mount_marks_.find(id);
+    auto have_it = mount_marks_.find(key);
     const uint64_t have = have_it == mount_marks_.end() ? 0 : have_it->second.mask;
     if ((have & mask) != mask) {
-      if (fanotify_mark(fan_fd_[kMountGroup], FAN_MARK_ADD | FAN_MARK_MOUNT, mask, AT_FDCWD, ProcFdPath(fd).c_str()) !=
-          0) {
-        plan->errors.push_back(where + ": cannot mark mount " + e.point + " (" + e.type + "): " + ErrnoText(errno) +
+      if (fanotify_mark(fan_fd_[kMountGroup], FAN_MARK_ADD | (filesystem ? FAN_MARK_FILESYSTEM : FAN_MARK_MOUNT), mask,
+                        AT_FDCWD, ProcFdPath(fd).c_str()) != 0) {
+        plan->errors.push_back(where + ": cannot mark " + (filesystem ? "the filesystem of " : "mount ") + e.point +
+                               " (" + e.type + "): " + ErrnoText(errno) +
                                "; allow-list, pattern and execname rules not enforced there");
         close(fd);
         continue;
       }
-      mount_marks_[id] = MountMark{have | mask, e.point, root};
+      mount_marks_[key] = MountMark{have | mask, e.point, root, e.id, filesystem};
     }
-    MountMark& w = (*wanted)[id];
+    MountMark& w = (*wanted)[key];
     w.mask |= mask;
     w.path = e.point;
     w.root = root;
+    w.mount_id = e.id;
+    w.filesystem = filesystem;
     covered++;
     close(fd);
   }
@@ -1651,8 +1670,10 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules,
       continue;
     }
     int fd = OpenInRoot(it->second.root.get(), it->second.path, O_PATH);
-    if (fd >= 0 && MountIdOf(fd) == it->first)
-      fanotify_mark(fan_fd_[kMountGroup], FAN_MARK_REMOVE | FAN_MARK_MOUNT, extra, AT_FDCWD, ProcFdPath(fd).c_str());
+    if (fd >= 0 && MountIdOf(fd) == it->second.mount_id)
+      fanotify_mark(fan_fd_[kMountGroup],
+                    FAN_MARK_REMOVE | (it->second.filesystem ? FAN_MARK_FILESYSTEM : FAN_MARK_MOUNT), extra, AT_FDCWD,
+                    ProcFdPath(fd).c_str());
     if (fd >= 0) close(fd);
     // not found: the mount is gone, and its mark with it
     if (!wanted) {

@@ -32,7 +32,8 @@
 // Allow-list mode (KubeArmor's Allow rules with a default posture): a
 // workload (the host or a container) whose process or file category has an
 // Allow rule gets every exec (FAN_OPEN_EXEC_PERM) or open (FAN_OPEN_PERM) of
-// its mounts watched through mount marks (a third group), and what no Allow
+// its mounted filesystems watched through filesystem marks (a third group;
+// they also cover unshared copies and bind mounts), and what no Allow
 // rule permits gets the posture: refused (Block) or reported (Audit), under
 // the posture's rule id. Block rules still win over Allow. matchPatterns
 // globs and execname rules are matched by path on the same mount marks.
@@ -220,10 +221,13 @@ class FileEnforcer {
 
  private:
   enum Group { kFileGroup = 0, kDirGroup = 1, kMountGroup = 2 };
+  // A filesystem (superblock) mark, and a mount of it to find it again by.
   struct MountMark {
     uint64_t mask;
     std::string path;  // mount point, inside root
     PathRootPtr root;  // null: the host
+    uint64_t mount_id;
+    bool filesystem;   // FAN_MARK_FILESYSTEM (else FAN_MARK_MOUNT)
   };
   struct MarkState {
     uint64_t mask;     // FAN_* bits set in the kernel
@@ -308,7 +312,7 @@ class FileEnforcer {
   std::unordered_map<FileInodeId, MarkState, FileInodeIdHash> marks_;
   std::unordered_map<int, FileWatchState> watches_;  // by inotify wd
   std::atomic<uint64_t> mark_count_{0};
-  std::unordered_map<uint64_t, MountMark> mount_marks_;  // by mount id, in kMountGroup
+  std::unordered_map<uint64_t, MountMark> mount_marks_;  // kMountGroup: by s_dev, or 1 << 63 | mount id
 
   // Marks that could not be removed by path (the inode moved away): the
   // answerer removes them through the event fd when they next fire.

@@ -90,9 +90,11 @@ beforeAll(() => {
   fs.mkdirSync(testCgroup);
 });
 
-afterEach(() => {
+afterEach(async () => {
   for (const b of backends) b.close();
   backends = [];
+  // records of this test still on their way must not count for the next one
+  await new Promise((r) => setTimeout(r, 500));
   decisions = [];
   const bad = undecodable;
   undecodable = 0;
@@ -207,6 +209,11 @@ describe('process allow-list', () => {
     expect(decisions.filter((x) => x.resource === bin('allowed'))).toEqual([]);
     // programs outside the covered mount are untouched
     expect(exec(tools)).toBe('ok');
+    // a private copy of the mount (unshare -m) is the same filesystem: still covered
+    const unshared = run('/usr/bin/unshare', ['-m', '--propagation', 'private', bin('other'), 'true']);
+    expect(unshared.status).not.toBe(0);
+    expect(unshared.stderr).toMatch(DENIED);
+    expect(run('/usr/bin/unshare', ['-m', '--propagation', 'private', bin('allowed'), 'true']).status).toBe(0);
   });
 
   test('default posture audit: everything runs; the unallowed exec is reported with Action Audit', async () => {
