@@ -97,12 +97,20 @@ async function waitConnected(client) {
   }
 }
 
-/** Resolves once the spool holds no alert that was not delivered. */
+/**
+ * Resolves once the spool holds no alert that was not delivered. status()
+ * counts the pending records one by one, so it is asked only once the
+ * newest record was acknowledged, not on every batch.
+ */
 function drained(client) {
+  const last = client.status().spool.alerts.lastSeq;
   return new Promise((resolve) => {
-    const check = () => {
-      if (client.status().spool.alerts.pending === 0) {
-        client.off?.('delivered', check);
+    let reachedLast = false;
+    const check = (kind, _from, to) => {
+      if (kind !== undefined && kind !== 'alerts') return false;
+      if (to !== undefined && to >= last) reachedLast = true;
+      if ((kind === undefined || reachedLast) && client.status().spool.alerts.pending === 0) {
+        client.off('delivered', check);
         resolve();
         return true;
       }
