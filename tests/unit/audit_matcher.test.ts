@@ -98,3 +98,52 @@ describe('AuditMatcher', () => {
     expect(m.needs()).toEqual({ process: false, file: false, network: true });
   });
 });
+
+describe('allow-list, patterns and execname (audit-only backend)', () => {
+  const posture = (category: 'process' | 'file' | 'network', ruleId: number) => ({ ruleId, category, action: 'Block' as const, scopeKind: 'host' as const });
+
+  test('patterns and execname match as the kernel enforcers do', () => {
+    expect(targetMatches({ kind: 'pattern', pattern: '/etc/*shadow*' }, '/etc/gshadow')).toBe(true);
+    expect(targetMatches({ kind: 'pattern', pattern: '/etc/*shadow*' }, '/etc/x/shadow')).toBe(false);
+    expect(targetMatches({ kind: 'execname', name: 'nc' }, '/usr/bin/nc')).toBe(true);
+    expect(targetMatches({ kind: 'execname', name: 'nc' }, '/usr/bin/ncat')).toBe(false);
+  });
+
+  test('Allow rules are never reported; outside them the posture is, under its rule id', () => {
+    const m = new AuditMatcher({
+      pathRules: [
+        pathRule({ ruleId: 1, action: 'Allow', operation: 'Process', target: { kind: 'path', path: '/usr/bin/ok' } }),
+        pathRule({ ruleId: 2, action: 'Block', operation: 'Process', target: { kind: 'path', path: '/usr/bin/ok' }, fromSource: [{ kind: 'path', path: '/bin/evil' }] }),
+      ],
+      networkRules: [],
+      postureRules: [posture('process', 9)],
+      meta: new Map(),
+    });
+    expect(m.matchExec(task, '/usr/bin/ok', '/bin/sh')).toBeUndefined();
+    expect(m.matchExec(task, '/usr/bin/other', '/bin/sh')).toMatchObject({ ruleId: 9, action: Action.Block, ret: 0 });
+    // Block wins over Allow
+    expect(m.matchExec(task, '/usr/bin/ok', '/bin/evil')).toMatchObject({ ruleId: 2, action: Action.Block });
+  });
+
+  test('a readOnly Allow permits reads only; writes get the posture', () => {
+    const m = new AuditMatcher({
+      pathRules: [pathRule({ ruleId: 1, action: 'Allow', readOnly: true })],
+      networkRules: [],
+      postureRules: [posture('file', 5)],
+      meta: new Map(),
+    });
+    expect(m.matchOpen(task, '/etc/shadow', 0, '/bin/cat')).toBeUndefined();
+    expect(m.matchOpen(task, '/etc/shadow', 1, '/bin/cat')).toMatchObject({ ruleId: 5 });
+  });
+
+  test('network: allowed class silent, other classes get the posture with the class name as resource', () => {
+    const m = new AuditMatcher({
+      pathRules: [],
+      networkRules: [{ ruleId: 1, action: 'Allow', operation: 'Network', protocol: 'tcp', fromSource: [] }],
+      postureRules: [posture('network', 7)],
+      meta: new Map(),
+    });
+    expect(m.matchSocket(task, 2, 1, 0, '/bin/x')).toBeUndefined();
+    expect(m.matchSocket(task, 2, 2, 0, '/bin/x')).toMatchObject({ ruleId: 7, resource: 'udp', flags: ProtoClass.Udp });
+  });
+});
