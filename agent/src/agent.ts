@@ -60,6 +60,15 @@ export interface AgentStatus {
   alertsSuppressed: number;
 }
 
+export interface AgentOptions {
+  /**
+   * bpf-lsm pins its programs and rules so that they keep enforcing after the
+   * agent stops or crashes (a restart adopts them). With this, stop() removes
+   * them instead: nothing is enforced once the agent is gone.
+   */
+  detachOnExit?: boolean;
+}
+
 export class Agent {
   readonly log: winston.Logger;
   private readonly alertLog: winston.Logger;
@@ -93,7 +102,10 @@ export class Agent {
   private control: ControlServer | undefined;
   private readonly startedAt = new Date();
 
-  constructor(private readonly config: AgentConfig) {
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly options: AgentOptions = {},
+  ) {
     this.log = createLogger({
       level: config.logging.level,
       format: config.logging.format,
@@ -151,12 +163,18 @@ export class Agent {
     );
 
     if (report.backend === 'bpf-lsm') {
-      this.backend = new LsmBackend(this.native, this.pipeline.ring, {
+      const lsm = new LsmBackend(this.native, this.pipeline.ring, {
+        // always pinned: a crash must not open a window; --detach-on-exit removes the pins at stop()
+        pin: true,
         onReapply: (r) => {
           this.log.info(`bpf-lsm: rules resolved again (${r.trigger} changed)`);
           for (const e of r.errors) this.log.warn(e);
         },
       });
+      this.backend = lsm;
+      if (lsm.adopted()) {
+        this.log.info('bpf-lsm: adopted the rules an earlier agent left pinned; they stay in force until the new set replaces them', { event: 'adopted' });
+      }
     } else if (report.backend === 'compat') {
       const compat = new CompatBackend(this.native, this.pipeline.sink, this.pipeline.ring, report.features.cgroup2Path);
       this.backend = compat;
@@ -383,7 +401,10 @@ export class Agent {
     };
   }
 
-  /** Detaches every program and mark; after it nothing is enforced. */
+  /**
+   * Stops. compat and audit-only detach everything; bpf-lsm leaves its pinned
+   * rules in force unless the agent was started with detachOnExit.
+   */
   async stop(): Promise<void> {
     if (this.housekeeping) clearInterval(this.housekeeping);
     await this.control?.close();
@@ -397,7 +418,13 @@ export class Agent {
     this.workloads?.close();
     this.workloads = undefined;
     this.housekeeping = undefined;
-    this.backend?.close();
+    if (this.backend instanceof LsmBackend && !this.options.detachOnExit) {
+      // the pinned programs and rules keep enforcing; `edgeward unload` removes them
+      this.backend.release();
+      this.log.info('bpf-lsm: rules stay in force after exit (pinned); edgeward unload removes them');
+    } else {
+      this.backend?.close();
+    }
     this.backend = undefined;
     this.pipeline?.close();
     this.pipeline = undefined;

@@ -20,13 +20,16 @@ import { loadNative } from './native';
 import { formatPolicyError, loadPolicyDirectory, loadPolicyFile } from './policy/loader';
 import { formatProbe, probe } from './probe';
 import { ensureKernelFilesystems } from './kernel_fs';
+import { unloadPinned } from './lsm_backend';
 
 const USAGE = `usage: edgeward <command> [options]
 
 commands:
   agent [--config FILE] [--policies DIR] [--log-format json|pretty] [--alerts-file FILE]
-        [--backend auto|bpf-lsm|compat|audit-only] [--socket PATH]
-                             run the agent in the foreground until SIGTERM/SIGINT (SIGHUP reloads policies)
+        [--backend auto|bpf-lsm|compat|audit-only] [--socket PATH] [--detach-on-exit]
+                             run the agent in the foreground until SIGTERM/SIGINT (SIGHUP reloads policies);
+                             bpf-lsm rules stay in force after it exits unless --detach-on-exit
+  unload                     remove the bpf-lsm rules an agent left in force (pinned under /sys/fs/bpf/edgeward)
   probe [--json]             the kernel, LSMs, backend, what each rule kind gets here, containers the agent sees
   status [--json]            the running agent: backend, policies, rules, alerts, containers, load errors
   policy apply FILE...       apply policies to the running agent (all or nothing; kept across restarts;
@@ -61,7 +64,7 @@ async function runAgent(argv: string[]): Promise<number> {
   const { options, positional } = parseArgs(
     argv,
     ['config', 'policies', 'log-format', 'alerts-file', 'backend', 'socket'],
-    [],
+    ['detach-on-exit'],
   );
   if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
   const config = readConfig(options.config as string | undefined);
@@ -87,7 +90,7 @@ async function runAgent(argv: string[]): Promise<number> {
     return 1;
   }
 
-  const agent = new Agent(config);
+  const agent = new Agent(config, { detachOnExit: options['detach-on-exit'] === true });
   try {
     await agent.start();
   } catch (err) {
@@ -100,7 +103,7 @@ async function runAgent(argv: string[]): Promise<number> {
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      agent.log.info(`${signal}: detaching and exiting`);
+      agent.log.info(`${signal}: stopping`);
       agent.stop().then(
         () => resolve(0),
         () => resolve(1),
@@ -128,6 +131,22 @@ async function runProbe(argv: string[]): Promise<number> {
     const containers = seen.containers ? formatContainers(seen.containers).replace(/^/gm, '  ') : `  unknown: ${seen.note}`;
     process.stdout.write(`${formatProbe(report)}\ncontainers (seen by the agent):\n${containers}\n`);
   }
+  return 0;
+}
+
+/** `edgeward unload`: removes the bpf-lsm rules agents left pinned (stop the agent first). */
+function runUnload(argv: string[]): number {
+  const { positional } = parseArgs(argv, [], []);
+  if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
+  ensureKernelFilesystems();
+  let removed: string[];
+  try {
+    removed = unloadPinned();
+  } catch (err) {
+    process.stderr.write(`edgeward unload: ${(err as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(removed.length ? removed.map((d) => `removed ${d}\n`).join('') : 'nothing pinned\n');
   return 0;
 }
 
@@ -176,6 +195,8 @@ export async function main(argv: string[]): Promise<number> {
         const { runHubCommand } = await import('./hub/cli');
         return await runHubCommand(rest);
       }
+      case 'unload':
+        return runUnload(rest);
       case 'version':
       case '--version': {
         const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8'));

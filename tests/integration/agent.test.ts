@@ -112,7 +112,7 @@ describe(`edgeward agent on the real kernel (${BACKEND} backend)`, () => {
 `,
       ),
     );
-    agent = await startAgent({ policies, workDir: work, extraArgs: ['--backend', BACKEND] });
+    agent = await startAgent({ policies, workDir: work, extraArgs: ['--backend', BACKEND, '--detach-on-exit'] });
   });
 
   afterAll(async () => {
@@ -251,7 +251,7 @@ describe(`edgeward agent on the real kernel (${BACKEND} backend)`, () => {
     expect(nodeChild(UDP_SOCKET).stdout.trim()).toBe('ok');
   });
 
-  test('(7) stopping the agent removes its enforcement', async () => {
+  test('(7) stopping the agent (--detach-on-exit) removes its enforcement', async () => {
     const code = await agent!.stop();
     agent = undefined;
     expect(code).toBe(0);

@@ -77,4 +77,15 @@ spec:
     expect(edgeward('frobnicate').status).toBe(2);
     expect(edgeward('agent', '--nope').status).toBe(2);
   });
+
+  test('unload with nothing pinned says so, exit 0; it takes no arguments', () => {
+    const pinned = '/sys/fs/bpf/edgeward';
+    const before = fs.existsSync(pinned) ? fs.readdirSync(pinned).filter((n) => n.startsWith('lsm-')) : [];
+    // this kernel cannot run bpf-lsm, so no agent here pinned anything
+    expect(before).toEqual([]);
+    const r = edgeward('unload');
+    expect(r.stdout).toBe('nothing pinned\n');
+    expect(r.status).toBe(0);
+    expect(edgeward('unload', 'x').status).toBe(2);
+  });
 });
