@@ -243,7 +243,7 @@ export class Agent {
   }
 
   private compileOptions(): CompileOptions {
-    return { hostname: this.hostName(), nodeLabels: this.config.node.labels ?? {} };
+    return { hostname: this.hostName(), nodeLabels: this.config.node.labels ?? {}, posture: this.config.defaultPosture };
   }
 
   /**
