@@ -251,7 +251,8 @@ if [ "$1" = purge ]; then rm -rf /var/lib/edgeward /var/log/edgeward; fi
 EOF
   chmod 0755 "$pkg/DEBIAN/postinst" "$pkg/DEBIAN/prerm" "$pkg/DEBIAN/postrm"
   mkdir -p "$outdir"
-  dpkg-deb --root-owner-group --build "$pkg" "$outdir/edgeward_${version}_${arch}.deb" >/dev/null
+  # gzip: xz takes minutes on a board for a bundled node
+  dpkg-deb -Zgzip --root-owner-group --build "$pkg" "$outdir/edgeward_${version}_${arch}.deb" >/dev/null
   rm -rf "$tmp"
   echo "$outdir/edgeward_${version}_${arch}.deb"
 }
