@@ -21,6 +21,7 @@ import { formatPolicyError, loadPolicyDirectory, loadPolicyFile } from './policy
 import { formatProbe, probe } from './probe';
 import { ensureKernelFilesystems } from './kernel_fs';
 import { unloadPinned } from './lsm_backend';
+import { ServiceManager } from './service_manager';
 
 const USAGE = `usage: edgeward <command> [options]
 
@@ -91,19 +92,24 @@ async function runAgent(argv: string[]): Promise<number> {
   }
 
   const agent = new Agent(config, { detachOnExit: options['detach-on-exit'] === true });
+  // systemd (Type=notify): READY only once the rules are in force; watchdog pings from the event loop
+  const service = new ServiceManager({ onError: (e) => agent.log.warn(`sd_notify: ${e.message}`) });
   try {
     await agent.start();
   } catch (err) {
     agent.log.error(`cannot start: ${(err as Error).message}`);
+    service.notifyStopping(`cannot start: ${(err as Error).message}`);
     await agent.stop();
     return 1;
   }
+  service.notifyReady(readyStatus(agent));
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       agent.log.info(`${signal}: stopping`);
+      service.notifyStopping(`${signal}: stopping`);
       agent.stop().then(
         () => resolve(0),
         () => resolve(1),
@@ -113,7 +119,9 @@ async function runAgent(argv: string[]): Promise<number> {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
       agent.log.info('SIGHUP: reloading policies');
+      service.notifyReloading('reloading policies');
       agent.reload();
+      service.notifyReady(readyStatus(agent));
     });
   });
 }
@@ -132,6 +140,12 @@ async function runProbe(argv: string[]): Promise<number> {
     process.stdout.write(`${formatProbe(report)}\ncontainers (seen by the agent):\n${containers}\n`);
   }
   return 0;
+}
+
+/** The status line systemctl shows. */
+function readyStatus(agent: Agent): string {
+  const s = agent.status();
+  return `enforcing ${s.rulesInForce} rules (${s.backend})`;
 }
 
 /** `edgeward unload`: removes the bpf-lsm rules agents left pinned (stop the agent first). */
