@@ -120,6 +120,10 @@ PathRoot::~PathRoot() {
   if (fd >= 0) close(fd);
 }
 
+FileEnforcer::OwnedFd::~OwnedFd() {
+  if (fd >= 0) close(fd);
+}
+
 int OpenInRoot(const PathRoot* root, const std::string& path, int flags) {
   if (root == nullptr || root->fd < 0) return open(path.c_str(), flags | O_CLOEXEC);
   struct open_how how;
@@ -762,6 +766,7 @@ void FileEnforcer::Close() {
     std::lock_guard<std::mutex> marks_lock(marks_mu_);
     marks_.clear();
     mount_marks_.clear();
+    coverage_.clear();
     watches_.clear();
     mark_count_ = 0;
   }
@@ -1620,6 +1625,7 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules,
 
   // 1b. Allow-list postures and the mounts they (and pattern/execname rules) cover.
   std::unordered_map<uint64_t, MountMark> wanted_mounts;
+  std::vector<CoverageEntry> coverage;
   for (const WorkloadPolicySpec& policy : policies) {
     PathRootPtr root;
     if (policy.root_pid > 0) {
@@ -1653,7 +1659,16 @@ SetRulesResult FileEnforcer::SetRules(const std::vector<FileRuleSpec>& rules,
     }
     if (!posture.exec_action && !posture.open_action) table.postures.erase(policy.workload);
     PlanMounts(&plan, policy, root, &wanted_mounts);
+    if (policy.cover_exec || policy.cover_open) {
+      const std::string info =
+          root ? "/proc/" + std::to_string(policy.root_pid) + "/mountinfo" : std::string("/proc/self/mountinfo");
+      int fd = open(info.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0)
+        plan.errors.push_back(info + ": " + ErrnoText(errno) + "; filesystems mounted later are not covered");
+      coverage.push_back(CoverageEntry{policy, root, fd >= 0 ? std::make_shared<OwnedFd>(fd) : nullptr});
+    }
   }
+  coverage_.swap(coverage);
 
   // 2. Publish the new table.
   {
@@ -1753,16 +1768,40 @@ void FileEnforcer::WalkNewDirLocked(const std::string& top, uint64_t perm, const
   }
 }
 
+// New mounts in a covered mount namespace: mark their filesystems too.
+void FileEnforcer::RescanMountsLocked() {
+  FileEnforcerPlan plan;
+  std::unordered_map<uint64_t, MountMark> wanted;
+  for (const CoverageEntry& c : coverage_) PlanMounts(&plan, c.policy, c.root, &wanted);
+  for (const std::string& e : plan.errors) NoteWatchError(e);
+  mark_count_ = marks_.size() + mount_marks_.size();
+}
+
 void FileEnforcer::WatchLoop() {
   std::vector<uint64_t> buf(8192);  // 64 KiB, aligned for inotify_event
-  struct pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
   while (!closed_.load()) {
-    int r = poll(fds, 2, -1);
+    std::vector<std::shared_ptr<OwnedFd>> infos;  // kept open while polled
+    {
+      std::lock_guard<std::mutex> lock(marks_mu_);
+      for (const CoverageEntry& c : coverage_)
+        if (c.mountinfo) infos.push_back(c.mountinfo);
+    }
+    std::vector<struct pollfd> fds = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    for (const auto& i : infos) fds.push_back({i->fd, POLLPRI, 0});
+    // The timeout picks up a new coverage list from setRules.
+    int r = poll(fds.data(), fds.size(), 1000);
     if (r < 0) {
       if (errno != EINTR) usleep(1000);
       continue;
     }
     if (fds[1].revents) break;
+    bool mounts_changed = false;
+    for (size_t k = 2; k < fds.size(); k++) mounts_changed = mounts_changed || (fds[k].revents & (POLLPRI | POLLERR));
+    if (mounts_changed) {
+      std::lock_guard<std::mutex> lock(marks_mu_);
+      RescanMountsLocked();
+    }
+    if (!(fds[0].revents & POLLIN)) continue;
     ssize_t n = read(inotify_fd_, buf.data(), buf.size() * sizeof(uint64_t));
     if (n <= 0) continue;
     std::lock_guard<std::mutex> lock(marks_mu_);

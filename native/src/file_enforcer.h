@@ -313,6 +313,22 @@ class FileEnforcer {
   std::unordered_map<int, FileWatchState> watches_;  // by inotify wd
   std::atomic<uint64_t> mark_count_{0};
   std::unordered_map<uint64_t, MountMark> mount_marks_;  // kMountGroup: by s_dev, or 1 << 63 | mount id
+  // What the last setRules covers, with its mountinfo open: the watcher adds
+  // marks for filesystems mounted later (poll() on mountinfo reports changes).
+  struct OwnedFd {
+    int fd;
+    explicit OwnedFd(int f) : fd(f) {}
+    OwnedFd(const OwnedFd&) = delete;
+    OwnedFd& operator=(const OwnedFd&) = delete;
+    ~OwnedFd();
+  };
+  struct CoverageEntry {
+    WorkloadPolicySpec policy;
+    PathRootPtr root;
+    std::shared_ptr<OwnedFd> mountinfo;
+  };
+  std::vector<CoverageEntry> coverage_;  // under marks_mu_
+  void RescanMountsLocked();
 
   // Marks that could not be removed by path (the inode moved away): the
   // answerer removes them through the event fd when they next fire.

@@ -328,6 +328,17 @@ describe('matchPatterns and execname', () => {
     const ruleOf = (kind: string) => set.pathRules.find((r) => r.target.kind === kind)!.ruleId;
     await decisionFor(evil, ruleOf('pattern'));
     await decisionFor(tool, ruleOf('execname'));
+    // a filesystem mounted after the rules is covered once the watcher sees the mount table change
+    const late = path.join(mnt, 'late');
+    fs.mkdirSync(late);
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', `ew-allowlist-late-${process.pid}`, late], { encoding: 'utf8' });
+    if (m.status !== 0) throw new Error(`cannot mount ${late}: ${m.stderr}`);
+    try {
+      fs.writeFileSync(path.join(late, 'y-evil'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+      await waitFor('the new filesystem to be covered', () => (exec(path.join(late, 'y-evil')) === 'EPERM' ? true : undefined), 5000);
+    } finally {
+      spawnSync('umount', ['-l', late]);
+    }
   });
 });
 
