@@ -335,6 +335,19 @@ async function setUp(opts, mods) {
   fs.chmodSync(work, 0o755); // mosquitto runs as its own user and reads the broker directory inside
   const fleetRoot = opts.fleetState === 'tmpfs' ? fs.mkdtempSync('/dev/shm/edgeward-benchhub-') : path.join(work, 'fleet');
   const ctx = { opts, mods, work, fleetRoot, children: [], roundSeq: 0 };
+  try {
+    await startServices(ctx);
+  } catch (e) {
+    // whatever started is stopped and the directories go, as after a run
+    await tearDown(ctx);
+    throw e;
+  }
+  return ctx;
+}
+
+/** Keys, users, the broker, the hub, the driver and the observer. */
+async function startServices(ctx) {
+  const { opts, mods, work } = ctx;
   // signing key: the hub signs, the nodes pin the public key
   const pair = mods.bundle.generateSigningKeyPair();
   ctx.signingKeyFile = path.join(work, 'signing.key');
@@ -453,7 +466,6 @@ async function setUp(opts, mods) {
   );
   ctx.children.push(ctx.observer);
   await ctx.observer.wait('ready', 30_000);
-  return ctx;
 }
 
 async function waitUntil(what, fn, timeoutMs) {
