@@ -909,6 +909,18 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, int grou
       record_size = 0;
     }
   }
+  if (perm && (m.mask & FAN_OPEN_EXEC_PERM) && table && !table->postures.empty() && !d.interpreter) {
+    // Remember the exec let through: its interpreter follows while the
+    // task's exe is still the caller's (each group asks about it, so the
+    // entry stays; the next exec of the task replaces it).
+    if (d.deny || !facts) {
+      last_exec_.erase(m.pid);
+    } else {
+      LoadExe(facts.get());
+      if (last_exec_.size() > 4096) last_exec_.clear();  // bounded; an entry only matters for one exec
+      last_exec_[m.pid] = LastExec{id, facts->exe_id_ok ? facts->exe_id : FileInodeId{0, 0}, BootTimeNs()};
+    }
+  }
   if (perm) {
     struct fanotify_response resp = {m.fd, static_cast<__u32>(d.deny ? FAN_DENY : FAN_ALLOW)};
     // ENOENT: the task was killed while we decided and the event is gone.
@@ -1080,7 +1092,28 @@ FileEnforcer::Decision FileEnforcer::Decide(const FileRuleTable& table, const Wo
     auto p = facts->workload_known ? table.postures.find(facts->workload) : table.postures.end();
     if (p != table.postures.end()) {
       const uint8_t action = exec_event ? p->second.exec_action : p->second.open_action;
-      if (action != EW_ACTION_NONE) {
+      // The dynamic loader the kernel opens for an exec it just let through
+      // (PT_INTERP): part of that exec, as for KubeArmor (bprm_check sees
+      // the program, not its interpreter). Run directly (`ld.so prog`), it
+      // is a program like any other.
+      bool interpreter = false;
+      if (action != EW_ACTION_NONE && exec_event) {
+        const FileInodeId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+        const auto& loaders = DynamicLoaders();
+        const auto& more = table.container_loaders;
+        if (std::find(loaders.begin(), loaders.end(), id) != loaders.end() ||
+            std::find(more.begin(), more.end(), id) != more.end()) {
+          auto last = last_exec_.find(m.pid);
+          if (last != last_exec_.end() && !(last->second.id == id) && BootTimeNs() - last->second.at_ns < 2000000000ull) {
+            // Still inside that execve: the task's exe is the caller's. A
+            // program that later runs ld.so itself has its own exe by then.
+            LoadExe(facts);
+            interpreter = facts->exe_id_ok && facts->exe_id == last->second.caller;
+          }
+        }
+      }
+      d.interpreter = interpreter;
+      if (action != EW_ACTION_NONE && !interpreter) {
         LoadStatus(facts);
         // The agent itself is exempt from postures (not from rules): it must reach its own files.
         static const uint32_t self = static_cast<uint32_t>(getpid());

@@ -256,6 +256,7 @@ class FileEnforcer {
     uint8_t report_action = 0;
     uint32_t report_rule_id = 0;
     bool report_exec = false;
+    bool interpreter = false;  // the ELF interpreter of the exec just let through
   };
 
   void AnswerLoop();
@@ -342,6 +343,15 @@ class FileEnforcer {
 
   std::vector<uint8_t> record_;  // answerer-only scratch for ew_decision_event
   std::unordered_map<pid_t, PendingAudit> pending_audit_;  // answerer-only, by tid
+  // The last exec a task was let through (answerer-only, by tid): the ELF
+  // interpreter the kernel opens next for it (open_exec, an exec event too)
+  // is part of that exec, not a program of its own.
+  struct LastExec {
+    FileInodeId id;      // the program
+    FileInodeId caller;  // the executable that called execve (still the task's exe while its interpreter loads)
+    uint64_t at_ns;
+  };
+  std::unordered_map<pid_t, LastExec> last_exec_;
 };
 
 }  // namespace edgeward

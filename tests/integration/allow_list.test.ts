@@ -450,6 +450,20 @@ describe('a real agent (bin/edgeward agent, compat) given 200+ malformed policie
   }, 180_000);
 });
 
+/** The loader (first) and libraries /usr/bin/true needs, from ldd: [path it asks for, file to copy]. */
+function dynamicRuntime(): Array<[string, string]> {
+  const r = spawnSync('ldd', ['/usr/bin/true'], { encoding: 'utf8' });
+  const out: Array<[string, string]> = [];
+  for (const line of (r.stdout ?? '').split('\n')) {
+    const lib = /=>\s+(\/\S+)/.exec(line);
+    const loader = /^\s*(\/\S+)\s+\(/.exec(line);
+    if (loader) out.unshift([loader[1], fs.realpathSync(loader[1])]);
+    else if (lib) out.push([lib[1], fs.realpathSync(lib[1])]);
+  }
+  if (r.status !== 0 || out.length < 2 || !/ld-/.test(out[0][0])) throw new Error(`ldd /usr/bin/true: ${r.stdout}${r.stderr}`);
+  return out;
+}
+
 describe('allow-list in a container (real dockerd; the selected container only)', () => {
   const NAME = `ew-allowlist-${process.pid}`;
   const OTHER = `${NAME}-other`;
@@ -474,6 +488,14 @@ describe('allow-list in a container (real dockerd; the selected container only)'
     if (cp.status !== 0) throw new Error(`docker cp: ${cp.stderr}`);
     const prep = docker('exec', name, 'sh', '-c', 'mkdir -p /data && echo ok > /data/ok.txt && echo secret > /data/secret.txt');
     if (prep.status !== 0) throw new Error(`preparing ${name}: ${prep.stderr}`);
+    // a dynamically linked program with its loader and libraries, at the paths it asks for
+    for (const [at, from] of dynamicRuntime()) {
+      docker('exec', name, '/bin/busybox', 'mkdir', '-p', path.dirname(at));
+      const c2 = docker('cp', from, `${name}:${at}`);
+      if (c2.status !== 0) throw new Error(`docker cp ${from}: ${c2.stderr}`);
+    }
+    const c3 = docker('cp', '/usr/bin/true', `${name}:/tmp/dyn-true`);
+    if (c3.status !== 0) throw new Error(`docker cp /usr/bin/true: ${c3.stderr}`);
     containers.push(c);
     return c;
   }
@@ -515,6 +537,20 @@ describe('allow-list in a container (real dockerd; the selected container only)'
     const d = await waitFor('the posture decision', () => decisions.find((x) => x.ruleId === posture && x.resource.endsWith('/tmp/busybox')));
     expect(d).toMatchObject({ action: Action.Block, operation: OperationCode.Process });
     expect(set.meta.get(posture)).toMatchObject({ policyName: 'DefaultPosture', policyType: 'MatchedPolicy' });
+  });
+
+  test('a dynamic program runs when allowed (its loader comes with the exec); the loader run directly is refused', async () => {
+    const set = applyToContainers(
+      [containerPolicy('dyn', { process: { matchPaths: [{ path: '/bin/busybox' }, { path: '/tmp/dyn-true' }] }, action: 'Allow' })],
+      BLOCK,
+    );
+    const posture = postureOf(set, 'process');
+    const loader = dynamicRuntime()[0][0];
+    expect(inC(NAME, '/tmp/dyn-true')).toMatchObject({ status: 0 });
+    const direct = inC(NAME, loader, '/tmp/dyn-true');
+    expect(direct.status).not.toBe(0);
+    expect(direct.stderr + direct.stdout).toMatch(PERM);
+    await waitFor('the posture decision', () => decisions.find((x) => x.ruleId === posture && x.resource.endsWith(path.basename(loader))));
   });
 
   test('file allow-list, posture block: allowed files open, the rest of the container\'s files do not', async () => {
