@@ -174,6 +174,12 @@ do_uninstall() {
   if systemd_running; then
     systemctl disable --now edgeward.service 2>/dev/null || true
   fi
+  # bpf-lsm rules stay pinned in the kernel after the agent exits (the next agent adopts
+  # them): with the program gone, nothing would, so they are removed here.
+  if [ -z "$DESTDIR" ] && [ -x "$PREFIX/node/bin/node" ] && [ -f "$PREFIX/bin/edgeward" ]; then
+    "$PREFIX/node/bin/node" "$PREFIX/bin/edgeward" unload ||
+      echo "install.sh: warning: edgeward unload failed; pinned rules may remain under /sys/fs/bpf" >&2
+  fi
   rm -f "$root/etc/systemd/system/edgeward.service" "$root/usr/local/bin/edgeward"
   systemd_running && systemctl daemon-reload
   rm -rf "$root$PREFIX" "$root$PREFIX.new" "$root$PREFIX.old"
@@ -241,6 +247,10 @@ EOF
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
   systemctl disable --now edgeward.service || true
+fi
+# pinned bpf-lsm rules outlive the agent; with the program going, remove them
+if [ "$1" = remove ]; then
+  /usr/bin/edgeward unload || echo "edgeward: unload failed; pinned rules may remain under /sys/fs/bpf" >&2
 fi
 EOF
   cat >"$pkg/DEBIAN/postrm" <<'EOF'
