@@ -11,6 +11,7 @@ PACKAGES=(
   qemu-system-x86 cpio xz-utils zstd kmod                         # tests/vm: BPF-LSM kernel in a guest
   mosquitto mosquitto-clients openssl                             # hub sync tests: real broker, TLS
   docker.io                                                       # container identity tests: real dockerd
+  apparmor                                                        # bench/lsm: AppArmor profiles beside bpf-lsm
 )
 
 missing=()
