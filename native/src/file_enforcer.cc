@@ -922,12 +922,13 @@ void FileEnforcer::HandleEvent(const struct fanotify_event_metadata& m, int grou
     }
   }
   if (perm) {
+    // Counted before the answer: once the task resumes, stats() includes its event.
+    events_++;
+    if (d.deny) denied_++;
     struct fanotify_response resp = {m.fd, static_cast<__u32>(d.deny ? FAN_DENY : FAN_ALLOW)};
     // ENOENT: the task was killed while we decided and the event is gone.
     if (write(fan_fd_[group], &resp, sizeof resp) != static_cast<ssize_t>(sizeof resp) && errno != ENOENT)
       internal_errors_++;
-    events_++;
-    if (d.deny) denied_++;
   }
   close(m.fd);
   if (record_size > 0) {
