@@ -186,4 +186,42 @@ describe('the agent image, run as the Horizon service runs it', () => {
     expect(run(blocked, ['true']).status).toBe(0);
     expect(docker('exec', WORKLOAD, 'cat', '/tmp/blocked.txt').stdout).toBe('secret');
   }, 60_000);
+
+  test('the hub service entry point writes the hub configuration from userInput and secrets and serves', async () => {
+    const hub = `edgeward-image-test-hub-${process.pid}`;
+    const secrets = path.join(work, 'hub-secrets');
+    fs.mkdirSync(secrets);
+    const keys = path.join(work, 'hub-keys');
+    const keygen = run(process.execPath, [path.join(REPO, 'bin', 'edgeward'), 'hub', 'keygen', '--out', keys]);
+    expect(keygen.status).toBe(0);
+    // Horizon's secret files: JSON {key, value}
+    const secret = (name: string, value: string) => fs.writeFileSync(path.join(secrets, name), JSON.stringify({ key: name, value }));
+    secret('hub_broker_ca', '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    secret('hub_broker_password', 's3cret');
+    secret('hub_signing_key', fs.readFileSync(path.join(keys, 'signing.key'), 'utf8'));
+    docker('rm', '-f', hub);
+    try {
+      const r = docker(
+        'run', '-d', '--name', hub,
+        '--entrypoint', '/opt/edgeward/horizon/hub-entrypoint.sh',
+        '-e', 'EDGEWARD_BROKER_URL=mqtts://127.0.0.1:1', '-e', 'EDGEWARD_BROKER_USERNAME=hub-1', '-e', 'HZN_ORGANIZATION=testorg',
+        '-v', `${secrets}:/open-horizon-secrets:ro`,
+        IMAGE,
+      );
+      expect(r.stderr).toBe('');
+      // no broker listens: the hub keeps retrying, it does not exit
+      await new Promise((res) => setTimeout(res, 5000));
+      const hubLogs = spawnSync('docker', ['logs', hub], { encoding: 'utf8' });
+      expect(docker('inspect', '-f', '{{.State.Running}}', hub).stdout).toBe('true');
+      const config = docker('exec', hub, 'cat', '/run/edgeward-hub/hub.yaml').stdout;
+      expect(config).toContain('url: "mqtts://127.0.0.1:1"');
+      expect(config).toContain('username: "hub-1"');
+      expect(config).toContain('organization: "testorg"');
+      expect(docker('exec', hub, 'cat', '/run/edgeward-hub/password').stdout).toBe('s3cret');
+      expect(docker('exec', hub, 'stat', '-c', '%a', '/run/edgeward-hub/signing.key').stdout).toBe('600');
+      expect(hubLogs.stdout + hubLogs.stderr).not.toMatch(/entrypoint:|configuration error|invalid/i);
+    } finally {
+      docker('rm', '-f', hub);
+    }
+  }, 60_000);
 });
