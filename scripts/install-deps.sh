@@ -12,6 +12,7 @@ PACKAGES=(
   mosquitto mosquitto-clients openssl                             # hub sync tests: real broker, TLS
   docker.io                                                       # container identity tests: real dockerd
   apparmor                                                        # bench/lsm: AppArmor profiles beside bpf-lsm
+  debootstrap systemd python3-minimal                              # deployment tests: systemd-in-docker rootfs, systemd-analyze, notify receiver
 )
 
 missing=()

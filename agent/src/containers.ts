@@ -15,7 +15,7 @@ export interface ContainerIdentity {
   namespaceName: string;
   /** host pid of the container's init process */
   pid: number;
-  /** mount and pid namespace inode numbers of the container */
+  /** mount and pid namespace inode numbers of the container; pidNs 0: it shares the host's (--pid host) */
   mntNs: number;
   pidNs: number;
 }
@@ -234,7 +234,9 @@ export class ContainerRegistry {
         namespaceName: labels[NAMESPACE_LABEL] ?? DEFAULT_NAMESPACE,
         pid,
         mntNs,
-        pidNs,
+        // --pid host: the host's pid namespace is not the container's; naming it would make
+        // every host process "this container" for the enforcers (host policies would stop applying)
+        pidNs: pidNs === this.hostPidNs ? 0 : pidNs,
       };
       this.byId.set(c.id, c);
       this.byMnt.set(mntNs, c);

@@ -52,6 +52,19 @@ describe('container identities (real dockerd)', () => {
     expect(registry.byPid(process.pid)).toBeUndefined(); // the host is not a container
   });
 
+  test('a container sharing the host pid namespace (--pid host) does not claim it: host processes stay the host', async () => {
+    const name = `${PREFIX}-hostpid`;
+    const r = docker('run', '-d', '--pid', 'host', '--name', name, TEST_IMAGE, 'sleep', '600');
+    if (r.status !== 0) throw new Error(`docker run ${name}: ${r.stderr}`);
+    const c = await waitFor('the --pid host container', () => registry.list().find((x) => x.id === r.stdout.trim()));
+    expect(c.pidNs).toBe(0);
+    const hostNs = Number(/\d+/.exec(fs.readlinkSync('/proc/self/ns/pid'))![0]);
+    expect(registry.byPidNamespace(hostNs)).toBeUndefined();
+    expect(registry.byPid(process.pid)).toBeUndefined();
+    expect(registry.byPid(hostPid(name))?.id).toBe(c.id); // found by its own mount namespace
+    docker('rm', '-f', name);
+  });
+
   test('a container started later is added from the event stream; default namespace name', async () => {
     const id = run(`${PREFIX}-after`);
     const c = await waitFor('the new container', () => registry.list().find((x) => x.id === id));
