@@ -101,6 +101,7 @@ describe('container policies on the compat backend (real dockerd)', () => {
   const A = `${PREFIX}-a`;
   const APRIV = `${PREFIX}-a-priv`; // may unshare(CLONE_NEWNS)
   const B = `${PREFIX}-b`;
+  const ALLOW = `${PREFIX}-allow`; // in allow-list mode (process), default posture block from the config
   const ids: Record<string, string> = {};
 
   function runContainer(name: string, labels: Record<string, string>, extra: string[] = []): string {
@@ -146,6 +147,11 @@ describe('container policies on the compat backend (real dockerd)', () => {
       'audit.yaml': ksp('ksp-audit', appA, '  file:\n    matchPaths:\n    - path: /data/audit.txt\n  action: Audit\n'),
       'net.yaml': ksp('ksp-no-tcp', appA, '  network:\n    matchProtocols:\n    - protocol: tcp\n  action: Block\n'),
       'link.yaml': ksp('ksp-link', appA, '  file:\n    matchPaths:\n    - path: /lnk\n  action: Block\n'),
+      'allowlist.yaml': ksp(
+        'ksp-allow-busybox',
+        '    matchLabels:\n      app: allowlist',
+        '  process:\n    matchPaths:\n    - path: /bin/busybox\n  action: Allow\n',
+      ),
       'host.yaml': `apiVersion: security.kubearmor.com/v1
 kind: KubeArmorHostPolicy
 metadata:
@@ -165,7 +171,10 @@ spec:
     runContainer(A, { app: 'a', tier: 'edge' });
     runContainer(APRIV, { app: 'a' }, ['--cap-add', 'SYS_ADMIN', '--security-opt', 'seccomp=unconfined']);
     runContainer(B, { app: 'b' });
-    agent = await startAgent({ policies, workDir: work, readyTimeoutMs: 60_000 });
+    runContainer(ALLOW, { app: 'allowlist' });
+    const config = path.join(work, 'config.yaml');
+    fs.writeFileSync(config, 'defaultPosture:\n  file: block\n');
+    agent = await startAgent({ policies, workDir: work, readyTimeoutMs: 60_000, extraArgs: ['--config', config] });
     const ready = agent.logs().find((l) => l.event === 'ready');
     expect(ready).toMatchObject({ backend: 'compat', errors: 0 });
   }, 180_000);
@@ -282,6 +291,25 @@ spec:
     expect(b.stderr).toMatch(/Connection refused/); // the socket was made; nothing listens
     const alert = await waitFor('the network alert', () => alerts().find((x) => x.PolicyName === 'ksp-no-tcp'));
     expect(alert).toMatchObject({ ContainerName: A, Operation: 'Network', Resource: 'tcp', Result: 'Permission denied', Type: 'MatchedPolicy' });
+  });
+
+  test('allow-list (Allow + defaultPosture file: block in the config): only the allowed program runs there; the alert names DefaultPosture', async () => {
+    expect(sh(ALLOW, 'echo hi').stdout).toBe('hi'); // sh and echo are /bin/busybox
+    expect(sh(ALLOW, 'busybox-tool true').stderr).toMatch(DENIED);
+    expect(sh(B, 'busybox-tool true').status).toBe(0);
+    const alert = await waitFor('the default-posture alert', () =>
+      alerts().find((x) => x.PolicyName === 'DefaultPosture' && x.ContainerName === ALLOW),
+    );
+    expect(alert).toMatchObject({
+      Type: 'MatchedPolicy',
+      ContainerID: ids[ALLOW],
+      Operation: 'Process',
+      Resource: '/usr/bin/busybox-tool',
+      Severity: '',
+      Action: 'Block',
+      Result: 'Permission denied',
+    });
+    expect(alerts().filter((x) => x.PolicyName === 'DefaultPosture' && x.ContainerName !== ALLOW)).toEqual([]);
   });
 
   test('an absolute symlink in the image is resolved inside the container, not on the host', () => {
