@@ -549,6 +549,7 @@ async function edgewardRound(ctx, kind, names, fleetChildren) {
     reloadMs: stats.flatMap((s) => s.reloadMs),
     nodeCpuMsPerNode: stats.reduce((a, s) => a + s.cpuMs, 0) / names.length,
     nodeErrors: stats.reduce((a, s) => a + s.errors, 0),
+    nodeRssKiB: stats.reduce((a, s) => a + s.rssKiB, 0),
   };
 }
 
@@ -702,7 +703,10 @@ async function benchPush(ctx, log) {
     for (let r = 0; r < o.rounds; r++) {
       edge.push(await edgewardRound(ctx, kind, names, fleet.children));
       plain.push(await plainRound(ctx, kind, plainNames, bytes));
-      log(`  round ${r + 1}: edgeward all reported in ${edge[r].toAllObserved.toFixed(0)} ms (hub recorded all in ${edge[r].toAllRecorded.toFixed(0)} ms), baseline ${plain[r + 1].toAll.toFixed(0)} ms`);
+      log(
+        `  round ${r + 1}: edgeward all reported in ${edge[r].toAllObserved.toFixed(0)} ms (hub recorded all in ${edge[r].toAllRecorded.toFixed(0)} ms), ` +
+          `baseline ${plain[r + 1].toAll.toFixed(0)} ms; node processes RSS ${(edge[r].nodeRssKiB / 1024).toFixed(0)} MiB`,
+      );
     }
     out[kind === 'group' ? 'fleetGroup' : 'fleetNodes'] = { ...caseResult(edge, plain), bundleBytes: bytes };
   }
