@@ -201,8 +201,3 @@ export function compileGlob(pattern: string): (path: string) => boolean {
   });
   return (path) => parts.some((t) => matchTokens(t, path));
 }
-
-/** Whether the pattern has any wildcard (else it names one path). */
-export function hasWildcard(pattern: string): boolean {
-  return /(^|[^\\])[*?[{]/.test(pattern);
-}
