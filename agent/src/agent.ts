@@ -12,6 +12,8 @@ import { AuditOnlyBackend } from './audit_only_backend';
 import type { EnforcementBackend } from './backend';
 import { CompatBackend } from './compat_backend';
 import { LsmBackend } from './lsm_backend';
+import { PIN_ROOT } from './lsm_enforcer';
+import { SelfProtection } from './lsm_self_protect';
 import { ContainerRegistry, DOCKER_SOCKET } from './containers';
 import { hostRulesOnly, WorkloadBinding } from './workloads';
 import type { AgentConfig } from './config';
@@ -76,6 +78,7 @@ export class Agent {
   private readonly processes = new ProcessTable();
   private pipeline: EventPipeline | undefined;
   private backend: EnforcementBackend | undefined;
+  private selfProtection: SelfProtection | undefined;
   private meta = new Map<number, RuleMeta>();
   /** the previous rule set's metadata, for decisions taken just before a switch */
   private previousMeta = new Map<number, RuleMeta>();
@@ -172,6 +175,7 @@ export class Agent {
         },
       });
       this.backend = lsm;
+      if (this.config.selfProtection.enabled) this.protectSelf(lsm);
       if (lsm.adopted()) {
         this.log.info('bpf-lsm: adopted the rules an earlier agent left pinned; they stay in force until the new set replaces them', { event: 'adopted' });
       }
@@ -401,12 +405,36 @@ export class Agent {
     };
   }
 
+  /** bpf-lsm self-protection (agent/src/lsm_self_protect.ts); a failure is a warning, never a stop. */
+  private protectSelf(lsm: LsmBackend): void {
+    try {
+      this.selfProtection = new SelfProtection(this.native, { stopperPid: this.config.selfProtection.stopperPid });
+      const install = path.resolve(__dirname, '..', '..', '..'); // dist/agent/src -> the installation
+      fs.mkdirSync(this.config.stateDirectory, { recursive: true, mode: 0o700 });
+      const r = this.selfProtection.protect({
+        directories: [this.config.stateDirectory, PIN_ROOT, install],
+        files: [process.execPath],
+        keepMounted: [PIN_ROOT],
+        mapIds: lsm.mapIds(),
+      });
+      for (const e of r.errors) this.log.warn(e);
+      this.log.info(`self-protection in force: only pid ${this.config.selfProtection.stopperPid} may signal the agent`, { event: 'self-protected' });
+    } catch (err) {
+      this.selfProtection?.close();
+      this.selfProtection = undefined;
+      this.log.warn(`self-protection not in force: ${(err as Error).message}`);
+    }
+  }
+
   /**
    * Stops. compat and audit-only detach everything; bpf-lsm leaves its pinned
    * rules in force unless the agent was started with detachOnExit.
    */
   async stop(): Promise<void> {
     if (this.housekeeping) clearInterval(this.housekeeping);
+    // first: from here on edgeward unload and edits of the state directory are not refused
+    this.selfProtection?.close();
+    this.selfProtection = undefined;
     await this.control?.close();
     this.control = undefined;
     // pending throttle summaries go out before the outputs close

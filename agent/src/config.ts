@@ -70,6 +70,13 @@ export interface AgentConfig {
   defaultPosture: DefaultPosture;
   /** sync with the edgeward hub (agent/src/hub); absent: standalone node */
   hub?: HubConfig;
+  /**
+   * bpf-lsm only (agent/src/lsm_self_protect.ts): while the agent runs, only
+   * stopperPid (the service manager) may signal it, and its binary, state
+   * and install directories, pinned rules and their bpffs cannot be changed
+   * by other processes.
+   */
+  selfProtection: { enabled: boolean; stopperPid: number };
 }
 
 export interface ConfigError {
@@ -95,6 +102,7 @@ export function defaultConfig(): AgentConfig {
     alerts: { stdout: true, throttle: { ...DEFAULT_ALERT_THROTTLE } },
     control: { socket: DEFAULT_CONTROL_SOCKET },
     defaultPosture: { ...KUBEARMOR_DEFAULT_POSTURE },
+    selfProtection: { enabled: false, stopperPid: 1 },
   };
 }
 
@@ -190,6 +198,7 @@ type RawConfig = {
   control?: { socket?: string };
   hub?: unknown;
   defaultPosture?: Partial<DefaultPosture>;
+  selfProtection?: Partial<AgentConfig['selfProtection']>;
 };
 
 const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
@@ -212,6 +221,7 @@ function withDefaults(raw: RawConfig): AgentConfig {
     alerts: { stdout: raw.alerts?.stdout ?? d.alerts.stdout, throttle: { ...d.alerts.throttle, ...(raw.alerts?.throttle ?? {}) } },
     control: { socket: raw.control?.socket ?? d.control.socket },
     defaultPosture: { ...d.defaultPosture, ...(raw.defaultPosture ?? {}) },
+    selfProtection: { ...d.selfProtection, ...(raw.selfProtection ?? {}) },
   };
   if (raw.node?.hostname !== undefined) config.node.hostname = raw.node.hostname;
   const logFile = rotating(raw.logging?.file, DEFAULT_LOG_FILE_MAX_BYTES);

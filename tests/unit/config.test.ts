@@ -42,6 +42,7 @@ describe('defaults', () => {
       alerts: { stdout: true, throttle: { enabled: true, maxAlerts: 20, windowMs: 1000 } },
       control: { socket: '/run/edgeward/control.sock' },
       defaultPosture: { file: 'audit', network: 'audit', capabilities: 'audit' },
+      selfProtection: { enabled: false, stopperPid: 1 },
     });
   });
 
@@ -105,6 +106,7 @@ alerts:
   throttle: { enabled: false, maxAlerts: 3, windowMs: 500 }
 control: { socket: /run/ew/ctl.sock }
 defaultPosture: { file: block, network: audit, capabilities: block }
+selfProtection: { enabled: true, stopperPid: 0 }
 `;
     expect(ok(text)).toEqual({
       node: { hostname: 'gw-01', labels: { site: 'plant-3', 'openhorizon.org/arch': 'arm64' } },
@@ -120,6 +122,7 @@ defaultPosture: { file: block, network: audit, capabilities: block }
       },
       control: { socket: '/run/ew/ctl.sock' },
       defaultPosture: { file: 'block', network: 'audit', capabilities: 'block' },
+      selfProtection: { enabled: true, stopperPid: 0 },
     });
   });
 
