@@ -21,6 +21,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   InitSdNotify(env, exports);
   InitPeerCred(env, exports);
   InitLsmSelfProtect(env, exports);
+  InitLsmCapable(env, exports);
   return exports;
 }
 

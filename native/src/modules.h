@@ -13,4 +13,5 @@ void InitLsmEnforcer(Napi::Env env, Napi::Object exports); // lsm_enforcer.cc
 void InitSdNotify(Napi::Env env, Napi::Object exports);    // sd_notify.cc
 void InitPeerCred(Napi::Env env, Napi::Object exports);    // peer_cred.cc
 void InitLsmSelfProtect(Napi::Env env, Napi::Object exports); // lsm_self_protect.cc
+void InitLsmCapable(Napi::Env env, Napi::Object exports);     // lsm_capable.cc
 }  // namespace edgeward
