@@ -13,6 +13,7 @@ import * as path from 'path';
 import type { ApplyResult, EnforcementBackend, RuleKindSupport } from './backend';
 import { LsmEnforcer, LsmEnforcerOptions, NativeLsmStats, PIN_ROOT, unloadPinnedLsm } from './lsm_enforcer';
 import type { NativeAddon, NativeEventRing } from './native';
+import { allowListModes, capabilityErrors } from './policy/posture';
 import type { CompiledPolicySet } from './policy/types';
 
 /** bpf-lsm: exec, open and sockets in the kernel; capabilities not yet. */
@@ -64,7 +65,9 @@ export class LsmBackend implements EnforcementBackend {
     this.last = set;
     const result = this.enforcer.apply(set.pathRules, set.networkRules);
     if (this.options.watchTargets !== false) this.watch(result.watchPaths);
-    return { errors: result.errors, rules: set.pathRules.length + set.networkRules.length };
+    // not silently dropped: what this backend cannot enforce yet is named in the policy status
+    const notEnforced = notEnforcedByLsm(set);
+    return { errors: [...result.errors, ...notEnforced], rules: set.pathRules.length + set.networkRules.length };
   }
 
   stats(): NativeLsmStats {
@@ -153,6 +156,21 @@ export class LsmBackend implements EnforcementBackend {
     this.watchErrors.push(message);
     if (this.watchErrors.length > 100) this.watchErrors.shift();
   }
+}
+
+/** What a compiled set asks that bpf-lsm does not enforce yet: capabilities, allow-list mode (default posture). */
+export function notEnforcedByLsm(set: CompiledPolicySet): string[] {
+  const backend = 'bpf-lsm';
+  const lines = capabilityErrors(set, backend);
+  for (const w of allowListModes(set)) {
+    const where = w.workload ? `container ${w.workload.containerName}` : 'host';
+    for (const [category, rule] of Object.entries(w.postures)) {
+      // capabilities: capabilityErrors() already names it
+      if (category === 'capabilities' || !rule) continue;
+      lines.push(`${where}: ${category} allow-list (default posture ${rule.action}) not enforced by the ${backend} backend yet; its Block and Audit rules are`);
+    }
+  }
+  return lines;
 }
 
 /**

@@ -203,6 +203,13 @@ export interface LsmRuleSet extends NativeLsmRuleSet {
   watchPaths: string[];
 }
 
+/** Allow (allow-list mode) is a rule the compiler produces but this backend cannot enforce yet: say so plainly. */
+function actionProblem(action: unknown): string {
+  return action === 'Allow'
+    ? 'Allow rules (allow-list mode) are not enforced by the bpf-lsm backend yet: this rule is not in force (the compat backend enforces them)'
+    : `action must be Block or Audit, got ${String(action)}`;
+}
+
 const emptyVerdicts = (): NativeLsmVerdict[] => Array.from({ length: LSM_VARIANTS }, () => ({ ruleId: 0, action: 0 }));
 
 /** Keeps the stronger verdict in a slot: Block > Audit; on a tie the first rule stays. */
@@ -280,7 +287,7 @@ export function toLsmRuleSet(
     }
     const action = own(ACTION, rule.action);
     if (action === undefined) {
-      errors.push(`${where}: action must be Block or Audit, got ${String(rule.action)}`);
+      errors.push(`${where}: ${actionProblem(rule.action)}`);
       return;
     }
     if (rule.operation !== 'Process' && rule.operation !== 'File') {
@@ -342,7 +349,7 @@ export function toLsmRuleSet(
     }
     const action = own(ACTION, rule.action);
     if (action === undefined) {
-      errors.push(`${where}: action must be Block or Audit, got ${String(rule.action)}`);
+      errors.push(`${where}: ${actionProblem(rule.action)}`);
       return;
     }
     const protoClass = own(PROTO_CLASS, rule.protocol);
