@@ -219,3 +219,46 @@ export interface NativeAddon {
   /** the peer of connected unix socket `fd`; throws an Error naming the errno */
   peerCredentials(fd: number): PeerCredentials;
 }
+
+/** A capability rule as the kernel map holds it (bpf/include/ew_capable_abi.h ew_cap_key/value). */
+export interface NativeCapRule {
+  ruleId: number;
+  /** EW_ACTION_AUDIT (1) or EW_ACTION_BLOCK (2) */
+  action: number;
+  /** the kernel's capability number (CAP_NET_RAW = 13) */
+  cap: number;
+  /** 0n: the host; else a NativeWorkload's workload */
+  workload: bigint;
+  /** the source executable's inode (kernel dev), or 0n/0n for any process */
+  srcDev: bigint;
+  srcIno: bigint;
+}
+
+export interface NativeLsmCapableStats {
+  /** entries of the rule set in force */
+  entries: number;
+  /** rule sets switched to since load */
+  generation: number;
+  /** namespace keys of the containers told apart from the host */
+  workloads: number;
+}
+
+/** lsm/capable (native/src/lsm_capable.cc): capability rules decided in the kernel. */
+export interface NativeLsmCapable {
+  /** replaces the rule set in one switch (the new set is written beside the old); throws with nothing changed */
+  setRules(rules: NativeCapRule[]): void;
+  /** replaces the containers told apart from the host */
+  setWorkloads(workloads: NativeWorkload[]): void;
+  stats(): NativeLsmCapableStats;
+  /** ["capable"] while attached */
+  attached(): string[];
+  /** ids of its maps (for self-protection) */
+  mapIds(): number[];
+  /** detaches: no capability is refused any more */
+  close(): void;
+}
+
+export interface NativeAddon {
+  /** loads and attaches lsm/capable; decisions go to `ring`; `agentPid` is never refused */
+  LsmCapable?: new (ring: NativeEventRing, options: { agentPid: number }) => NativeLsmCapable;
+}
