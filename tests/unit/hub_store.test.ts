@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { NodeStatusMessage, ReportedState } from '../../agent/src/hub/protocol';
+import type { NodeStatusMessage, RecordBatch, ReportedState } from '../../agent/src/hub/protocol';
 import { HubStore, NodeUpdate } from '../../agent/src/hub/store';
 
 const dirs: string[] = [];
@@ -95,5 +95,48 @@ describe('hub store: node updates', () => {
     if (!again.ok) throw new Error(again.error.message);
     expect(again.value.highestReportedVersion('acme', { scope: 'group', name: 'cams' })).toBe(777);
     again.value.close();
+  });
+});
+
+describe('hub store: batches stored together', () => {
+  const EPOCH = 'b'.repeat(32);
+  const drops = { alerts: { full: 0, corrupt: 0, tooLarge: 0 }, telemetry: { full: 0, corrupt: 0, tooLarge: 0 } };
+  const batch = (from: number, n: number): RecordBatch => ({
+    format: 'edgeward.batch.v1',
+    kind: 'alerts',
+    epoch: EPOCH,
+    from,
+    to: from + n - 1,
+    dropped: drops,
+    records: Array.from({ length: n }, (_, i) => ({ seq: from + i, id: `id-${from + i}`, t: 1000 + i, data: { Message: `m-${from + i}` } })),
+  });
+
+  test('batches of several nodes in one call: each counted on its own, duplicates included', () => {
+    const s = open();
+    const r = s.storeBatches([
+      { org: 'acme', node: 'n1', batch: batch(1, 3) },
+      { org: 'acme', node: 'n2', batch: batch(1, 2) },
+      { org: 'acme', node: 'n1', batch: batch(3, 3) },
+    ]);
+    expect(r).toEqual({ ok: true, value: [{ inserted: 3, duplicates: 0 }, { inserted: 2, duplicates: 0 }, { inserted: 2, duplicates: 1 }] });
+    expect(s.alertsAfter(0, 100, { node: 'n1' }).map((a) => a.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(s.alertsAfter(0, 100, { node: 'n2' }).map((a) => a.seq)).toEqual([1, 2]);
+    s.close();
+  });
+
+  test('all or nothing: a batch the database refuses leaves the others of the call unstored too', () => {
+    const s = open();
+    const bad = batch(1, 2);
+    bad.records[1].data = { n: BigInt(1) }; // cannot be written (JSON.stringify throws inside the transaction)
+    const r = s.storeBatches([
+      { org: 'acme', node: 'n1', batch: batch(1, 2) },
+      { org: 'acme', node: 'n2', batch: bad },
+    ]);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.message).toMatch(/cannot store 2 batches \(n1@acme, n2@acme\)/);
+    expect(s.alertsAfter(0, 100)).toEqual([]);
+    // on its own the good batch goes in (what the hub falls back to)
+    expect(s.storeBatch('acme', 'n1', batch(1, 2))).toEqual({ ok: true, value: { inserted: 2, duplicates: 0 } });
+    s.close();
   });
 });

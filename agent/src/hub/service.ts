@@ -12,7 +12,7 @@ import { Connection, loadTls, readPasswordFile } from './connection';
 import { defaultControlSocket, PushRequest, PushResponse, serveControl } from './control';
 import { Emitter, HubLogger, silentLogger } from './emitter';
 import type { HubServiceConfig } from './hub_config';
-import { ACK_FORMAT, AckMessage, HUB_STATUS_FORMAT, HubStatusMessage, parseBatch, parseNodeStatus, parseReported, ReportedState } from './protocol';
+import { ACK_FORMAT, AckMessage, HUB_STATUS_FORMAT, HubStatusMessage, parseBatch, parseNodeStatus, parseReported, RecordBatch, ReportedState } from './protocol';
 import { err, formatHubError, hubError, HubError, ok, Result } from './result';
 import { HubStore, NodeUpdate } from './store';
 import { checkId, groupDesiredTopic, hubFilters, hubStatusTopic, nodeTopics, parseTopic } from './topics';
@@ -44,9 +44,10 @@ export class HubService extends Emitter<HubServiceEvents> {
   private control: net.Server | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
   private readonly publicKey: PinnedKey | undefined;
-  /** status and reported messages not yet written: written together once per event-loop turn */
+  /** what arrived during this event-loop turn, written together at its end (writePending) */
+  private batches: Array<{ org: string; node: string; batch: RecordBatch }> = [];
   private nodeUpdates: NodeUpdate[] = [];
-  private nodeUpdatesScheduled = false;
+  private writeScheduled = false;
 
   private constructor(
     readonly config: HubServiceConfig,
@@ -132,10 +133,11 @@ export class HubService extends Emitter<HubServiceEvents> {
     if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
     await new Promise<void>((resolve) => (this.control ? this.control.close(() => resolve()) : resolve()));
     this.control = undefined;
+    this.writePending(); // while connected: the acknowledgements still go out
     await this.connection.stop(async () => {
       await this.connection.publish(hubStatusTopic(this.config.topicPrefix, this.config.instance), this.hubStatus('offline', this.connection.sessionId()), { qos: 1, retain: true });
     });
-    this.writeNodeUpdates();
+    this.writePending();
     this.store.close();
   }
 
@@ -217,16 +219,8 @@ export class HubService extends Emitter<HubServiceEvents> {
           this.log.warn(`hub: batch from ${node}@${org} refused: ${b.ok ? `kind ${b.value.kind} on the ${t.channel} topic` : formatHubError(b.error)}`);
           return;
         }
-        const stored = this.store.storeBatch(org, node, b.value);
-        if (!stored.ok) {
-          // not acknowledged: the node sends it again
-          this.log.error(`hub: ${formatHubError(stored.error)}`);
-          this.emit('error', stored.error);
-          return;
-        }
-        const ack: AckMessage = { format: ACK_FORMAT, kind: b.value.kind, epoch: b.value.epoch, from: b.value.from, to: b.value.to };
-        void this.connection.publish(nodeTopics(this.config.topicPrefix, org, node).ack, Buffer.from(JSON.stringify(ack)), { qos: 1 });
-        this.emit('stored', org, node, b.value.kind, stored.value.inserted, stored.value.duplicates);
+        this.batches.push({ org, node, batch: b.value });
+        this.scheduleWrite();
         return;
       }
       case 'reported': {
@@ -236,13 +230,17 @@ export class HubService extends Emitter<HubServiceEvents> {
           this.log.warn(`hub: reported state of ${node}@${org} unreadable: ${formatHubError(r.error)}`);
           return;
         }
-        this.queueNodeUpdate({ kind: 'reported', org, node, reported: r.value });
+        this.nodeUpdates.push({ kind: 'reported', org, node, reported: r.value });
+        this.scheduleWrite();
         return;
       }
       case 'status': {
         if (payload.length === 0) return;
         const s = parseNodeStatus(payload);
-        if (s.ok) this.queueNodeUpdate({ kind: 'status', org, node, status: s.value });
+        if (s.ok) {
+          this.nodeUpdates.push({ kind: 'status', org, node, status: s.value });
+          this.scheduleWrite();
+        }
         return;
       }
       default:
@@ -251,20 +249,37 @@ export class HubService extends Emitter<HubServiceEvents> {
   }
 
   /**
-   * A thousand nodes answering a push (or connecting) send their reports
-   * within moments: each written on its own would cost the hub one commit
-   * (fsync) per node and stall alert ingestion behind them. Whatever arrived
-   * during one event-loop turn is written in one transaction, in order.
+   * A thousand nodes answering a push (or connecting, or sending alerts) send
+   * within moments: each message written on its own would cost the hub one
+   * commit (fsync) and stall everything behind it. What arrived during one
+   * event-loop turn is written at its end: the alert and telemetry batches in
+   * one transaction, acknowledged only once it committed; then the status and
+   * reported messages in another, in arrival order.
    */
-  private queueNodeUpdate(u: NodeUpdate): void {
-    this.nodeUpdates.push(u);
-    if (this.nodeUpdatesScheduled) return;
-    this.nodeUpdatesScheduled = true;
-    setImmediate(() => this.writeNodeUpdates());
+  private scheduleWrite(): void {
+    if (this.writeScheduled) return;
+    this.writeScheduled = true;
+    setImmediate(() => this.writePending());
   }
 
-  private writeNodeUpdates(): void {
-    this.nodeUpdatesScheduled = false;
+  private writePending(): void {
+    this.writeScheduled = false;
+    const batches = this.batches.splice(0);
+    const together = batches.length ? this.store.storeBatches(batches) : ok([]);
+    batches.forEach(({ org, node, batch }, i) => {
+      // the shared transaction failed: each on its own, so one batch the database refuses
+      // cannot keep the other nodes' batches unacknowledged
+      const stored = together.ok ? ok(together.value[i]) : this.store.storeBatch(org, node, batch);
+      if (!stored.ok) {
+        // not acknowledged: the node sends it again
+        this.log.error(`hub: ${formatHubError(stored.error)}`);
+        this.emit('error', stored.error);
+        return;
+      }
+      const ack: AckMessage = { format: ACK_FORMAT, kind: batch.kind, epoch: batch.epoch, from: batch.from, to: batch.to };
+      void this.connection.publish(nodeTopics(this.config.topicPrefix, org, node).ack, Buffer.from(JSON.stringify(ack)), { qos: 1 });
+      this.emit('stored', org, node, batch.kind, stored.value.inserted, stored.value.duplicates);
+    });
     const updates = this.nodeUpdates.splice(0);
     if (!updates.length) return;
     try {

@@ -120,38 +120,49 @@ export class HubStore {
 
   /** Stores a batch's records (once per id) and the node's drop counters, in one transaction. */
   storeBatch(org: string, node: string, batch: RecordBatch, now = Date.now()): Result<{ inserted: number; duplicates: number }> {
-    const table = batch.kind === 'alerts' ? 'alerts' : 'telemetry';
-    const column = batch.kind === 'alerts' ? 'alert' : 'data';
     try {
-      const insert = this.db.prepare(
-        `INSERT OR IGNORE INTO ${table} (id, org, node, epoch, seq, spooled_at, received_at, ${column}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      );
-      const drops = this.db.prepare(
-        `INSERT INTO drops (org, node, epoch, kind, full, corrupt, too_large, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (org, node, epoch, kind) DO UPDATE SET full = max(full, excluded.full), corrupt = max(corrupt, excluded.corrupt),
-           too_large = max(too_large, excluded.too_large), updated_at = excluded.updated_at`,
-      );
-      const touch = this.db.prepare(
-        `INSERT INTO nodes (org, node, last_seen, duplicates) VALUES (?, ?, ?, ?)
-         ON CONFLICT (org, node) DO UPDATE SET last_seen = excluded.last_seen, duplicates = duplicates + excluded.duplicates`,
-      );
-      const run = this.db.transaction(() => {
-        let inserted = 0;
-        for (const r of batch.records) {
-          inserted += insert.run(r.id, org, node, batch.epoch, r.seq, Math.floor(r.t), now, JSON.stringify(r.data ?? null)).changes;
-        }
-        for (const kind of ['alerts', 'telemetry'] as const) {
-          const d = batch.dropped[kind];
-          drops.run(org, node, batch.epoch, kind, d.full, d.corrupt, d.tooLarge, now);
-        }
-        const duplicates = batch.records.length - inserted;
-        touch.run(org, node, now, duplicates);
-        return { inserted, duplicates };
-      });
-      return ok(run());
+      return ok(this.db.transaction(() => this.writeBatch(org, node, batch, now))());
     } catch (e) {
       return err(hubError('io', `hub database: cannot store a batch from ${node}@${org}`, e));
     }
+  }
+
+  /**
+   * Several batches (of one or many nodes) in one transaction: one commit, one fsync, for
+   * all of them. All are stored or none is (then none may be acknowledged).
+   */
+  storeBatches(items: ReadonlyArray<{ org: string; node: string; batch: RecordBatch }>, now = Date.now()): Result<Array<{ inserted: number; duplicates: number }>> {
+    try {
+      return ok(this.db.transaction(() => items.map((i) => this.writeBatch(i.org, i.node, i.batch, now)))());
+    } catch (e) {
+      return err(hubError('io', `hub database: cannot store ${items.length} batches (${[...new Set(items.map((i) => `${i.node}@${i.org}`))].slice(0, 5).join(', ')})`, e));
+    }
+  }
+
+  private writeBatch(org: string, node: string, batch: RecordBatch, now: number): { inserted: number; duplicates: number } {
+    const table = batch.kind === 'alerts' ? 'alerts' : 'telemetry';
+    const column = batch.kind === 'alerts' ? 'alert' : 'data';
+    const insert = this.db.prepare(`INSERT OR IGNORE INTO ${table} (id, org, node, epoch, seq, spooled_at, received_at, ${column}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
+    const drops = this.db.prepare(
+      `INSERT INTO drops (org, node, epoch, kind, full, corrupt, too_large, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (org, node, epoch, kind) DO UPDATE SET full = max(full, excluded.full), corrupt = max(corrupt, excluded.corrupt),
+         too_large = max(too_large, excluded.too_large), updated_at = excluded.updated_at`,
+    );
+    const touch = this.db.prepare(
+      `INSERT INTO nodes (org, node, last_seen, duplicates) VALUES (?, ?, ?, ?)
+       ON CONFLICT (org, node) DO UPDATE SET last_seen = excluded.last_seen, duplicates = duplicates + excluded.duplicates`,
+    );
+    let inserted = 0;
+    for (const r of batch.records) {
+      inserted += insert.run(r.id, org, node, batch.epoch, r.seq, Math.floor(r.t), now, JSON.stringify(r.data ?? null)).changes;
+    }
+    for (const kind of ['alerts', 'telemetry'] as const) {
+      const d = batch.dropped[kind];
+      drops.run(org, node, batch.epoch, kind, d.full, d.corrupt, d.tooLarge, now);
+    }
+    const duplicates = batch.records.length - inserted;
+    touch.run(org, node, now, duplicates);
+    return { inserted, duplicates };
   }
 
   countRejected(org: string, node: string): void {
