@@ -14,7 +14,7 @@ import { CompatBackend } from './compat_backend';
 import { LsmBackend } from './lsm_backend';
 import { PIN_ROOT } from './lsm_enforcer';
 import { SelfProtection } from './lsm_self_protect';
-import { ContainerRegistry, DOCKER_SOCKET } from './containers';
+import { ContainerRegistry, dockerSocketPath } from './containers';
 import { hostRulesOnly, WorkloadBinding } from './workloads';
 import type { AgentConfig } from './config';
 import { AppliedPolicyStore, appliedPolicyDirectory } from './control/applied_store';
@@ -90,6 +90,7 @@ export class Agent {
   /** compat: rules resolved against the running containers, again when they change */
   private workloads: WorkloadBinding | undefined;
   private lostReported = 0;
+  private dockerHostWarned = false;
   private alertCount = 0;
   private generation = 0;
   private lastLoad: PolicyLoadSummary | undefined;
@@ -298,8 +299,13 @@ export class Agent {
   /** Starts following Docker once its socket exists (dockerd may start after the agent). */
   private followContainersIfDocker(): boolean {
     if (this.containers) return true;
-    if (!fs.existsSync(DOCKER_SOCKET)) return false;
-    this.containers = new ContainerRegistry({ log: (level, message) => this.log[level](message) });
+    const socket = dockerSocketPath();
+    if (socket.ignored && !this.dockerHostWarned) {
+      this.log.warn(socket.ignored);
+      this.dockerHostWarned = true;
+    }
+    if (!fs.existsSync(socket.path)) return false;
+    this.containers = new ContainerRegistry({ socketPath: socket.path, log: (level, message) => this.log[level](message) });
     this.containers.on(() => this.workloads?.containersChanged());
     void this.containers.start();
     return true;

@@ -32,6 +32,19 @@ export interface ContainerRegistryOptions {
 }
 
 export const DOCKER_SOCKET = '/var/run/docker.sock';
+
+/**
+ * dockerd's socket: DOCKER_HOST when it names a unix socket (as the docker
+ * CLI reads it), else the default. Other schemes (tcp://, ssh://) are refused
+ * with the reason: container identities come from the local daemon only.
+ */
+export function dockerSocketPath(env: NodeJS.ProcessEnv = process.env): { path: string; ignored?: string } {
+  const host = env.DOCKER_HOST;
+  if (host === undefined || host === '') return { path: DOCKER_SOCKET };
+  const m = /^unix:\/\/(\/.+)$/.exec(host);
+  if (m) return { path: m[1]! };
+  return { path: DOCKER_SOCKET, ignored: `DOCKER_HOST=${host} is not a unix:///absolute/path socket; using ${DOCKER_SOCKET}` };
+}
 export const NAMESPACE_LABEL = 'kubearmor.io/namespace';
 export const DEFAULT_NAMESPACE = 'container_namespace';
 
