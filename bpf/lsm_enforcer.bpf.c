@@ -19,6 +19,12 @@
  * lsm_active once and uses that generation only, so a rule set is replaced
  * by switching one index (see include/ew_lsm_abi.h, native/src/lsm_enforcer.cc).
  * Block wins over Audit; Audit is decided here too (ret 0, reported).
+ *
+ * Every key names a workload (include/ew_workload_abi.h): 0 the host, else a
+ * container. A hook finds the acting task's workload once (ew_lsm_workload:
+ * nothing to look up while no container is registered) and looks up only
+ * that workload's rules: host rules do not apply inside containers, a
+ * container's rules only inside it.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -29,6 +35,8 @@
 #include "ew_lsm_abi.h"
 #include "ew_net_classify.bpf.h"
 #include "ew_task.bpf.h"
+#define EW_WORKLOAD_COUNTED /* workload_count: no lookup while no container is registered */
+#include "ew_workload.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -153,6 +161,21 @@ static __always_inline __u32 ew_active_gen(void)
 	return gen ? (*gen & 1) : 0;
 }
 
+/*
+ * The acting task's workload, found on first use and kept for the rest of
+ * the hook call (`*wl` starts as EW_WL_UNKNOWN): hooks without a rule to
+ * look up never ask, and one asking twice (open: exec then file rules;
+ * link, rename: two names) asks the maps once.
+ */
+#define EW_WL_UNKNOWN (~0ULL)
+
+static __always_inline __u64 ew_lsm_workload(__u64 *wl)
+{
+	if (*wl == EW_WL_UNKNOWN)
+		*wl = ew_current_workload_counted();
+	return *wl;
+}
+
 /* A verdict in one scalar: what subprograms return and take (scalars only, at most five). */
 #define EW_PACK(v) (((__u64)(v).rule_id << 32) | (v).action)
 
@@ -166,6 +189,7 @@ static __always_inline struct ew_lsm_verdict ew_unpack(__u64 packed)
 
 /* What a path decision needs besides the inode being checked. */
 struct ew_lsm_path_query {
+	__u64 workload; /* the acting task's (0: the host) */
 	__u32 gen;
 	__u32 op;
 	__u32 ro_ok;  /* readOnly variants apply (the access is a write) */
@@ -230,7 +254,7 @@ static __always_inline void ew_check_target(void *rules, __u64 dev, __u64 ino, _
 	struct ew_lsm_path_key key = {};
 	struct ew_lsm_path_value *val;
 
-	key.workload = 0; /* host rules; per-container workloads come later */
+	key.workload = q->workload;
 	key.dev = dev;
 	key.ino = ino;
 	key.op = q->op;
@@ -367,10 +391,10 @@ static __always_inline struct ew_lsm_gen_info *ew_gen_info(__u32 gen)
 /*
  * The verdict for op (`how` & 0xff) on `inode` (NULL: a name being
  * created) found as `dentry` through `vfsmnt` (NULL: do not cross mounts),
- * by the current task: exact rules on the inode, directory rules on the
+ * by the current task (of `workload`): exact rules on the inode, directory rules on the
  * directories above the dentry (Block > Audit).
  */
-__noinline __u64 ew_path_decide(__u64 inode_ptr, __u64 dentry_ptr, __u64 vfsmnt_ptr, __u32 how)
+__noinline __u64 ew_path_decide(__u64 inode_ptr, __u64 dentry_ptr, __u64 vfsmnt_ptr, __u32 how, __u64 workload)
 {
 	/* A global function (scalar arguments): the verifier checks it once per
 	 * program instead of at every call site, which keeps loading quick. */
@@ -388,6 +412,7 @@ __noinline __u64 ew_path_decide(__u64 inode_ptr, __u64 dentry_ptr, __u64 vfsmnt_
 		return 0;
 
 	struct ew_lsm_walk w = {};
+	w.q.workload = workload;
 	w.q.gen = gen;
 	w.q.op = op;
 	w.q.ro_ok = (how & EW_DECIDE_WRITE) ? 1 : 0;
@@ -575,13 +600,13 @@ static __always_inline void ew_view_file(struct file *file, struct ew_file_view 
 }
 
 /* Decides and enforces `op` (with EW_DECIDE_* bits in `how`) on an open file. */
-static __always_inline int ew_file_enforce(struct file *file, __u32 how, __s32 flags)
+static __always_inline int ew_file_enforce(struct file *file, __u32 how, __s32 flags, __u64 *wl)
 {
 	struct ew_file_view v;
 	ew_view_file(file, &v);
 	if (!v.inode)
 		return 0;
-	__u64 verdict = ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt, how);
+	__u64 verdict = ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt, how, ew_lsm_workload(wl));
 	return ew_path_enforce(v.dentry, v.vfsmnt, verdict, how & 0xff, flags);
 }
 
@@ -611,7 +636,9 @@ int BPF_PROG(ew_lsm_bprm_check, struct linux_binprm *bprm, int ret)
 	ew_view_file(file, &v);
 	if (!v.inode)
 		return 0;
-	__u64 verdict = ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt, EW_OP_PROCESS);
+	__u64 wl = EW_WL_UNKNOWN;
+	__u64 verdict = ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt, EW_OP_PROCESS,
+					ew_lsm_workload(&wl));
 	if (ew_unpack(verdict).action != EW_ACTION_BLOCK)
 		return 0;
 	return ew_path_enforce(v.dentry, v.vfsmnt, verdict, EW_OP_PROCESS, 0);
@@ -633,7 +660,8 @@ static __always_inline int ew_check_exec_mapping(struct file *file)
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	if (!inode || inode == exe)
 		return 0;
-	return ew_file_enforce(file, EW_OP_PROCESS | EW_DECIDE_EXACT_ONLY, 0);
+	__u64 wl = EW_WL_UNKNOWN;
+	return ew_file_enforce(file, EW_OP_PROCESS | EW_DECIDE_EXACT_ONLY, 0, &wl);
 }
 
 SEC("lsm/mmap_file")
@@ -674,15 +702,16 @@ int BPF_PROG(ew_lsm_file_open, struct file *file, int ret)
 	int files = info->path_entries[EW_OP_FILE] != 0;
 	if ((!process && !files) || ew_is_kthread())
 		return 0;
+	__u64 wl = EW_WL_UNKNOWN;
 	if (process) {
-		ret = ew_file_enforce(file, EW_OP_PROCESS, 0);
+		ret = ew_file_enforce(file, EW_OP_PROCESS, 0, &wl);
 		if (ret || !files)
 			return ret;
 	}
 	__u32 mode = file->f_mode;
 	/* O_TRUNC truncates even with O_RDONLY; a created file is a write to its directory */
 	int write = (mode & EW_FMODE_WRITE) || (flags & EW_O_TRUNC) || (mode & EW_FMODE_CREATED);
-	return ew_file_enforce(file, EW_OP_FILE | (write ? EW_DECIDE_WRITE : 0), (__s32)flags);
+	return ew_file_enforce(file, EW_OP_FILE | (write ? EW_DECIDE_WRITE : 0), (__s32)flags, &wl);
 }
 
 /*
@@ -705,13 +734,13 @@ static __always_inline __u64 ew_scalar(const void *ptr)
 	return v;
 }
 
-static __always_inline int ew_path_write(struct dentry *dentry, struct vfsmount *vfsmnt, __u32 hook)
+static __always_inline int ew_path_write(struct dentry *dentry, struct vfsmount *vfsmnt, __u32 hook, __u64 *wl)
 {
 	if (!dentry || !ew_has_path_rules(EW_OP_FILE) || ew_is_kthread())
 		return 0;
 	struct inode *inode = BPF_CORE_READ(dentry, d_inode); /* NULL: a name being created */
 	__u64 d = ew_scalar(dentry);
-	__u64 verdict = ew_path_decide((__u64)inode, d, (__u64)vfsmnt, EW_OP_FILE | EW_DECIDE_WRITE);
+	__u64 verdict = ew_path_decide((__u64)inode, d, (__u64)vfsmnt, EW_OP_FILE | EW_DECIDE_WRITE, ew_lsm_workload(wl));
 	return ew_path_enforce((struct dentry *)d, vfsmnt, verdict, EW_OP_FILE, EW_O_WRONLY | EW_LSM_PATH_OP(hook));
 }
 
@@ -723,32 +752,37 @@ static __always_inline struct vfsmount *ew_mnt_of(const struct path *p)
 SEC("lsm/path_unlink")
 int BPF_PROG(ew_lsm_path_unlink, const struct path *dir, struct dentry *dentry, int ret)
 {
-	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_UNLINK);
+	__u64 wl = EW_WL_UNKNOWN;
+	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_UNLINK, &wl);
 }
 
 SEC("lsm/path_rmdir")
 int BPF_PROG(ew_lsm_path_rmdir, const struct path *dir, struct dentry *dentry, int ret)
 {
-	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_RMDIR);
+	__u64 wl = EW_WL_UNKNOWN;
+	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_RMDIR, &wl);
 }
 
 SEC("lsm/path_mkdir")
 int BPF_PROG(ew_lsm_path_mkdir, const struct path *dir, struct dentry *dentry, umode_t mode, int ret)
 {
-	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_MKDIR);
+	__u64 wl = EW_WL_UNKNOWN;
+	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_MKDIR, &wl);
 }
 
 SEC("lsm/path_mknod")
 int BPF_PROG(ew_lsm_path_mknod, const struct path *dir, struct dentry *dentry, umode_t mode, unsigned int dev,
 	     int ret)
 {
-	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_MKNOD);
+	__u64 wl = EW_WL_UNKNOWN;
+	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_MKNOD, &wl);
 }
 
 SEC("lsm/path_symlink")
 int BPF_PROG(ew_lsm_path_symlink, const struct path *dir, struct dentry *dentry, const char *old_name, int ret)
 {
-	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_SYMLINK);
+	__u64 wl = EW_WL_UNKNOWN;
+	return ret ? ret : ew_path_write(dentry, ew_mnt_of(dir), EW_LSM_HOOK_SYMLINK, &wl);
 }
 
 SEC("lsm/path_link")
@@ -759,8 +793,9 @@ int BPF_PROG(ew_lsm_path_link, struct dentry *old_dentry, const struct path *new
 		return ret;
 	/* links stay on one mount: new_dir's is the old name's too */
 	struct vfsmount *mnt = ew_mnt_of(new_dir);
-	ret = ew_path_write(old_dentry, mnt, EW_LSM_HOOK_LINK);
-	return ret ? ret : ew_path_write(new_dentry, mnt, EW_LSM_HOOK_LINK);
+	__u64 wl = EW_WL_UNKNOWN;
+	ret = ew_path_write(old_dentry, mnt, EW_LSM_HOOK_LINK, &wl);
+	return ret ? ret : ew_path_write(new_dentry, mnt, EW_LSM_HOOK_LINK, &wl);
 }
 
 SEC("lsm/path_rename")
@@ -769,14 +804,16 @@ int BPF_PROG(ew_lsm_path_rename, const struct path *old_dir, struct dentry *old_
 {
 	if (ret)
 		return ret;
-	ret = ew_path_write(old_dentry, ew_mnt_of(old_dir), EW_LSM_HOOK_RENAME);
+	__u64 wl = EW_WL_UNKNOWN;
+	ret = ew_path_write(old_dentry, ew_mnt_of(old_dir), EW_LSM_HOOK_RENAME, &wl);
 	/* the new name: a file replaced there, or a new entry in its directory */
-	return ret ? ret : ew_path_write(new_dentry, ew_mnt_of(new_dir), EW_LSM_HOOK_RENAME);
+	return ret ? ret : ew_path_write(new_dentry, ew_mnt_of(new_dir), EW_LSM_HOOK_RENAME, &wl);
 }
 
 static __always_inline int ew_path_write_path(const struct path *p, __u32 hook)
 {
-	return ew_path_write(BPF_CORE_READ(p, dentry), BPF_CORE_READ(p, mnt), hook);
+	__u64 wl = EW_WL_UNKNOWN;
+	return ew_path_write(BPF_CORE_READ(p, dentry), BPF_CORE_READ(p, mnt), hook, &wl);
 }
 
 SEC("lsm/path_truncate")
@@ -816,10 +853,10 @@ static __always_inline void ew_net_lookup(void *rules, struct ew_net_rule_key *k
 }
 
 /*
- * The verdict for a socket of (family, type, protocol): the executable's
- * rules, then any-source ones. Packed, with the matching class in bits 8..15.
+ * The verdict for a socket of (family, type, protocol) made or used by a
+ * task of `workload`: the executable's rules, then any-source ones. Packed, with the matching class in bits 8..15.
  */
-__noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol)
+__noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol, __u64 workload)
 {
 	struct ew_lsm_verdict best = {};
 	__u32 cls = 0;
@@ -837,7 +874,7 @@ __noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol)
 	struct ew_lsm_actor actor;
 	struct ew_net_rule_key key = {};
 	ew_actor(&actor);
-	key.workload = 0;
+	key.workload = workload;
 	if (actor.exe_ino) {
 		key.src_dev = actor.exe_dev;
 		key.src_ino = actor.exe_ino;
@@ -873,7 +910,7 @@ __noinline int ew_report_net(__u64 verdict, __u32 cls, __s32 ret)
  * audit was reported when the socket was made). */
 static __always_inline int ew_net_enforce(__u32 family, __u32 type, __u32 protocol, int report_audit)
 {
-	__u64 packed = ew_net_decide(family, type, protocol);
+	__u64 packed = ew_net_decide(family, type, protocol, ew_current_workload_counted());
 	struct ew_lsm_verdict v = ew_unpack(packed);
 	__u32 cls = (packed >> 8) & 0xff;
 

@@ -13,8 +13,12 @@
 
 #include "edgeward_abi.h"
 
-/* Layout version of the maps below (pinned state from another version is replaced). */
-#define EW_LSM_LAYOUT_VERSION 1
+/*
+ * Layout version of the maps below (pinned state from another version is
+ * replaced). 2: keys name workloads (containers), `workloads` and
+ * `workload_count` are pinned with the rules.
+ */
+#define EW_LSM_LAYOUT_VERSION 2
 
 /*
  * How a path rule's target relates to the inode being checked. Each key's
@@ -36,7 +40,7 @@ enum ew_lsm_match {
  * rules without a source.
  */
 struct ew_lsm_path_key {
-	__u64 workload; /* 0: the host (per-container workloads later) */
+	__u64 workload; /* 0: the host; else a container (ew_workload_abi.h) */
 	__u64 dev;
 	__u64 ino;
 	__u64 src_dev;
@@ -70,7 +74,8 @@ struct ew_lsm_gen_info {
 	__u32 net_entries;
 	/*
 	 * Applied when the directory walk is cut (deeper than EW_LSM_WALK_MAX):
-	 * the strongest recursive any-source verdict of the op, by
+	 * the strongest recursive any-source verdict of the op (of any
+	 * workload: fail-safe, not per container), by
 	 * readOnly * 2 + ownerOnly, so a path too deep to walk is treated as
 	 * inside every recursive directory rule (fail-safe).
 	 */

@@ -71,4 +71,30 @@ static __always_inline __u64 ew_current_workload(void)
 	return 0;
 }
 
+/*
+ * Objects that define EW_WORKLOAD_COUNTED before including this header also
+ * get `workload_count` (entry 0: how many containers `workloads` holds,
+ * written by userspace after the entries) and ew_current_workload_counted():
+ * the host, without any lookup in `workloads`, while no container is
+ * registered (the common case on a node without containers).
+ */
+#ifdef EW_WORKLOAD_COUNTED
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} workload_count SEC(".maps");
+
+static __always_inline __u64 ew_current_workload_counted(void)
+{
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&workload_count, &zero);
+
+	if (!n || !*n)
+		return 0;
+	return ew_current_workload();
+}
+#endif /* EW_WORKLOAD_COUNTED */
+
 #endif /* EW_WORKLOAD_BPF_H */

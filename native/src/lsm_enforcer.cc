@@ -31,6 +31,7 @@
 #include <tuple>
 
 #include "event_ring.h"
+#include "ew_workload_abi.h"
 #include "lsm_enforcer.skel.h"
 #include "modules.h"
 
@@ -221,7 +222,10 @@ std::vector<std::pair<const char*, bpf_map*>> PinnedMaps(lsm_enforcer* skel) {
   return {{"active", skel->maps.lsm_active},
           {"gen_info", skel->maps.lsm_gen_info},
           {"path_rules", skel->maps.lsm_path_rules},
-          {"net_rules", skel->maps.lsm_net_rules}};
+          {"net_rules", skel->maps.lsm_net_rules},
+          // containers: an adopting agent keeps them told apart from the host until its first setWorkloads()
+          {"workloads", skel->maps.workloads},
+          {"workload_count", skel->maps.workload_count}};
 }
 
 std::string LinkPin(const std::string& dir, const char* hook) { return dir + "/link_" + hook; }
@@ -424,6 +428,40 @@ void LsmEnforcer::SetRules(const std::vector<LsmPathEntry>& paths, const std::ve
   generation_++;
 }
 
+// New and changed entries first, then stale ones deleted (a container that
+// stays keeps its entry throughout), then the count the programs check
+// before looking anything up.
+void LsmEnforcer::SetWorkloads(const LsmWorkloadSet& workloads, uint32_t containers) {
+  if (workloads.size() > 2 * EW_MAX_WORKLOADS || containers > EW_MAX_WORKLOADS) {
+    throw std::range_error("LsmEnforcer.setWorkloads: " + std::to_string(containers) + " workloads, at most " +
+                           std::to_string(EW_MAX_WORKLOADS) + " are supported; nothing changed");
+  }
+  const int fd = bpf_map__fd(skel_->maps.workloads);
+  for (const auto& [key, value] : workloads) {
+    if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0) {
+      throw std::runtime_error("LsmEnforcer.setWorkloads: adding namespace " + std::to_string(key.ns_inum) + " failed: " +
+                               ErrnoText(errno));
+    }
+  }
+  std::vector<ew_workload_key> stale;
+  ew_workload_key key = {}, next = {};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    if (workloads.count(next) == 0) stale.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  for (const ew_workload_key& k : stale) {
+    if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT) {
+      throw std::runtime_error("LsmEnforcer.setWorkloads: removing a stale namespace failed: " + ErrnoText(errno));
+    }
+  }
+  const uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.workload_count), &zero, &containers, BPF_ANY) != 0) {
+    throw std::runtime_error("LsmEnforcer.setWorkloads: writing the workload count failed: " + ErrnoText(errno));
+  }
+}
+
 void LsmEnforcer::EnableStats() {
   if (stats_fd_ >= 0) return;
   stats_fd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);
@@ -531,11 +569,7 @@ class FieldReader {
     return v.As<Napi::Boolean>().Value();
   }
 
-  // Common checks of workload and a (dev, ino) pair that may be 0/0.
-  void Workload(Napi::Object o, uint64_t workload) const {
-    // The programs only look up the host workload; a container rule would never apply.
-    if (workload != 0) Fail("workload", "0n (the host; per-container workloads are not supported yet)", o.Get("workload"));
-  }
+  // Common checks of a (dev, ino) pair that may be 0/0.
   void Device(Napi::Object o, const char* field, uint64_t dev) const {
     if (dev > UINT32_MAX) Fail(field, "a kernel dev_t (major << 20 | minor, below 2n**32n)", o.Get(field));
   }
@@ -566,8 +600,7 @@ LsmPathEntry ReadPathEntry(Napi::Env env, Napi::Value item, uint32_t index) {
   Napi::Object o = item.As<Napi::Object>();
   ew_lsm_path_key key = {};
   ew_lsm_path_value value = {};
-  key.workload = r.BigUint64(o, "workload");
-  r.Workload(o, key.workload);
+  key.workload = r.BigUint64(o, "workload");  // 0n: the host; else a container (setWorkloads)
   key.op = r.Uint32(o, "op", EW_OP_PROCESS, EW_OP_FILE, "1 (Process) or 2 (File)");
   key.dev = r.BigUint64(o, "dev");
   key.ino = r.BigUint64(o, "ino");
@@ -611,7 +644,6 @@ LsmNetEntry ReadNetEntry(Napi::Env env, Napi::Value item, uint32_t index) {
   value.action = r.Uint32(o, "action", EW_ACTION_AUDIT, EW_ACTION_BLOCK, "1 (Audit) or 2 (Block)");
   key.proto_class = r.Uint32(o, "protoClass", EW_PROTO_TCP, EW_PROTO_RAW, "an integer in 1..5 (tcp, udp, icmp, icmpv6, raw)");
   key.workload = r.BigUint64(o, "workload");
-  r.Workload(o, key.workload);
   key.src_dev = r.BigUint64(o, "srcDev");
   key.src_ino = r.BigUint64(o, "srcIno");
   r.Device(o, "srcDev", key.src_dev);
@@ -641,6 +673,7 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function fn = DefineClass(env, "LsmEnforcer",
                                     {InstanceMethod("setRules", &LsmEnforcerWrap::SetRules),
+                                     InstanceMethod("setWorkloads", &LsmEnforcerWrap::SetWorkloads),
                                      InstanceMethod("stats", &LsmEnforcerWrap::Stats),
                                      InstanceMethod("enableStats", &LsmEnforcerWrap::EnableStats),
                                      InstanceMethod("attached", &LsmEnforcerWrap::Attached),
@@ -744,6 +777,51 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
     out.Set("pathEntries", static_cast<double>(path_entries.size()));
     out.Set("netEntries", static_cast<double>(net_entries.size()));
     return out;
+  }
+
+  Napi::Value SetWorkloads(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    LsmEnforcer& enforcer = Open(env);
+    const char* usage = "LsmEnforcer.setWorkloads(workloads: Array<{workload, mntNs, pidNs}>)";
+    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, usage);
+    Napi::Array arr = info[0].As<Napi::Array>();
+    if (arr.Length() > EW_MAX_WORKLOADS) {
+      throw Napi::RangeError::New(env, "LsmEnforcer.setWorkloads: " + std::to_string(arr.Length()) + " workloads, at most " +
+                                           std::to_string(EW_MAX_WORKLOADS) + " are supported; nothing changed");
+    }
+    // Every entry is checked before the map is touched.
+    LsmWorkloadSet set;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      const std::string prefix = "LsmEnforcer.setWorkloads: workloads[" + std::to_string(i) + "].";
+      Napi::Value item = arr.Get(i);
+      if (!item.IsObject() || item.IsArray()) {
+        throw Napi::TypeError::New(env, prefix.substr(0, prefix.size() - 1) + " must be an object {workload, mntNs, pidNs}");
+      }
+      Napi::Object o = item.As<Napi::Object>();
+      FieldReader r(env, prefix);
+      ew_workload_value value = {};
+      value.workload = r.BigUint64(o, "workload");
+      if (value.workload == 0) r.Fail("workload", "a bigint other than 0n (0n is the host)", o.Get("workload"));
+      ew_workload_key mkey = {};
+      mkey.ns_inum = r.Uint32(o, "mntNs", 1, UINT32_MAX, "a mount namespace inode number (1..4294967295)");
+      mkey.ns_kind = EW_NS_MNT;
+      uint32_t pid_ns = r.Uint32(o, "pidNs", 0, UINT32_MAX, "a pid namespace inode number (0: none)");
+      if (!set.emplace(mkey, value).second) r.Fail("mntNs", "named once only", o.Get("mntNs"));
+      if (pid_ns != 0) {
+        ew_workload_key pkey = {};
+        pkey.ns_inum = pid_ns;
+        pkey.ns_kind = EW_NS_PID;
+        set.emplace(pkey, value);  // a shared pid namespace (--pid=container:): the first container keeps it
+      }
+    }
+    try {
+      enforcer.SetWorkloads(set, arr.Length());
+    } catch (const std::range_error& e) {
+      throw Napi::RangeError::New(env, e.what());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    return env.Undefined();
   }
 
   Napi::Value EnableStats(const Napi::CallbackInfo& info) {

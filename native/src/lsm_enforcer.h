@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -16,6 +17,7 @@
 
 #include "edgeward_abi.h"
 #include "ew_lsm_abi.h"
+#include "ew_workload_abi.h"
 
 struct lsm_enforcer;
 struct bpf_link;
@@ -26,6 +28,14 @@ class EventRing;
 
 using LsmPathEntry = std::pair<ew_lsm_path_key, ew_lsm_path_value>;
 using LsmNetEntry = std::pair<ew_net_rule_key, ew_net_rule_value>;
+
+struct LsmWorkloadKeyLess {
+  bool operator()(const ew_workload_key& a, const ew_workload_key& b) const {
+    return a.ns_kind != b.ns_kind ? a.ns_kind < b.ns_kind : a.ns_inum < b.ns_inum;
+  }
+};
+// The `workloads` map's entries: a mount and (optionally) a pid namespace key per container.
+using LsmWorkloadSet = std::map<ew_workload_key, ew_workload_value, LsmWorkloadKeyLess>;
 
 struct LsmProgramStats {
   std::string name;
@@ -61,12 +71,18 @@ class LsmEnforcer {
   // cases the previous set stays in force, untouched.
   void SetRules(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets);
 
+  // Replaces the containers told apart from the host (`containers` of them,
+  // keyed by namespace in `workloads`). Throws std::range_error past
+  // EW_MAX_WORKLOADS (nothing changed), std::runtime_error when the kernel
+  // refuses an update.
+  void SetWorkloads(const LsmWorkloadSet& workloads, uint32_t containers);
+
   // Starts the kernel's run-time statistics (BPF_ENABLE_STATS) for the
   // programs until Close(); idempotent.
   void EnableStats();
   LsmEnforcerStats Stats() const;
   std::vector<std::string> Attached() const;
-  // Ids of the outer rule maps (active, gen_info, path_rules, net_rules).
+  // Ids of the pinned maps (active, gen_info, path_rules, net_rules, workloads, workload_count).
   std::vector<uint32_t> MapIds() const;
 
   // Detaches every program (nothing is enforced any more), removes the
