@@ -63,7 +63,8 @@ export class LsmBackend implements EnforcementBackend {
 
   apply(set: CompiledPolicySet): ApplyResult {
     this.last = set;
-    const result = this.enforcer.apply(set.pathRules, set.networkRules);
+    // container rules come resolved to one container each (agent/src/workloads.ts WorkloadBinding)
+    const result = this.enforcer.apply(set.pathRules, set.networkRules, undefined, set.workloads ?? []);
     if (this.options.watchTargets !== false) this.watch(result.watchPaths);
     // not silently dropped: what this backend cannot enforce yet is named in the policy status
     const notEnforced = notEnforcedByLsm(set);

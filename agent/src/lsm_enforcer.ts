@@ -12,6 +12,13 @@
 // dev is the kernel's sb->s_dev (mountinfo's major:minor of the mount the
 // file is on), not st_dev: they differ on btrfs and overlayfs.
 //
+// Container rules (resolved to one container each by agent/src/workloads.ts)
+// are keyed by the container's workload (its mount namespace inode) and
+// their paths resolved inside its root (NativeAddon.resolveInContainer:
+// symlinks stay inside the root); the kernel looks up only the acting
+// task's workload's rules, so host rules do not apply inside containers.
+// setWorkloads() tells the kernel which namespaces are which container.
+//
 // Inode keys are resolved when a rule set is applied. A file replaced by a
 // new inode at the same path later (an editor's save, a package upgrade) is
 // not the inode the rule names: LsmBackend watches exact targets and applies
@@ -19,9 +26,18 @@
 import * as fs from 'fs';
 
 import { Action, ProtoClass } from './abi';
-import { executableResolver, ExecutableInode, MountEntry, mountOf, parseMountInfo, statDevToKernelDev } from './net_enforcer';
-import type { NativeAddon, NativeEventRing, NativeNetRule } from './native';
-import type { NetworkRule, PathRule, Protocol, SourceMatch } from './policy/types';
+import { toNativeWorkloads } from './file_enforcer';
+import {
+  executableResolver,
+  ExecutableInode,
+  ExecutableResolve,
+  MountEntry,
+  mountOf,
+  parseMountInfo,
+  statDevToKernelDev,
+} from './net_enforcer';
+import type { ContainerPathInfo, NativeAddon, NativeEventRing, NativeNetRule, NativeWorkload } from './native';
+import type { NetworkRule, PathRule, Protocol, SourceMatch, WorkloadTarget } from './policy/types';
 
 // Kernel layout (bpf/include/ew_lsm_abi.h) -------------------------------------
 
@@ -49,7 +65,7 @@ export interface NativeLsmVerdict {
 
 /** One key of the path rule map: a target inode for an op, with or without a source executable. */
 export interface NativeLsmPathEntry {
-  workload: bigint; // 0n: host
+  workload: bigint; // 0n: host; else a NativeWorkload's workload
   op: number; // 1 Process, 2 File
   dev: bigint;
   ino: bigint;
@@ -85,6 +101,8 @@ export interface NativeLsmStats {
 export interface NativeLsmEnforcer {
   /** replaces the rule set atomically (two generations, one index switched); throws and keeps the old set on failure */
   setRules(set: NativeLsmRuleSet): { pathEntries: number; netEntries: number };
+  /** replaces the containers told apart from the host (at most EW_MAX_WORKLOADS): new entries before stale ones go */
+  setWorkloads(workloads: NativeWorkload[]): void;
   stats(): NativeLsmStats;
   /** starts the kernel's per-program run time statistics (BPF_ENABLE_STATS) */
   enableStats(): void;
@@ -92,7 +110,7 @@ export interface NativeLsmEnforcer {
   attached(): string[];
   /** whether the constructor adopted rules an earlier process pinned (they are in force) */
   adopted(): boolean;
-  /** ids of the rule maps (active, gen_info, path_rules, net_rules): self-protection keeps others from writing them */
+  /** ids of the pinned maps (active, gen_info, path_rules, net_rules, workloads, workload_count): self-protection keeps others from writing them */
   mapIds(): number[];
   /** drops this process's handles; pinned programs and rules stay in force */
   release(): void;
@@ -155,18 +173,59 @@ export function resolveTargetInode(path: string, mounts: MountEntry[]): TargetIn
   return { dev: mount ? mount.dev : statDevToKernelDev(st.dev), ino: st.ino, isDir: st.isDirectory() };
 }
 
-/** A resolver reading the mount table once (for one apply()). */
-export function targetResolver(): (path: string) => TargetInode {
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+
+/**
+ * A container rule target's inode from what resolveInContainer found
+ * (`info.path`: canonical inside the root); dev from the container's own
+ * mount table (its mount points are relative to its root).
+ */
+export function containerTargetInode(info: ContainerPathInfo, mounts: MountEntry[]): TargetInode {
+  const mount = mountOf(info.path, mounts);
+  return { dev: mount ? mount.dev : statDevToKernelDev(info.dev), ino: info.ino, isDir: (info.mode & S_IFMT) === S_IFDIR };
+}
+
+/** Finds a rule target: on the host, or inside the root of the container a rule was resolved to. */
+export type TargetResolve = (path: string, workload?: WorkloadTarget) => TargetInode;
+
+/**
+ * A resolver reading each mount table once (for one apply()). Paths in
+ * containers need the addon (resolveInContainer); without it they fail.
+ */
+export function targetResolver(addon?: Pick<NativeAddon, 'resolveInContainer'>): TargetResolve {
   let mounts: MountEntry[] | undefined;
-  return (path) => {
-    mounts ??= parseMountInfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-    return resolveTargetInode(path, mounts);
+  const containerMounts = new Map<number, MountEntry[]>();
+  return (path, workload) => {
+    if (!workload) {
+      mounts ??= parseMountInfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+      return resolveTargetInode(path, mounts);
+    }
+    if (!addon) throw new Error('paths inside containers cannot be resolved here');
+    // checks that the pid is still the container's (its mount namespace), then resolves inside its root
+    const info = addon.resolveInContainer(workload.pid, workload.mntNs, path);
+    let table = containerMounts.get(workload.pid);
+    if (!table) {
+      table = parseMountInfo(fs.readFileSync(`/proc/${workload.pid}/mountinfo`, 'utf8'));
+      containerMounts.set(workload.pid, table);
+    }
+    return containerTargetInode(info, table);
   };
 }
 
 export interface LsmResolvers {
-  target: (path: string) => TargetInode;
-  source: (path: string) => ExecutableInode;
+  target: TargetResolve;
+  source: ExecutableResolve;
+}
+
+/** The key rules of `workload` carry: its mount namespace inode; 0n for the host. */
+export function workloadId(workload: WorkloadTarget | undefined): bigint {
+  return workload ? BigInt(workload.mntNs) : 0n;
+}
+
+/** Where a path of a rule lives, for watching: container paths through the container init's root. */
+function watchPath(p: string, workload: WorkloadTarget | undefined): string {
+  return workload ? `/proc/${workload.pid}/root${p}` : p;
 }
 
 // Conversion ------------------------------------------------------------------------------
@@ -221,7 +280,8 @@ function mergeVerdict(verdicts: NativeLsmVerdict[], variant: number, ruleId: num
 function resolveSources(
   fromSource: SourceMatch[] | undefined,
   where: string,
-  resolve: (path: string) => ExecutableInode,
+  resolve: ExecutableResolve,
+  workload: WorkloadTarget | undefined,
   errors: string[],
 ): ExecutableInode[] | undefined | 'none' {
   const list = Array.isArray(fromSource) ? fromSource : [];
@@ -240,7 +300,7 @@ function resolveSources(
       continue;
     }
     try {
-      out.push(resolve(source.path));
+      out.push(resolve(source.path, workload));
     } catch (err) {
       errors.push(`${where}: fromSource ${source.path} is not enforced: ${(err as Error).message}`);
     }
@@ -265,22 +325,23 @@ export function toLsmRuleSet(
 ): LsmRuleSet {
   const errors: string[] = [];
   const watchPaths = new Set<string>();
-  // key: op/dev/ino/srcDev/srcIno
+  // key: workload/op/dev/ino/srcDev/srcIno
   const entries = new Map<string, NativeLsmPathEntry>();
-  const entry = (op: number, t: TargetInode, src: ExecutableInode | undefined): NativeLsmPathEntry => {
+  const entry = (workload: bigint, op: number, t: TargetInode, src: ExecutableInode | undefined): NativeLsmPathEntry => {
     const srcDev = src?.dev ?? 0n;
     const srcIno = src?.ino ?? 0n;
-    const key = `${op}/${t.dev}/${t.ino}/${srcDev}/${srcIno}`;
+    const key = `${workload}/${op}/${t.dev}/${t.ino}/${srcDev}/${srcIno}`;
     let e = entries.get(key);
     if (!e) {
-      e = { workload: 0n, op, dev: t.dev, ino: t.ino, srcDev, srcIno, verdicts: emptyVerdicts(), hasSourced: false };
+      e = { workload, op, dev: t.dev, ino: t.ino, srcDev, srcIno, verdicts: emptyVerdicts(), hasSourced: false };
       entries.set(key, e);
     }
     return e;
   };
 
   pathRules.forEach((rule, index) => {
-    const where = `${String(rule.operation).toLowerCase()} rule ${rule.ruleId} (#${index})`;
+    const w = rule.workload;
+    const where = `${String(rule.operation).toLowerCase()} rule ${rule.ruleId} (#${index}${w ? `, container ${w.containerName}` : ''})`;
     if (!Number.isInteger(rule.ruleId) || rule.ruleId < 0 || rule.ruleId > 0xffffffff) {
       errors.push(`path rule #${index}: ruleId must be an integer in 0..4294967295, got ${String(rule.ruleId)}`);
       return;
@@ -305,14 +366,14 @@ export function toLsmRuleSet(
       errors.push(`${where}: target ${problem}`);
       return;
     }
-    watchPaths.add(target.path);
+    watchPaths.add(watchPath(target.path, w));
     for (const source of Array.isArray(rule.fromSource) ? rule.fromSource : []) {
-      if (source?.kind === 'path' && !pathProblem(source.path)) watchPaths.add(source.path);
+      if (source?.kind === 'path' && !pathProblem(source.path)) watchPaths.add(watchPath(source.path, w));
     }
     if (exec && rule.readOnly) errors.push(`${where}: readOnly does not apply to process rules; enforced without it`);
     let inode: TargetInode;
     try {
-      inode = resolvers.target(target.path);
+      inode = resolvers.target(target.path, w);
     } catch (err) {
       errors.push(`${where}: ${target.path} is not enforced: ${(err as Error).message}`);
       return;
@@ -327,22 +388,24 @@ export function toLsmRuleSet(
     } else {
       match = LsmMatch.Exact;
     }
-    const sources = resolveSources(rule.fromSource, where, resolvers.source, errors);
+    const sources = resolveSources(rule.fromSource, where, resolvers.source, w, errors);
     if (sources === 'none') return;
     const op = exec ? LSM_OP_PROCESS : LSM_OP_FILE;
+    const workload = workloadId(w);
     const variant = lsmVariant(match, !exec && rule.readOnly === true, rule.ownerOnly === true);
     if (sources === undefined) {
-      mergeVerdict(entry(op, inode, undefined).verdicts, variant, rule.ruleId, action);
+      mergeVerdict(entry(workload, op, inode, undefined).verdicts, variant, rule.ruleId, action);
       return;
     }
-    for (const src of sources) mergeVerdict(entry(op, inode, src).verdicts, variant, rule.ruleId, action);
+    for (const src of sources) mergeVerdict(entry(workload, op, inode, src).verdicts, variant, rule.ruleId, action);
     // the kernel looks sourced entries up only when the target's any-source entry says so
-    entry(op, inode, undefined).hasSourced = true;
+    entry(workload, op, inode, undefined).hasSourced = true;
   });
 
   const net: NativeNetRule[] = [];
   networkRules.forEach((rule, index) => {
-    const where = `network rule ${rule.ruleId} (#${index})`;
+    const w = rule.workload;
+    const where = `network rule ${rule.ruleId} (#${index}${w ? `, container ${w.containerName}` : ''})`;
     if (!Number.isInteger(rule.ruleId) || rule.ruleId < 0 || rule.ruleId > 0xffffffff) {
       errors.push(`network rule #${index}: ruleId must be an integer in 0..4294967295, got ${String(rule.ruleId)}`);
       return;
@@ -357,11 +420,11 @@ export function toLsmRuleSet(
       errors.push(`${where}: protocol must be one of tcp, udp, icmp, icmpv6, raw, got ${String(rule.protocol)}`);
       return;
     }
-    const base = { ruleId: rule.ruleId, action, protoClass, workload: 0n };
+    const base = { ruleId: rule.ruleId, action, protoClass, workload: workloadId(w) };
     for (const source of Array.isArray(rule.fromSource) ? rule.fromSource : []) {
-      if (source?.kind === 'path' && !pathProblem(source.path)) watchPaths.add(source.path);
+      if (source?.kind === 'path' && !pathProblem(source.path)) watchPaths.add(watchPath(source.path, w));
     }
-    const sources = resolveSources(rule.fromSource, where, resolvers.source, errors);
+    const sources = resolveSources(rule.fromSource, where, resolvers.source, w, errors);
     if (sources === 'none') return;
     if (sources === undefined) net.push({ ...base, srcDev: 0n, srcIno: 0n });
     else for (const src of sources) net.push({ ...base, srcDev: src.dev, srcIno: src.ino });
@@ -425,6 +488,7 @@ export interface LsmEnforcerOptions {
 /** Process, file and network rules decided in the kernel by BPF-LSM programs. */
 export class LsmEnforcer {
   private native: NativeLsmEnforcer | undefined;
+  private readonly addon: NativeAddon;
   private readonly limits: NativeLsmLimits;
   private readonly pinRoot: string | undefined;
   private readonly pinDir: string | undefined;
@@ -436,6 +500,7 @@ export class LsmEnforcer {
    */
   constructor(addon: NativeAddon, ring: NativeEventRing, options: LsmEnforcerOptions = {}) {
     const lsm = lsmAddon(addon);
+    this.addon = addon;
     this.limits = lsm.lsmLimits;
     if (options.pin) {
       this.pinRoot = typeof options.pin === 'object' ? options.pin.root : PIN_ROOT;
@@ -451,14 +516,32 @@ export class LsmEnforcer {
   }
 
   /**
-   * Replaces the rules in force, all at once. Rules (or sources) that cannot
-   * be enforced are left out and reported; when the whole set cannot be
-   * loaded (capacity, kernel refusal) the previous set stays in force and
-   * the reason is reported.
+   * Replaces the rules in force, all at once, then the containers told
+   * apart from the host (`workloads`: every running container, whether a
+   * rule names it or not; rules with `workload` set are that container's).
+   * Rules (or sources) that cannot be enforced are left out and reported;
+   * when the whole set cannot be loaded (capacity, kernel refusal) the
+   * previous set stays in force and the reason is reported.
    */
-  apply(pathRules: PathRule[], networkRules: NetworkRule[], resolvers?: LsmResolvers): LsmApplyResult {
+  apply(
+    pathRules: PathRule[],
+    networkRules: NetworkRule[],
+    resolvers?: LsmResolvers,
+    workloads: readonly WorkloadTarget[] = [],
+  ): LsmApplyResult {
     const native = this.open();
-    const set = toLsmRuleSet(pathRules, networkRules, resolvers);
+    const set = toLsmRuleSet(pathRules, networkRules, resolvers ?? { target: targetResolver(this.addon), source: executableResolver(this.addon) });
+    // After the rules (as the compat enforcers do): a new container is the
+    // host until its rules are in place, never a workload without them.
+    // Done even when the set is refused: host rules must not reach into new containers.
+    const setWorkloads = (): string[] => {
+      try {
+        native.setWorkloads(toNativeWorkloads(workloads));
+        return [];
+      } catch (err) {
+        return [`bpf-lsm: containers not updated: ${(err as Error).message}`];
+      }
+    };
     const over: string[] = [];
     if (set.paths.length > this.limits.maxPathEntries) {
       over.push(`${set.paths.length} path entries (one per target, operation and source; at most ${this.limits.maxPathEntries})`);
@@ -468,7 +551,7 @@ export class LsmEnforcer {
     }
     if (over.length > 0) {
       return {
-        errors: [`bpf-lsm rule set refused: ${over.join(' and ')}; the previous rules stay in force`],
+        errors: [`bpf-lsm rule set refused: ${over.join(' and ')}; the previous rules stay in force`, ...setWorkloads()],
         watchPaths: set.watchPaths,
         applied: false,
       };
@@ -476,9 +559,13 @@ export class LsmEnforcer {
     try {
       native.setRules({ paths: set.paths, net: set.net });
     } catch (err) {
-      return { errors: [...set.errors, `bpf-lsm rules not applied: ${(err as Error).message}`], watchPaths: set.watchPaths, applied: false };
+      return {
+        errors: [...set.errors, `bpf-lsm rules not applied: ${(err as Error).message}`, ...setWorkloads()],
+        watchPaths: set.watchPaths,
+        applied: false,
+      };
     }
-    const errors = [...set.errors];
+    const errors = [...set.errors, ...setWorkloads()];
     if (this.pinRoot && !this.staleRemoved) {
       // another layout's pinned programs enforced the old rules until now
       try {

@@ -7,6 +7,8 @@ import * as path from 'path';
 
 import { Action, ProtoClass } from '../../agent/src/abi';
 import {
+  containerTargetInode,
+  LsmEnforcer,
   LSM_OP_FILE,
   LSM_OP_PROCESS,
   LSM_VARIANTS,
@@ -20,9 +22,11 @@ import {
   TargetInode,
   toLsmRuleSet,
   unloadPinnedLsm,
+  workloadId,
 } from '../../agent/src/lsm_enforcer';
+import type { NativeAddon, NativeEventRing, NativeWorkload } from '../../agent/src/native';
 import type { MountEntry } from '../../agent/src/net_enforcer';
-import type { NetworkRule, PathRule } from '../../agent/src/policy/types';
+import type { NetworkRule, PathRule, WorkloadTarget } from '../../agent/src/policy/types';
 
 const FILES: Record<string, TargetInode> = {
   '/data/secret': { dev: 0x800001n, ino: 11n, isDir: false },
@@ -228,6 +232,124 @@ describe('toLsmRuleSet: network rules', () => {
       expect.stringMatching(/network rule 2 \(#1\): fromSource dir \/usr\/bin is not enforced by bpf-lsm/),
       'network rule 2 (#1): no usable fromSource entry; rule not enforced',
     ]);
+  });
+});
+
+describe('toLsmRuleSet: container rules (workloads)', () => {
+  const A: WorkloadTarget = { mntNs: 4026532001, pidNs: 4026532002, pid: 501, containerId: 'aaa', containerName: 'alpha' };
+  const B: WorkloadTarget = { mntNs: 4026532101, pidNs: 4026532102, pid: 601, containerId: 'bbb', containerName: 'beta' };
+  // each container's /data/secret is its own inode; resolvers see which root they resolve in
+  const inRoot: LsmResolvers = {
+    target: (p, w) => {
+      const t = FILES[p];
+      if (!t) throw new Error(`cannot stat ${p} (ENOENT)`);
+      return w ? { ...t, ino: t.ino + BigInt(w.pid) * 1000n } : t;
+    },
+    source: (p, w) => {
+      const e = EXES[p];
+      if (!e) throw new Error(`cannot stat ${p} (ENOENT)`);
+      return w ? { ...e, ino: e.ino + BigInt(w.pid) * 1000n } : e;
+    },
+  };
+
+  test('a rule resolved to a container is keyed by its workload (mount namespace inode), its paths resolved in its root', () => {
+    const set = toLsmRuleSet([fileRule(1), fileRule(2, { workload: A }), fileRule(3, { workload: B, action: 'Audit' })], [], inRoot);
+    expect(set.errors).toEqual([]);
+    expect(set.paths.map((e) => [e.workload, e.dev, e.ino, setVerdicts(e)])).toEqual([
+      [0n, 0x800001n, 11n, { 0: [1, Action.Block] }],
+      [4026532001n, 0x800001n, 501011n, { 0: [2, Action.Block] }],
+      [4026532101n, 0x800001n, 601011n, { 0: [3, Action.Audit] }],
+    ]);
+    expect(workloadId(undefined)).toBe(0n);
+    expect(workloadId(A)).toBe(4026532001n);
+  });
+
+  test('the same inode named by host and container rules gets one entry per workload, never merged', () => {
+    const same: LsmResolvers = { ...inRoot, target: (p) => FILES[p] };
+    const set = toLsmRuleSet([fileRule(1, { action: 'Audit' }), fileRule(2, { workload: A })], [], same);
+    expect(set.paths.map((e) => [e.workload, e.ino, setVerdicts(e)])).toEqual([
+      [0n, 11n, { 0: [1, Action.Audit] }],
+      [4026532001n, 11n, { 0: [2, Action.Block] }],
+    ]);
+  });
+
+  test('fromSource of a container rule resolves inside that container; sourced entries carry the workload', () => {
+    const set = toLsmRuleSet([fileRule(1, { workload: A, fromSource: [{ kind: 'path', path: '/usr/bin/a' }] })], [], inRoot);
+    expect(set.errors).toEqual([]);
+    expect(set.paths.map((e) => [e.workload, e.srcIno, e.hasSourced])).toEqual([
+      [4026532001n, 501101n, false],
+      [4026532001n, 0n, true],
+    ]);
+  });
+
+  test('network rules of a container carry its workload and its sources', () => {
+    const set = toLsmRuleSet([], [netRule(1, { workload: B }), netRule(2, { workload: A, fromSource: [{ kind: 'path', path: '/usr/bin/b' }] })], inRoot);
+    expect(set.errors).toEqual([]);
+    expect(set.net).toEqual([
+      { ruleId: 1, action: Action.Block, protoClass: ProtoClass.Udp, workload: 4026532101n, srcDev: 0n, srcIno: 0n },
+      { ruleId: 2, action: Action.Block, protoClass: ProtoClass.Udp, workload: 4026532001n, srcDev: 0x800001n, srcIno: 501102n },
+    ]);
+  });
+
+  test('errors name the container; container paths are watched through its init\'s root', () => {
+    const set = toLsmRuleSet(
+      [fileRule(1, { workload: A, target: { kind: 'path', path: '/nope' } }), fileRule(2, { workload: B, fromSource: [{ kind: 'path', path: '/usr/bin/a' }] })],
+      [],
+      inRoot,
+    );
+    expect(set.errors).toEqual(['file rule 1 (#0, container alpha): /nope is not enforced: cannot stat /nope (ENOENT)']);
+    expect(set.watchPaths.sort()).toEqual(['/proc/501/root/nope', '/proc/601/root/data/secret', '/proc/601/root/usr/bin/a']);
+  });
+
+  test('containerTargetInode: dev from the container\'s mount table by the path inside its root; directories known by mode', () => {
+    const mounts: MountEntry[] = [
+      { mountPoint: '/', dev: 0x2an, fsType: 'overlay' },
+      { mountPoint: '/data', dev: 0x800003n, fsType: 'ext4' },
+    ];
+    const file = { path: '/data/x', dev: 0x803n, ino: 77n, mode: 0o100644, shebang: false };
+    expect(containerTargetInode(file, mounts)).toEqual({ dev: 0x800003n, ino: 77n, isDir: false });
+    expect(containerTargetInode({ ...file, path: '/etc', mode: 0o040755 }, mounts)).toEqual({ dev: 0x2an, ino: 77n, isDir: true });
+    // no mount found: st_dev converted to the kernel's form
+    expect(containerTargetInode(file, [])).toEqual({ dev: 0x800003n, ino: 77n, isDir: false });
+  });
+});
+
+describe('LsmEnforcer.apply: rules, then the containers', () => {
+  const W: WorkloadTarget = { mntNs: 4026532001, pidNs: 4026532002, pid: 501, containerId: 'aaa', containerName: 'alpha' };
+
+  /** A fake addon recording the calls in order; setRules throws when `refuse` is set. */
+  function fakeAddon(refuse?: string) {
+    const calls: Array<[string, unknown]> = [];
+    class FakeLsm {
+      setRules(set: unknown) {
+        calls.push(['setRules', set]);
+        if (refuse) throw new Error(refuse);
+        return { pathEntries: 0, netEntries: 0 };
+      }
+      setWorkloads(w: NativeWorkload[]) {
+        calls.push(['setWorkloads', w]);
+      }
+    }
+    const addon = { LsmEnforcer: FakeLsm, lsmLimits: { maxPathEntries: 10, maxNetEntries: 10, variants: 12, walkMax: 2048, layoutVersion: 2 } };
+    return { addon: addon as unknown as NativeAddon, calls };
+  }
+
+  test('the workloads follow the rules (a new container is the host until its rules are in place)', () => {
+    const { addon, calls } = fakeAddon();
+    const lsm = new LsmEnforcer(addon, {} as NativeEventRing);
+    const r = lsm.apply([], [netRule(1, { workload: W })], resolvers, [W]);
+    expect(r).toMatchObject({ applied: true, errors: [] });
+    expect(calls.map((c) => c[0])).toEqual(['setRules', 'setWorkloads']);
+    expect(calls[1][1]).toEqual([{ workload: 4026532001n, mntNs: 4026532001, pidNs: 4026532002 }]);
+  });
+
+  test('a refused rule set still updates the containers, so host rules do not reach into new ones', () => {
+    const { addon, calls } = fakeAddon('EINVAL');
+    const lsm = new LsmEnforcer(addon, {} as NativeEventRing);
+    const r = lsm.apply([], [], resolvers, [W]);
+    expect(r.applied).toBe(false);
+    expect(r.errors).toEqual(['bpf-lsm rules not applied: EINVAL']);
+    expect(calls.map((c) => c[0])).toEqual(['setRules', 'setWorkloads']);
   });
 });
 
