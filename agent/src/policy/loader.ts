@@ -720,14 +720,21 @@ export function readLimitedTextFile(file: string, maxBytes: number): { text: str
     if (st.isDirectory()) return { error: 'is a directory, not a file' };
     if (!st.isFile()) return { error: 'is not a regular file' };
     if (st.size > maxBytes) return { error: `is too large (${st.size} bytes; the limit is ${maxBytes} bytes)` };
-    // Read at most limit+1 bytes, so a file growing after fstat is still caught.
-    const buf = Buffer.alloc(maxBytes + 1);
+    // Sized from fstat (a policy is usually a few kB; a 1 MiB buffer per file was most of a
+    // reload's garbage), grown while the file grows, never past limit+1 bytes: a file growing
+    // after fstat is still caught.
+    let buf = Buffer.allocUnsafe(Math.min(st.size, maxBytes) + 1);
     let n = 0;
     for (;;) {
+      if (n === buf.length) {
+        if (buf.length > maxBytes) break;
+        const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, maxBytes + 1));
+        buf.copy(bigger, 0, 0, n);
+        buf = bigger;
+      }
       const r = fs.readSync(fd, buf, n, buf.length - n, null);
       if (r === 0) break;
       n += r;
-      if (n === buf.length) break;
     }
     if (n > maxBytes) return { error: `is too large (more than ${maxBytes} bytes)` };
     try {
