@@ -6,7 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import type * as winston from 'winston';
 import { EventKind, NetOp } from './abi';
-import { AlertBuilder, BootClock, DecisionFacts, KubeArmorAlert } from './alerts';
+import { AlertBuilder, BootClock, ContainerFacts, DecisionFacts, KubeArmorAlert } from './alerts';
 import { AlertThrottle } from './alert_throttle';
 import { AuditOnlyBackend } from './audit_only_backend';
 import type { EnforcementBackend } from './backend';
@@ -36,6 +36,7 @@ import { renumberRules } from './policy/renumber';
 import type { RuleMeta } from './policy/types';
 import { probe, ProbeReport } from './probe';
 import { ProcessTable } from './process_table';
+import { KubeArmorLog, KubeArmorRecord, LogBuilder, LogThrottle, visibilityEnabled } from './visibility';
 
 const HOUSEKEEPING_MS = 10_000;
 const DOCKER_WAIT_MS = 3_000;
@@ -60,6 +61,11 @@ export interface AgentStatus {
   hub?: HubClientStatus;
   /** alerts counted into throttle summaries instead of written one by one */
   alertsSuppressed: number;
+  /** telemetry log records (config visibility) since start, including those summarised */
+  logs: number;
+  logsSuppressed: number;
+  /** visibility groups on */
+  visibility: string[];
 }
 
 export interface AgentOptions {
@@ -95,7 +101,15 @@ export class Agent {
   private generation = 0;
   private lastLoad: PolicyLoadSummary | undefined;
   private report: ProbeReport | undefined;
-  private readonly onAlert: Array<(a: KubeArmorAlert) => void> = [];
+  private readonly onAlert: Array<(a: KubeArmorRecord) => void> = [];
+  /** visibility: builds telemetry log records; undefined when every group is off (nothing to do per event) */
+  private logBuilder: LogBuilder | undefined;
+  private readonly logThrottle: LogThrottle;
+  /** visibility.logFile; absent: logs go to the alert outputs */
+  private readonly logOutput: winston.Logger | undefined;
+  private logCount = 0;
+  /** log records the hub spool refused (full of alerts, too large): counted, said at debug level */
+  private hubLogsRefused = 0;
   private hub: HubClient | undefined;
   /** alerts the hub spool refused since the last warning (the spool counts them too) */
   private hubRefused = 0;
@@ -122,6 +136,10 @@ export class Agent {
     });
     this.native = loadNative();
     this.throttle = new AlertThrottle(config.alerts.throttle, (a) => this.deliver(a));
+    this.logThrottle = new LogThrottle(config.alerts.throttle, (l) => this.deliverLog(l));
+    if (config.visibility.logFile) {
+      this.logOutput = createAlertLogger({ stdout: false, format: 'json', file: config.visibility.logFile });
+    }
     this.applied = new AppliedPolicyStore(appliedPolicyDirectory(config.stateDirectory));
   }
 
@@ -138,29 +156,31 @@ export class Agent {
 
     // audit-only sees violations only through the monitor: observe everything.
     const auditOnly = report.backend === 'audit-only';
-    const builder = new AlertBuilder(
-      this.hostName(),
-      new BootClock(readUptime()),
-      this.processes,
-      (id) => this.lookupMeta(id),
-      (mntNs, pidNs, pid) => {
-        const containers = this.containers;
-        if (!containers) return undefined;
-        return (
-          (mntNs !== undefined ? containers.byMountNamespace(mntNs) : undefined) ??
-          (pidNs !== undefined ? containers.byPidNamespace(pidNs) : undefined) ??
-          containers.byPid(pid)
-        );
-      },
-    );
+    const clock = new BootClock(readUptime());
+    const resolveContainer = (mntNs: number | undefined, pidNs: number | undefined, pid: number): ContainerFacts | undefined => {
+      const containers = this.containers;
+      if (!containers) return undefined;
+      return (
+        (mntNs !== undefined ? containers.byMountNamespace(mntNs) : undefined) ??
+        (pidNs !== undefined ? containers.byPidNamespace(pidNs) : undefined) ??
+        containers.byPid(pid)
+      );
+    };
+    const builder = new AlertBuilder(this.hostName(), clock, this.processes, (id) => this.lookupMeta(id), resolveContainer);
+    const visibility = this.config.visibility;
+    if (visibilityEnabled(visibility)) {
+      this.logBuilder = new LogBuilder(this.hostName(), clock, this.processes, resolveContainer);
+      this.log.info(`visibility: telemetry logs of ${this.visibilityGroups().join(', ')} events (HostLog / ContainerLog)`);
+    }
     this.pipeline = new EventPipeline(
       this.native,
       {
         ringBufferBytes: this.config.monitor.ringBufferBytes,
         pollIntervalMs: this.config.monitor.pollIntervalMs,
-        process: this.config.monitor.process || auditOnly,
-        file: this.config.monitor.file || auditOnly,
-        network: this.config.monitor.network || auditOnly,
+        // visibility logs what the monitor sees: its groups on
+        process: this.config.monitor.process || auditOnly || visibility.process,
+        file: this.config.monitor.file || auditOnly || visibility.file,
+        network: this.config.monitor.network || auditOnly || visibility.network,
       },
       (events) => this.onEvents(events, builder),
       (err) => this.log.error(`event handling failed: ${(err as Error)?.stack ?? err}`),
@@ -399,11 +419,19 @@ export class Agent {
       lastLoad: this.lastLoad,
       ...(this.hub ? { hub: this.hub.status() } : {}),
       alertsSuppressed: this.throttle.stats().suppressed,
+      logs: this.logCount,
+      logsSuppressed: this.logThrottle.stats().suppressed,
+      visibility: this.visibilityGroups(),
     };
   }
 
-  /** Every alert as the outputs get it (after throttling). Returns the unsubscribe function. */
-  subscribe(listener: (a: KubeArmorAlert) => void): () => void {
+  private visibilityGroups(): string[] {
+    const v = this.config.visibility;
+    return (['process', 'file', 'network'] as const).filter((g) => v[g]);
+  }
+
+  /** Every alert and telemetry log record as the outputs get them (after throttling). Returns the unsubscribe function. */
+  subscribe(listener: (a: KubeArmorRecord) => void): () => void {
     this.onAlert.push(listener);
     return () => {
       const i = this.onAlert.indexOf(listener);
@@ -445,6 +473,7 @@ export class Agent {
     this.control = undefined;
     // pending throttle summaries go out before the outputs close
     this.throttle.flush();
+    this.logThrottle.flush();
     // alerts not yet delivered stay in the spool for the next start
     await this.hub?.stop().catch((e: unknown) => this.log.warn(`hub: stop: ${(e as Error)?.message ?? e}`));
     this.hub = undefined;
@@ -462,11 +491,17 @@ export class Agent {
     this.backend = undefined;
     this.pipeline?.close();
     this.pipeline = undefined;
-    await new Promise<void>((resolve) => {
-      this.alertLog.on('finish', () => resolve());
-      this.alertLog.end();
-      setTimeout(resolve, 1000).unref();
-    });
+    await Promise.all(
+      [this.alertLog, this.logOutput].map(
+        (out) =>
+          out &&
+          new Promise<void>((resolve) => {
+            out.on('finish', () => resolve());
+            out.end();
+            setTimeout(resolve, 1000).unref();
+          }),
+      ),
+    );
   }
 
   private hostName(): string {
@@ -479,11 +514,16 @@ export class Agent {
 
   private onEvents(events: EwEvent[], builder: AlertBuilder): void {
     const matcher = this.auditOnly?.matcher();
+    // visibility off: one undefined check per event, nothing else
+    const logs = this.logBuilder;
+    const visible = this.config.visibility;
+    const self = process.pid;
     for (const ev of events) {
       switch (ev.kind) {
         case EventKind.Exec:
           // the table still holds the caller's image: KubeArmor's fromSource for an exec
           if (matcher) this.emit(builder, matcher.matchExec(ev, ev.path, this.processes.get(ev.pid)?.exe));
+          if (logs && visible.process && ev.pid !== self) this.emitLog(logs.exec(ev, this.processes.get(ev.pid)?.exe));
           this.processes.onExec(ev.pid, ev.ppid, ev.uid, ev.path, ev.comm);
           break;
         case EventKind.Fork:
@@ -491,14 +531,18 @@ export class Agent {
           break;
         case EventKind.Exit:
           this.processes.onExit(ev.pid);
+          logs?.forget(ev.pid);
           break;
         case EventKind.FileOpen:
           if (matcher && ev.ret >= 0) this.emit(builder, matcher.matchOpen(ev, ev.path, ev.flags, this.processes.get(ev.pid)?.exe));
+          // not the agent's own opens: each log it writes would log again
+          if (logs && visible.file && ev.pid !== self) this.emitLog(logs.open(ev));
           break;
         case EventKind.Net:
           if (matcher && ev.op === NetOp.Socket) {
             this.emit(builder, matcher.matchSocket(ev, ev.family, ev.sockType, ev.protocol, this.processes.get(ev.pid)?.exe));
           }
+          if (logs && visible.network && ev.pid !== self) this.emitLog(logs.net(ev));
           break;
         case EventKind.Decision:
           this.emit(builder, ev);
@@ -528,6 +572,24 @@ export class Agent {
     }
     this.alertCount++;
     this.throttle.offer(alert);
+  }
+
+  private emitLog(log: KubeArmorLog): void {
+    this.logCount++;
+    this.logThrottle.offer(log);
+  }
+
+  /** A telemetry log record (or a throttle summary of them): its output, the hub as telemetry, the control socket. */
+  private deliverLog(log: KubeArmorLog): void {
+    (this.logOutput ?? this.alertLog).info('alert', { alert: log });
+    if (this.hub) {
+      const queued = this.hub.enqueueTelemetry(log as unknown as Record<string, unknown>);
+      // telemetry gives way to alerts in the spool by design: counted, not warned about
+      if (!queued.ok && ++this.hubLogsRefused % 1000 === 1) {
+        this.log.debug(`hub: ${this.hubLogsRefused} log record(s) not spooled (${formatHubError(queued.error)})`);
+      }
+    }
+    for (const l of this.onAlert) l(log);
   }
 
   /** An alert (or a throttle summary) to every output. */

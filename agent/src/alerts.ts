@@ -132,13 +132,21 @@ export class BootClock {
   }
 }
 
-function isoMicros(ms: number): string {
+export function isoMicros(ms: number): string {
   // toISOString has millisecond precision; KubeArmor prints microseconds.
   const iso = new Date(Math.floor(ms)).toISOString();
   const micros = Math.floor((ms % 1) * 1000)
     .toString()
     .padStart(3, '0');
   return `${iso.slice(0, 23)}${micros}Z`;
+}
+
+export type ContainerFields = Pick<KubeArmorAlert, 'NamespaceName' | 'ContainerID' | 'ContainerName' | 'ContainerImage' | 'Labels'>;
+
+/** The container fields of an alert or log record; none for the host. */
+export function containerFields(c: ContainerFacts | undefined): ContainerFields {
+  if (!c) return {};
+  return { NamespaceName: c.namespaceName, ContainerID: c.id, ContainerName: c.name, ContainerImage: c.image, Labels: formatLabels(c.labels) };
 }
 
 export class AlertBuilder {
@@ -190,15 +198,7 @@ export class AlertBuilder {
       Timestamp: Math.floor(wall / 1000),
       UpdatedTime: isoMicros(wall),
       HostName: this.hostName,
-      ...(c
-        ? {
-            NamespaceName: c.namespaceName,
-            ContainerID: c.id,
-            ContainerName: c.name,
-            ContainerImage: c.image,
-            Labels: formatLabels(c.labels),
-          }
-        : {}),
+      ...containerFields(c),
       HostPPID: d.ppid,
       HostPID: d.pid,
       PPID: ppid,

@@ -9,6 +9,7 @@ import configSchema from '../../policies/agent-config.schema.json';
 import { HubConfig, parseHubConfig } from './hub/options';
 import { fieldPath, readLimitedTextFile, suggestKey, typeName } from './policy/loader';
 import { DefaultPosture, KUBEARMOR_DEFAULT_POSTURE } from './policy/types';
+import { DEFAULT_VISIBILITY, VisibilityConfig } from './visibility';
 
 export type BackendChoice = 'auto' | 'bpf-lsm' | 'compat' | 'audit-only';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -59,6 +60,8 @@ export interface AgentConfig {
     file?: RotatingFileConfig;
     throttle: AlertThrottleConfig;
   };
+  /** telemetry logs (HostLog / ContainerLog records; agent/src/visibility.ts); all off by default */
+  visibility: VisibilityConfig;
   /** the operator's control socket (agent/src/control) */
   control: { socket: string };
   /**
@@ -100,6 +103,7 @@ export function defaultConfig(): AgentConfig {
     monitor: { process: true, file: false, network: false, ringBufferBytes: 2 * 1024 * 1024, pollIntervalMs: 50 },
     logging: { level: 'info', format: 'pretty' },
     alerts: { stdout: true, throttle: { ...DEFAULT_ALERT_THROTTLE } },
+    visibility: { ...DEFAULT_VISIBILITY },
     control: { socket: DEFAULT_CONTROL_SOCKET },
     defaultPosture: { ...KUBEARMOR_DEFAULT_POSTURE },
     selfProtection: { enabled: false, stopperPid: 1 },
@@ -196,6 +200,7 @@ type RawConfig = {
   logging?: { level?: LogLevel; format?: LogFormat; file?: Partial<RotatingFileConfig> & { path: string } };
   alerts?: { stdout?: boolean; file?: Partial<RotatingFileConfig> & { path: string }; throttle?: Partial<AlertThrottleConfig> };
   control?: { socket?: string };
+  visibility?: { process?: boolean; file?: boolean; network?: boolean; logFile?: Partial<RotatingFileConfig> & { path: string } };
   hub?: unknown;
   defaultPosture?: Partial<DefaultPosture>;
   selfProtection?: Partial<AgentConfig['selfProtection']>;
@@ -219,6 +224,11 @@ function withDefaults(raw: RawConfig): AgentConfig {
     monitor: { ...d.monitor, ...(raw.monitor ?? {}) },
     logging: { level: raw.logging?.level ?? d.logging.level, format: raw.logging?.format ?? d.logging.format },
     alerts: { stdout: raw.alerts?.stdout ?? d.alerts.stdout, throttle: { ...d.alerts.throttle, ...(raw.alerts?.throttle ?? {}) } },
+    visibility: {
+      process: raw.visibility?.process ?? d.visibility.process,
+      file: raw.visibility?.file ?? d.visibility.file,
+      network: raw.visibility?.network ?? d.visibility.network,
+    },
     control: { socket: raw.control?.socket ?? d.control.socket },
     defaultPosture: { ...d.defaultPosture, ...(raw.defaultPosture ?? {}) },
     selfProtection: { ...d.selfProtection, ...(raw.selfProtection ?? {}) },
@@ -228,6 +238,8 @@ function withDefaults(raw: RawConfig): AgentConfig {
   if (logFile) config.logging.file = logFile;
   const alertFile = rotating(raw.alerts?.file, DEFAULT_ALERT_FILE_MAX_BYTES);
   if (alertFile) config.alerts.file = alertFile;
+  const visibilityFile = rotating(raw.visibility?.logFile, DEFAULT_ALERT_FILE_MAX_BYTES);
+  if (visibilityFile) config.visibility.logFile = visibilityFile;
   if (raw.hub !== undefined) {
     const hub = parseHubConfig(raw.hub);
     // semanticErrors() has refused the file when this fails
@@ -246,6 +258,12 @@ function semanticErrors(raw: RawConfig, file: string, checkHub: boolean): Config
   const logPath = raw.logging?.file?.path;
   if (typeof logPath === 'string' && logPath === raw.alerts?.file?.path) {
     out.push({ file, path: 'alerts.file.path', message: 'must differ from logging.file.path' });
+  }
+  // two rotating writers on one file would rotate it under each other
+  const visibilityPath = raw.visibility?.logFile?.path;
+  if (typeof visibilityPath === 'string') {
+    if (visibilityPath === raw.alerts?.file?.path) out.push({ file, path: 'visibility.logFile.path', message: 'must differ from alerts.file.path (without logFile, logs go to the alert outputs)' });
+    else if (visibilityPath === logPath) out.push({ file, path: 'visibility.logFile.path', message: 'must differ from logging.file.path' });
   }
   // The schema checked the hub section's shape; these are the rules across its keys.
   if (checkHub && raw.hub !== undefined) {

@@ -40,6 +40,7 @@ describe('defaults', () => {
       monitor: { process: true, file: false, network: false, ringBufferBytes: 2 * 1024 * 1024, pollIntervalMs: 50 },
       logging: { level: 'info', format: 'pretty' },
       alerts: { stdout: true, throttle: { enabled: true, maxAlerts: 20, windowMs: 1000 } },
+      visibility: { process: false, file: false, network: false },
       control: { socket: '/run/edgeward/control.sock' },
       defaultPosture: { file: 'audit', network: 'audit', capabilities: 'audit' },
       selfProtection: { enabled: false, stopperPid: 1 },
@@ -104,6 +105,7 @@ alerts:
   stdout: false
   file: { path: /var/log/ew-alerts.log, maxSizeBytes: 1048576, maxFiles: 2 }
   throttle: { enabled: false, maxAlerts: 3, windowMs: 500 }
+visibility: { process: true, file: true, network: false, logFile: { path: /var/log/ew-logs.jsonl, maxFiles: 3 } }
 control: { socket: /run/ew/ctl.sock }
 defaultPosture: { file: block, network: audit, capabilities: block }
 selfProtection: { enabled: true, stopperPid: 0 }
@@ -120,6 +122,7 @@ selfProtection: { enabled: true, stopperPid: 0 }
         file: { path: '/var/log/ew-alerts.log', maxSizeBytes: 1048576, maxFiles: 2 },
         throttle: { enabled: false, maxAlerts: 3, windowMs: 500 },
       },
+      visibility: { process: true, file: true, network: false, logFile: { path: '/var/log/ew-logs.jsonl', maxSizeBytes: 52428800, maxFiles: 3 } },
       control: { socket: '/run/ew/ctl.sock' },
       defaultPosture: { file: 'block', network: 'audit', capabilities: 'block' },
       selfProtection: { enabled: true, stopperPid: 0 },
@@ -278,5 +281,33 @@ describe('the defaultPosture section', () => {
     expect(errorsOf('defaultPosture:\n  file: deny\n')).toEqual(['config.yaml: defaultPosture.file: must be one of "block", "audit" (got "deny")']);
     expect(errorsOf('defaultPosture:\n  process: block\n')).toEqual(['config.yaml: defaultPosture.process: unknown key']);
     expect(errorsOf('defaultPosture: block\n')).toEqual(['config.yaml: defaultPosture: must be a mapping, not a string']);
+  });
+});
+
+describe('the visibility section', () => {
+  test('absent: every group off, no log file', () => {
+    expect(ok('backend: auto\n').visibility).toEqual({ process: false, file: false, network: false });
+  });
+
+  test('groups set on their own; the others stay off', () => {
+    expect(ok('visibility:\n  process: true\n').visibility).toEqual({ process: true, file: false, network: false });
+    expect(ok('visibility: {file: true, network: true}\n').visibility).toEqual({ process: false, file: true, network: true });
+  });
+
+  test('bad values, unknown keys and a relative log file name the key', () => {
+    expect(errorsOf('visibility:\n  process: yes\n')).toEqual(['config.yaml: visibility.process: must be a boolean, not a string']);
+    expect(errorsOf('visibility:\n  capabilities: true\n')).toEqual(['config.yaml: visibility.capabilities: unknown key']);
+    expect(errorsOf('visibility:\n  proces: true\n')).toEqual(['config.yaml: visibility.proces: unknown key (did you mean "process"?)']);
+    expect(errorsOf('visibility:\n  logFile: {path: logs.jsonl}\n')).toEqual(['config.yaml: visibility.logFile.path: must be an absolute path (got "logs.jsonl")']);
+    expect(errorsOf('visibility: process\n')).toEqual(['config.yaml: visibility: must be a mapping, not a string']);
+  });
+
+  test('the log file must not be the alert or agent log file (two rotating writers on one file)', () => {
+    expect(errorsOf('alerts:\n  file: {path: /var/log/a.jsonl}\nvisibility:\n  logFile: {path: /var/log/a.jsonl}\n')).toEqual([
+      'config.yaml: visibility.logFile.path: must differ from alerts.file.path (without logFile, logs go to the alert outputs)',
+    ]);
+    expect(errorsOf('logging:\n  file: {path: /var/log/a.log}\nvisibility:\n  logFile: {path: /var/log/a.log}\n')).toEqual([
+      'config.yaml: visibility.logFile.path: must differ from logging.file.path',
+    ]);
   });
 });

@@ -7,10 +7,10 @@ import { DEFAULT_CONTROL_SOCKET, formatConfigError, loadConfigFile } from '../co
 import { MAX_POLICY_FILE_BYTES, readLimitedTextFile } from '../policy/loader';
 import { EXIT_AGENT_NOT_RUNNING, EXIT_FAILURE, EXIT_OK, parseArgs, UsageError } from './args';
 import { ControlFailed, ControlUnavailable, follow, request } from './client';
-import { formatAlert, formatApply, formatControlError, formatDelete, formatPolicyList, formatStatus } from './format';
+import { formatRecord, formatApply, formatControlError, formatDelete, formatPolicyList, formatStatus } from './format';
 import type { ApplyResult, DeleteResult, PolicyListEntry } from './policy_ops';
-import { AlertOperation, ContainerSummary, LogFilter, OPERATIONS, PolicyFileText, PROTOCOL_VERSION, StatusReport } from './protocol';
-import type { KubeArmorAlert } from '../alerts';
+import { AlertOperation, ContainerSummary, LogFilter, OPERATIONS, PolicyFileText, PROTOCOL_VERSION, RECORD_TYPES, RecordType, StatusReport } from './protocol';
+import type { KubeArmorRecord } from '../visibility';
 
 export const DEFAULT_CONFIG_FILE = '/etc/edgeward/config.yaml';
 
@@ -107,9 +107,14 @@ export async function runPolicyCommand(sub: string, argv: string[]): Promise<num
 }
 
 export async function runLogs(argv: string[]): Promise<number> {
-  const { options, positional } = parseArgs(argv, [...CLIENT_VALUED, 'container', 'operation', 'policy', 'limit'], ['json', 'follow']);
+  const { options, positional } = parseArgs(argv, [...CLIENT_VALUED, 'type', 'container', 'operation', 'policy', 'limit'], ['json', 'follow']);
   if (positional.length) throw new UsageError(`unexpected argument ${positional[0]}`);
   const filter: LogFilter = {};
+  if (typeof options.type === 'string') {
+    const type = RECORD_TYPES.find((t) => t === (options.type as string).toLowerCase());
+    if (!type) throw new UsageError(`--type must be one of ${RECORD_TYPES.join(', ')} (alert: policy alerts, log: telemetry logs of config visibility)`);
+    filter.type = type as RecordType;
+  }
   if (typeof options.container === 'string') filter.container = options.container;
   if (typeof options.policy === 'string') filter.policy = options.policy;
   if (typeof options.operation === 'string') {
@@ -124,11 +129,11 @@ export async function runLogs(argv: string[]): Promise<number> {
   }
   const json = options.json === true;
   const socket = resolveSocket(options);
-  const show = (a: KubeArmorAlert) => write(json ? JSON.stringify(a) : formatAlert(a));
+  const show = (a: KubeArmorRecord) => write(json ? JSON.stringify(a) : formatRecord(a));
 
   if (!options.follow) {
     return talk(json, async () => {
-      const r = await request<{ alerts: KubeArmorAlert[] }>(socket, {
+      const r = await request<{ alerts: KubeArmorRecord[] }>(socket, {
         version: PROTOCOL_VERSION,
         op: 'logs',
         follow: false,
@@ -142,10 +147,12 @@ export async function runLogs(argv: string[]): Promise<number> {
   return talk(json, async () => {
     const stream = await follow(socket, { version: PROTOCOL_VERSION, op: 'logs', follow: true, filter }, (line) => {
       if ('alert' in line) show(line.alert);
-      else if ('missed' in line) process.stderr.write(`edgeward: ${line.missed} alert(s) not shown here (this reader was too slow); the agent's alert outputs have them\n`);
+      else if ('log' in line) show(line.log);
+      else if ('missed' in line) process.stderr.write(`edgeward: ${line.missed} record(s) not shown here (this reader was too slow); the agent's outputs have them\n`);
     });
-    // on stderr: stdout stays alerts only (JSON lines with --json)
-    process.stderr.write('edgeward: following alerts (Ctrl-C stops)\n');
+    // on stderr: stdout stays records only (JSON lines with --json)
+    const what = { alert: 'alerts', log: 'telemetry logs', all: 'alerts and telemetry logs' }[filter.type ?? 'alert'];
+    process.stderr.write(`edgeward: following ${what} (Ctrl-C stops)\n`);
     let interrupted = false;
     const stop = () => {
       interrupted = true;

@@ -1,6 +1,7 @@
 // Human-readable output of the control commands (--json prints the protocol's JSON instead).
 import type { KubeArmorAlert } from '../alerts';
 import { isThrottleSummary } from '../alert_throttle';
+import { isLogRecord, KubeArmorLog, KubeArmorRecord } from '../visibility';
 import type { ApplyResult, DeleteResult, PolicyListEntry } from './policy_ops';
 import type { ContainerSummary, ControlError, StatusReport } from './protocol';
 
@@ -37,6 +38,19 @@ export function formatAlert(a: KubeArmorAlert): string {
   let line = parts.join('  ');
   if (isThrottleSummary(a)) line += `  [+${a.Suppressed} more since ${a.SuppressedSince}, not written one by one]`;
   return line;
+}
+
+/** One line per telemetry log: time, type, operation, resource, process, result, where. */
+export function formatLog(l: KubeArmorLog): string {
+  const parts = [l.UpdatedTime, l.Type, l.Operation, l.Resource, `${l.ProcessName} (pid ${l.HostPID})`, l.Result, formatContainer(l)];
+  let line = parts.join('  ');
+  const summary = l as Partial<{ Suppressed: number; SuppressedSince: string }>;
+  if (typeof summary.Suppressed === 'number') line += `  [+${summary.Suppressed} more since ${summary.SuppressedSince}, not written one by one]`;
+  return line;
+}
+
+export function formatRecord(r: KubeArmorRecord): string {
+  return isLogRecord(r) ? formatLog(r) : formatAlert(r);
 }
 
 export function formatPolicyList(entries: PolicyListEntry[]): string {
@@ -80,6 +94,7 @@ export function formatStatus(s: StatusReport): string {
     `socket:      ${s.socket}`,
     `policies:    ${s.lastLoad?.policies ?? 0} in force, ${s.rulesInForce} rules (from ${s.policyDirectories.join(', ')})`,
     `alerts:      ${s.alerts} since start, ${s.alertsSuppressed} summarised by the throttle`,
+    `logs:        ${s.visibility?.length ? `${s.logs ?? 0} since start, ${s.logsSuppressed ?? 0} summarised by the throttle (visibility: ${s.visibility.join(', ')})` : 'off (config visibility)'}`,
     `processes:   ${s.processes}`,
     `containers:  ${s.containers.length}`,
   ];

@@ -5,6 +5,7 @@
 // alert until the client closes. Every line carries `version`.
 import type { KubeArmorAlert } from '../alerts';
 import type { ContainerIdentity } from '../containers';
+import { isLogRecord, KubeArmorLog, KubeArmorRecord } from '../visibility';
 
 export const PROTOCOL_VERSION = 1;
 /** a request line; policy files are at most 1 MiB each (MAX_POLICY_FILE_BYTES), JSON escaping can double that */
@@ -12,11 +13,19 @@ export const MAX_REQUEST_BYTES = 8 * 1024 * 1024;
 export const MAX_APPLY_FILES = 64;
 /** alerts the agent keeps for `edgeward logs` without --follow */
 export const RECENT_ALERTS = 1000;
+/** telemetry log records kept apart (a busy node's logs must not push the alerts out) */
+export const RECENT_LOGS = 1000;
 
 export const OPERATIONS = ['Process', 'File', 'Network'] as const;
 export type AlertOperation = (typeof OPERATIONS)[number];
 
+/** `logs --type`: alerts (MatchedPolicy / MatchedHostPolicy), telemetry logs (HostLog / ContainerLog), or both */
+export const RECORD_TYPES = ['alert', 'log', 'all'] as const;
+export type RecordType = (typeof RECORD_TYPES)[number];
+
 export interface LogFilter {
+  /** absent: alerts only */
+  type?: RecordType;
   /** container ID (or a prefix of at least 6 characters) or name; "host" for host alerts */
   container?: string;
   operation?: AlertOperation;
@@ -63,6 +72,8 @@ export type ControlResponse<T = unknown> =
 /** A line of a `logs --follow` stream after the response. */
 export type StreamLine =
   | { version: number; alert: KubeArmorAlert }
+  /** a telemetry log record (filter type log or all) */
+  | { version: number; log: KubeArmorLog }
   /** alerts this client missed because it read too slowly (the agent's outputs have them) */
   | { version: number; missed: number };
 
@@ -81,13 +92,19 @@ function unknownKeys(o: Record<string, unknown>, allowed: string[], where: strin
 function parseFilter(v: unknown): Parsed<LogFilter> {
   if (v === undefined) return { ok: true, value: {} };
   if (!isObject(v)) return fail('malformed', 'filter: must be an object');
-  const extra = unknownKeys(v, ['container', 'operation', 'policy'], 'filter');
+  const extra = unknownKeys(v, ['type', 'container', 'operation', 'policy'], 'filter');
   if (extra) return fail('malformed', extra);
   const out: LogFilter = {};
   for (const k of ['container', 'policy'] as const) {
     if (v[k] === undefined) continue;
     if (!isString(v[k]) || (v[k] as string).length === 0) return fail('malformed', `filter.${k}: must be a non-empty string`);
     out[k] = v[k] as string;
+  }
+  if (v.type !== undefined) {
+    if (!RECORD_TYPES.includes(v.type as RecordType)) {
+      return fail('malformed', `filter.type: must be one of ${RECORD_TYPES.join(', ')} (got ${JSON.stringify(v.type)})`);
+    }
+    out.type = v.type as RecordType;
   }
   if (v.operation !== undefined) {
     if (!OPERATIONS.includes(v.operation as AlertOperation)) {
@@ -159,9 +176,16 @@ export function parseRequest(line: string): Parsed<ControlRequest> {
   }
 }
 
-/** Does the alert pass the `edgeward logs` filter? */
-export function matchesFilter(alert: KubeArmorAlert, filter: LogFilter): boolean {
-  if (filter.policy !== undefined && alert.PolicyName !== filter.policy) return false;
+/** Does the alert or log record pass the `edgeward logs` filter? */
+export function matchesFilter(alert: KubeArmorRecord, filter: LogFilter): boolean {
+  const type = filter.type ?? 'alert';
+  if (isLogRecord(alert)) {
+    // a log names no policy: a policy filter asks for alerts
+    if (type === 'alert' || filter.policy !== undefined) return false;
+  } else {
+    if (type === 'log') return false;
+    if (filter.policy !== undefined && alert.PolicyName !== filter.policy) return false;
+  }
   if (filter.operation !== undefined && alert.Operation !== filter.operation) return false;
   if (filter.container !== undefined) {
     const c = filter.container;
@@ -194,6 +218,11 @@ export interface StatusReport {
   /** violations seen since start (including those summarised by the throttle) */
   alerts: number;
   alertsSuppressed: number;
+  /** telemetry log records since start (including those summarised by the throttle); absent: an agent without visibility */
+  logs?: number;
+  logsSuppressed?: number;
+  /** the visibility groups on (config visibility), e.g. ["process", "file"] */
+  visibility?: string[];
   processes: number;
   kernel?: string;
   lsms?: string[];

@@ -1,10 +1,11 @@
 // The agent's end of the control socket: reads one request per connection,
-// answers it, and for `logs --follow` streams alerts (filtered here, so a
-// client sees only what it asked for) until the client goes away. It keeps the
-// last RECENT_ALERTS alerts for `logs` without --follow.
+// answers it, and for `logs --follow` streams alerts and/or telemetry logs
+// (filtered here, so a client sees only what it asked for) until the client
+// goes away. It keeps the last RECENT_ALERTS alerts and RECENT_LOGS logs
+// (apart) for `logs` without --follow.
 import type * as net from 'net';
-import type { KubeArmorAlert } from '../alerts';
 import type { PeerCredentials } from '../native';
+import { isLogRecord, KubeArmorRecord } from '../visibility';
 import type { AppliedPolicyStore } from './applied_store';
 import { applyPolicies, deletePolicies, listPolicies, PolicyHost } from './policy_ops';
 import {
@@ -18,6 +19,7 @@ import {
   okResponse,
   PROTOCOL_VERSION,
   RECENT_ALERTS,
+  RECENT_LOGS,
   parseRequest,
 } from './protocol';
 import { listenRootOnly, PeerCredentialReader } from './root_socket';
@@ -30,14 +32,15 @@ const REQUEST_TIMEOUT_MS = 30_000;
 export interface ControlHost extends PolicyHost {
   /** what `edgeward status` shows (JSON) */
   status(): unknown;
-  /** every alert the agent emits (after throttling); returns the unsubscribe function */
-  subscribe(listener: (alert: KubeArmorAlert) => void): () => void;
+  /** every alert and log record the agent emits (after throttling); returns the unsubscribe function */
+  subscribe(listener: (record: KubeArmorRecord) => void): () => void;
   log: { info(m: string): void; warn(m: string): void };
 }
 
 export class ControlServer {
   private server: net.Server | undefined;
-  private readonly recent: KubeArmorAlert[] = [];
+  private readonly recent: KubeArmorRecord[] = [];
+  private readonly recentLogs: KubeArmorRecord[] = [];
   private readonly unsubscribe: () => void;
   private readonly connections = new Set<net.Socket>();
 
@@ -46,9 +49,11 @@ export class ControlServer {
     private readonly store: AppliedPolicyStore,
     private readonly peerCredentials: PeerCredentialReader,
   ) {
-    this.unsubscribe = host.subscribe((a) => {
-      this.recent.push(a);
-      if (this.recent.length > RECENT_ALERTS) this.recent.splice(0, this.recent.length - RECENT_ALERTS);
+    this.unsubscribe = host.subscribe((r) => {
+      const [kept, max] = isLogRecord(r) ? [this.recentLogs, RECENT_LOGS] : [this.recent, RECENT_ALERTS];
+      kept.push(r);
+      // in chunks: one splice per 64 records rather than one per record
+      if (kept.length > max + 64) kept.splice(0, kept.length - max);
     });
   }
 
@@ -138,21 +143,25 @@ export class ControlServer {
         return okResponse(r.value);
       }
       case 'logs': {
-        const matching = this.recent.filter((a) => matchesFilter(a, req.filter));
-        return okResponse({ alerts: matching.slice(-(req.limit ?? RECENT_ALERTS)), kept: RECENT_ALERTS });
+        // `alerts`: the matching records (alerts and/or logs, as filter.type asks), oldest first
+        const type = req.filter.type ?? 'alert';
+        const pools = type === 'alert' ? [this.recent] : type === 'log' ? [this.recentLogs] : [this.recent, this.recentLogs];
+        const matching = pools.flatMap((pool) => pool.slice(-(type === 'log' ? RECENT_LOGS : RECENT_ALERTS)).filter((a) => matchesFilter(a, req.filter)));
+        if (pools.length > 1) matching.sort((a, b) => (a.UpdatedTime < b.UpdatedTime ? -1 : a.UpdatedTime > b.UpdatedTime ? 1 : 0));
+        return okResponse({ alerts: matching.slice(-(req.limit ?? RECENT_ALERTS)), kept: RECENT_ALERTS, keptLogs: RECENT_LOGS });
       }
     }
   }
 
   private follow(conn: net.Socket, filter: LogFilter): void {
     let missed = 0;
-    const unsubscribe = this.host.subscribe((alert) => {
-      if (!matchesFilter(alert, filter)) return;
+    const unsubscribe = this.host.subscribe((record) => {
+      if (!matchesFilter(record, filter)) return;
       if (conn.writableLength > MAX_FOLLOW_BACKLOG) {
         missed++;
         return;
       }
-      conn.write(encodeLine({ version: PROTOCOL_VERSION, alert }));
+      conn.write(encodeLine(isLogRecord(record) ? { version: PROTOCOL_VERSION, log: record } : { version: PROTOCOL_VERSION, alert: record }));
     });
     conn.on('drain', () => {
       if (missed === 0) return;
