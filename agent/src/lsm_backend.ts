@@ -7,6 +7,11 @@
 // directories of every target and source are watched and the set is
 // resolved and switched in again shortly after such a change. Until then
 // (about RESOLVE_DELAY_MS plus the resolve) the new inode is not covered.
+//
+// Container rules come resolved to one container each (agent/src/workloads.ts
+// WorkloadBinding: re-applied whenever containers come and go); the set's
+// `workloads` (every running container) tell the kernel which processes are
+// which container's, so host rules stay on the host.
 import * as fs from 'fs';
 import * as path from 'path';
 
