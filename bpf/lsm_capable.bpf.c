@@ -60,6 +60,27 @@ struct {
 	__type(value, struct ew_cap_config);
 } cap_config SEC(".maps");
 
+/*
+ * Never read by the program: userspace updates its slot after switching
+ * generations, because a map-in-map update returns only once every BPF
+ * program running at that moment has finished (maybe_wait_bpf_programs(),
+ * synchronize_rcu): no check still reads the old generation when its
+ * entries are deleted.
+ */
+struct ew_cap_sync_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct ew_cap_sync_inner);
+} cap_sync SEC(".maps");
+
 /* One decision record per CPU: too big for the 512-byte stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -98,10 +119,14 @@ static __noinline int ew_cap_report(__u32 cap, __u32 rule_id, __u32 action, __s3
 	struct ew_decision_event *e = bpf_map_lookup_elem(&cap_decision_scratch, &zero);
 	if (!e)
 		return 0;
-	long n = bpf_probe_read_kernel_str(e->strings, EW_CAP_NAME_LEN, ew_cap_names[cap % EW_CAP_NAMES]);
-	__u32 res_len = n > 0 ? (n - 1) & (EW_CAP_NAME_LEN - 1) : 0;
+	long n = 0;
+	__u64 idx = cap;
+	asm volatile("" : "+r"(idx)); /* keep the bound check on the register indexing the table */
+	if (idx < EW_CAP_NAMES)
+		n = bpf_probe_read_kernel_str(e->strings, EW_CAP_NAME_LEN, ew_cap_names[idx]);
+	__u32 res_len = n > 0 ? (n - 1) & 31 /* < EW_CAP_NAME_LEN */ : 0;
 	if (n <= 0)
-		e->strings[0] = 0;
+		e->strings[0] = 0; /* a capability newer than the table: named by `flags` only */
 
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);

@@ -10,6 +10,7 @@
 #include <bpf/libbpf.h>
 
 #include <napi.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -103,6 +104,15 @@ class LsmCapable {
     }
     const uint32_t next = gen_ ^ 1;
     const int fd = bpf_map__fd(skel_->maps.cap_rules);
+    if (stale_) {
+      // entries of the generation about to be written, left by a switch whose wait failed
+      for (const auto& [k, v] : previous_) {
+        ew_cap_key key = k;
+        key.gen = next;
+        bpf_map_delete_elem(fd, &key);
+      }
+      stale_ = false;
+    }
     ew_cap_gen_info info = {};
     std::vector<ew_cap_key> written;
     for (const auto& [k, v] : rules) {
@@ -127,12 +137,21 @@ class LsmCapable {
       throw std::runtime_error("LsmCapable.setRules: switching to the new rules failed: " + ErrnoText(err) + "; nothing changed");
     }
     gen_ = next;
-    // the old generation is no longer read by new checks
+    // New checks read the new generation; wait for the ones in flight (see
+    // cap_sync in the program) before the old generation's entries go.
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.cap_sync), &zero, &sync_inner_fd_, BPF_ANY) != 0) {
+      // keep the old entries rather than risk a check missing them; the next switch overwrites them
+      previous_ = current_;
+      current_ = rules;
+      stale_ = true;
+      return;
+    }
     for (const auto& [k, v] : current_) {
       ew_cap_key key = k;
       key.gen = next ^ 1;
       bpf_map_delete_elem(fd, &key);
     }
+    previous_.clear();
     current_ = rules;
   }
 
@@ -175,6 +194,8 @@ class LsmCapable {
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.cap_config), &zero, &cfg, BPF_ANY) != 0) {
       throw std::runtime_error("LsmCapable: writing its configuration failed: " + ErrnoText(errno));
     }
+    sync_inner_fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "ew_cap_sync", sizeof(uint32_t), sizeof(uint32_t), 1, nullptr);
+    if (sync_inner_fd_ < 0) throw std::runtime_error("LsmCapable: creating its sync map failed: " + ErrnoText(errno));
     link_ = bpf_program__attach_lsm(skel_->progs.ew_cap_capable);
     if (link_ == nullptr) throw std::runtime_error("LsmCapable: attaching lsm/capable failed: " + ErrnoText(errno));
     for (bpf_map* m : {skel_->maps.cap_active, skel_->maps.cap_gen_info, skel_->maps.cap_rules, skel_->maps.cap_config,
@@ -193,6 +214,8 @@ class LsmCapable {
     link_ = nullptr;
     if (skel_ != nullptr) lsm_capable::destroy(skel_);
     skel_ = nullptr;
+    if (sync_inner_fd_ >= 0) close(sync_inner_fd_);
+    sync_inner_fd_ = -1;
   }
 
   std::shared_ptr<EventRing> ring_;
@@ -201,6 +224,9 @@ class LsmCapable {
   uint32_t gen_ = 0;  // the generation in force (the maps start with generation 0, empty)
   uint64_t generation_ = 0;
   CapRuleSet current_;
+  CapRuleSet previous_;  // the old generation's entries, while stale_
+  bool stale_ = false;
+  int sync_inner_fd_ = -1;
   WorkloadSet workloads_;
   std::vector<uint32_t> map_ids_;
 };
