@@ -75,10 +75,11 @@ describe('bpf-lsm container policies (workloads) on a BPF-LSM kernel', () => {
     fs.mkdirSync(path.join(root, 'bin'), { recursive: true });
     fs.copyFileSync(BUSYBOX, path.join(root, 'bin', 'busybox'));
     fs.chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
-    fs.linkSync(tool, path.join(root, 'bin', 'tool')); // the same inode in every root
+    fs.mkdirSync(path.join(root, 'opt'));
+    fs.linkSync(tool, path.join(root, 'opt', 'busybox')); // the same inode in every root (named busybox: it picks applets by name)
     fs.writeFileSync(path.join(root, 'secret'), `${name} secret`);
     fs.symlinkSync('/secret', path.join(root, 'lnk')); // absolute: the root's /secret, never the host's
-    fs.symlinkSync('/bin/tool', path.join(root, 'tool-lnk'));
+    fs.symlinkSync('/opt/busybox', path.join(root, 'tool-lnk'));
     const holder = spawn(UNSHARE, ['-m', '-p', '-f', CHROOT, root, '/bin/busybox', 'sleep', '600'], { stdio: 'ignore' });
     const init = await waitFor(`the chrooted sleeper of ${name}`, () => {
       try {
@@ -201,13 +202,13 @@ except OSError as e:
   });
 
   test('process rule: the same program (one inode) is blocked in container A, allowed in B and on the host', async () => {
-    const rule = procRule('/bin/tool', { workload: a.target });
+    const rule = procRule('/opt/busybox', { workload: a.target });
     apply([rule]);
-    expect(inside(a, ['/bin/tool', 'true'])).toMatch(DENIED);
+    expect(inside(a, ['/opt/busybox', 'true'])).toMatch(DENIED);
     // through an absolute symlink inside A's root, and from A's shell
     expect(inside(a, ['/tool-lnk', 'true'])).toMatch(DENIED);
-    expect(inside(a, ['/bin/busybox', 'sh', '-c', '/bin/tool true'])).toMatch(DENIED);
-    expect(inside(b, ['/bin/tool', 'echo', 'b'])).toBe('ok:b\n');
+    expect(inside(a, ['/bin/busybox', 'sh', '-c', '/opt/busybox true'])).toMatch(DENIED);
+    expect(inside(b, ['/opt/busybox', 'echo', 'b'])).toBe('ok:b\n');
     expect(onHost(tool, ['echo', 'host'])).toBe('ok:host\n');
     const ds = await decisionsOf(rule.ruleId, 3);
     expect(ds.every((d) => d.action === Action.Block && d.operation === OperationCode.Process && d.ret === -1)).toBe(true);
@@ -240,7 +241,7 @@ except OSError as e:
     expect(inside(a, [tool, 'echo', 'a'], false)).toBe('ok:a\n');
     expect(inside(a, [UNSHARE, '-m', tools, 'cat', hostFile], false)).toBe('ok:host');
     // the host rule on the program's inode does not reach into B either
-    expect(inside(b, ['/bin/tool', 'echo', 'b'])).toBe('ok:b\n');
+    expect(inside(b, ['/opt/busybox', 'echo', 'b'])).toBe('ok:b\n');
     // B's own rule: its /secret, not A's, and not on the host
     expect(inside(b, ['/bin/busybox', 'cat', '/secret'])).toMatch(DENIED);
     expect(inside(a, ['/bin/busybox', 'cat', '/secret'])).toBe('ok:alpha secret');
@@ -275,7 +276,7 @@ except OSError as e:
     expect(inside(a, ['/bin/busybox', 'cat', '/secret'])).toBe('ok:alpha secret');
     // bad workload tables are refused with the field named; the rules still went in
     const bad = enforcer.apply([], [], undefined, [{ ...a.target, mntNs: 0 }]);
-    expect(bad.errors).toEqual([expect.stringMatching(/containers not updated: LsmEnforcer\.setWorkloads: workloads\[0\]\.mntNs must be a mount namespace inode number/)]);
+    expect(bad.errors).toEqual([expect.stringMatching(/containers not updated: LsmEnforcer\.setWorkloads: workloads\[0\]\.workload must be a bigint other than 0n/)]);
     const twice = enforcer.apply([], [], undefined, [a.target, { ...b.target, mntNs: a.target.mntNs }]);
     expect(twice.errors).toEqual([expect.stringMatching(/workloads\[1\]\.mntNs must be named once only/)]);
   });
@@ -294,7 +295,7 @@ except OSError as e:
       }));
       const set: CompiledPolicySet = {
         pathRules: [
-          procRule('/bin/tool', { scope: { kind: 'containers', selector: { matchLabels: { app: 'alpha' }, matchExpressions: [] } } }),
+          procRule('/opt/busybox', { scope: { kind: 'containers', selector: { matchLabels: { app: 'alpha' }, matchExpressions: [] } } }),
           fileRule(hostFile),
         ],
         networkRules: [],
@@ -302,8 +303,8 @@ except OSError as e:
       };
       const result = backend.apply(resolveWorkloads(set, containers));
       expect(result.errors).toEqual([]);
-      expect(inside(a, ['/bin/tool', 'true'])).toMatch(DENIED);
-      expect(inside(b, ['/bin/tool', 'echo', 'b'])).toBe('ok:b\n');
+      expect(inside(a, ['/opt/busybox', 'true'])).toMatch(DENIED);
+      expect(inside(b, ['/opt/busybox', 'echo', 'b'])).toBe('ok:b\n');
       expect(onHost(tool, ['echo', 'h'])).toBe('ok:h\n');
       expect(inside(a, [tools, 'cat', hostFile], false)).toBe('ok:host');
       expect(onHost(tools, ['cat', hostFile])).toMatch(DENIED);
