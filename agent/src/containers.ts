@@ -27,6 +27,8 @@ export interface ContainerRegistryOptions {
   maxReconnectMs?: number;
   /** how long an exited container stays resolvable, for alerts that arrive late */
   exitedGraceMs?: number;
+  /** while dockerd is away: how often known containers are checked for an exited init */
+  pruneIntervalMs?: number;
   log?: (level: 'info' | 'warn', message: string) => void;
   procRoot?: string;
 }
@@ -71,6 +73,7 @@ export class ContainerRegistry {
   private readonly listeners: ContainerListener[] = [];
   private stream: NodeJS.ReadableStream | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private pruneTimer: NodeJS.Timeout | undefined;
   private reconnectDelay: number;
   private stopped = false;
   private connected = false;
@@ -99,6 +102,7 @@ export class ContainerRegistry {
     this.stopped = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    this.stopPruning();
     const s = this.stream as (NodeJS.ReadableStream & { destroy?: () => void }) | undefined;
     s?.destroy?.();
     this.stream = undefined;
@@ -173,6 +177,7 @@ export class ContainerRegistry {
       // containers that stopped while we were disconnected
       for (const id of [...this.byId.keys()]) if (!seen.has(id)) this.remove(id);
       this.connected = true;
+      this.stopPruning();
       this.reconnectDelay = this.opts.reconnectMs ?? 500;
       this.opts.log?.('info', `docker: following ${this.byId.size} running containers`);
     } catch (err) {
@@ -193,6 +198,33 @@ export class ContainerRegistry {
     this.stream = undefined;
     this.opts.log?.('warn', 'docker: event stream lost; keeping known containers and reconnecting');
     this.scheduleReconnect();
+    if (!this.pruneTimer) {
+      this.pruneTimer = setInterval(() => this.pruneExited(), this.opts.pruneIntervalMs ?? 1000);
+      this.pruneTimer.unref();
+    }
+  }
+
+  private stopPruning(): void {
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.pruneTimer = undefined;
+  }
+
+  /**
+   * While dockerd is away no "die" arrives (with --live-restore containers
+   * run and exit on their own). A container whose init is gone, or no longer
+   * in the container's mount namespace, is dropped: the kernel hands freed
+   * namespace inode numbers out again at once, and a host process that
+   * unshares into a recycled one must not be taken for the dead container
+   * (host policies would stop applying to it).
+   */
+  pruneExited(): void {
+    for (const c of [...this.byId.values()]) {
+      if (readNamespace(`${this.procRoot}/${c.pid}/ns/mnt`) === c.mntNs) continue;
+      this.opts.log?.('info', `docker: container ${c.name} (${c.id.slice(0, 12)}) exited while dockerd is away; no longer followed`);
+      this.remove(c.id);
+      // the namespace is gone: its number may already name another
+      if (this.byMnt.get(c.mntNs) === c) this.byMnt.delete(c.mntNs);
+    }
   }
 
   private scheduleReconnect(): void {

@@ -223,12 +223,13 @@ describe('container lifecycle under a runtime-applied policy (real agent, privat
     expect(alert).toMatchObject({ ContainerID: ids[A], ContainerName: A, ContainerImage: IMAGE, NamespaceName: 'edge-ns', Type: 'MatchedPolicy' });
   }, 90_000);
 
-  test('dockerd restarted under the agent: enforcement goes on while it is away; the agent reconnects and recognises a container started after', async () => {
+  test('dockerd restarted under the agent: enforcement goes on while it is away, a container exiting meanwhile is dropped; the agent reconnects and recognises containers started after', async () => {
     // a second policy, for a container that does not exist yet
     const late = path.join(work, 'lc-tool-in-late.yaml');
     fs.writeFileSync(late, ksp('lc-tool-in-late', '      app: late'));
     expect(edgeward('policy', 'apply', late).status).toBe(0);
     const pidA = pidOf(A);
+    const pidB = pidOf(B);
     const logsBefore = agent!.logs().length;
 
     await dockerd.stop();
@@ -240,10 +241,17 @@ describe('container lifecycle under a runtime-applied policy (real agent, privat
     const ok = spawnSync('nsenter', ['-t', String(pidA), '-m', '-p', '--', '/bin/busybox', 'true'], { encoding: 'utf8', timeout: 20_000 });
     expect(ok.status).toBe(0); // only the tool is refused, the container still works
     expect(edgeward('status').status).toBe(0); // the agent answers
+    // B exits while dockerd is away (no "die" event): the agent drops it, since
+    // the kernel may hand its namespace numbers to the next process that asks
+    process.kill(pidB, 'SIGKILL');
+    await waitFor('the agent to drop B', () => agent!.logs().slice(logsBefore).find((l) => String(l.message).startsWith(`docker: container ${B} (`) && /exited while dockerd is away/.test(String(l.message))), 10_000);
+    expect(containerNames()).not.toContain(B);
+    expect(containerNames()).toContain(A);
 
     await dockerd.start();
     await waitFor('the agent to reconnect to dockerd', () => agent!.logs().slice(logsBefore).find((l) => /docker: following \d+ running containers/.test(String(l.message))), 30_000);
     expect(blockedIn(A)).toBe(true);
+    expect(docker('start', B).status).toBe(0);
     startContainer(LATE, { app: 'late' });
     const ms = await msUntil('the container started after dockerd came back to be restricted', () => blockedIn(LATE));
     console.log(`container started after the dockerd restart: restricted ${ms} ms after docker run returned`);
