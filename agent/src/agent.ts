@@ -161,7 +161,7 @@ export class Agent {
       const containers = this.containers;
       if (!containers) return undefined;
       return (
-        (mntNs !== undefined ? containers.byMountNamespace(mntNs) : undefined) ??
+        (mntNs !== undefined ? containers.byMountNamespace(mntNs, pidNs) : undefined) ??
         (pidNs !== undefined ? containers.byPidNamespace(pidNs) : undefined) ??
         containers.byPid(pid)
       );

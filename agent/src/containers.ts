@@ -120,8 +120,20 @@ export class ContainerRegistry {
     return [...this.byId.values()];
   }
 
-  byMountNamespace(mntNs: number): ContainerIdentity | undefined {
-    return this.byMnt.get(mntNs);
+  /**
+   * The container of a mount namespace. An exited one stays here for late
+   * alerts (exitedGraceMs), but only for a process in its pid namespace too:
+   * the kernel hands a freed namespace number out again at once, e.g. to a
+   * host process's `unshare -m`, which must not be named as that container.
+   */
+  byMountNamespace(mntNs: number, pidNs?: number): ContainerIdentity | undefined {
+    const c = this.byMnt.get(mntNs);
+    if (!c || this.isLive(c)) return c;
+    return pidNs === undefined || (c.pidNs !== 0 && c.pidNs === pidNs) ? c : undefined;
+  }
+
+  private isLive(c: ContainerIdentity): boolean {
+    return this.byId.get(c.id) === c;
   }
 
   /** By pid namespace: a container process that unshared its mount namespace keeps its pid namespace. */
@@ -136,7 +148,9 @@ export class ContainerRegistry {
   byPid(pid: number): ContainerIdentity | undefined {
     try {
       const ns = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/mnt`));
-      return ns === undefined ? undefined : this.byMnt.get(ns);
+      const c = ns === undefined ? undefined : this.byMnt.get(ns);
+      // a running process: an exited container's namespace number is someone else's now
+      return c && this.isLive(c) ? c : undefined;
     } catch {
       return undefined;
     }
