@@ -97,6 +97,8 @@ export class Agent {
   private workloads: WorkloadBinding | undefined;
   private lostReported = 0;
   private dockerHostWarned = false;
+  /** watches for dockerd's socket while it does not exist (dockerd starting after the agent, as at boot) */
+  private dockerSocketWatch: fs.FSWatcher | undefined;
   private alertCount = 0;
   private generation = 0;
   private lastLoad: PolicyLoadSummary | undefined;
@@ -324,11 +326,36 @@ export class Agent {
       this.log.warn(socket.ignored);
       this.dockerHostWarned = true;
     }
-    if (!fs.existsSync(socket.path)) return false;
+    if (!fs.existsSync(socket.path)) {
+      this.watchForDockerSocket(socket.path);
+      return false;
+    }
+    this.dockerSocketWatch?.close();
+    this.dockerSocketWatch = undefined;
     this.containers = new ContainerRegistry({ socketPath: socket.path, log: (level, message) => this.log[level](message) });
     this.containers.on(() => this.workloads?.containersChanged());
     void this.containers.start();
     return true;
+  }
+
+  /**
+   * At boot the agent usually starts before dockerd: containers dockerd starts
+   * (restart policies) must be followed as soon as its socket appears, not at
+   * the next housekeeping round. Without the directory, housekeeping checks.
+   */
+  private watchForDockerSocket(socketPath: string): void {
+    if (this.dockerSocketWatch) return;
+    try {
+      this.dockerSocketWatch = fs.watch(path.dirname(socketPath), { persistent: false }, (_event, name) => {
+        if (name === null || name === path.basename(socketPath)) this.followContainersIfDocker();
+      });
+      this.dockerSocketWatch.on('error', () => {
+        this.dockerSocketWatch?.close();
+        this.dockerSocketWatch = undefined;
+      });
+    } catch {
+      // e.g. the directory does not exist yet: the housekeeping round looks again
+    }
   }
 
   /** Warns when the kernel or userspace dropped events since the last check. */
@@ -477,6 +504,8 @@ export class Agent {
     // alerts not yet delivered stay in the spool for the next start
     await this.hub?.stop().catch((e: unknown) => this.log.warn(`hub: stop: ${(e as Error)?.message ?? e}`));
     this.hub = undefined;
+    this.dockerSocketWatch?.close();
+    this.dockerSocketWatch = undefined;
     this.containers?.stop();
     this.workloads?.close();
     this.workloads = undefined;

@@ -261,6 +261,24 @@ describe('container lifecycle under a runtime-applied policy (real agent, privat
     expect(alert).toMatchObject({ ContainerID: ids[LATE], ContainerName: LATE, NamespaceName: 'container_namespace', Labels: 'app=late' });
   }, 120_000);
 
+  test('boot order: the agent starts before dockerd; the containers dockerd brings up are followed once its socket appears', async () => {
+    expect(await agent!.stop()).toBe(0);
+    agent = undefined;
+    await dockerd.stop(); // --live-restore: A runs on, as containers with a restart policy come back at boot
+    fs.rmSync(dockerd.socket, { force: true }); // /run starts empty at boot
+    agent = await startTheAgent();
+    expect(containerNames()).toEqual([]);
+
+    await dockerd.start();
+    const up = Date.now();
+    const ms = await msUntil('A restricted once dockerd is up', () => blockedIn(A), 30_000);
+    console.log(`agent started before dockerd: A restricted ${Date.now() - up} ms after dockerd answered (${ms} ms of polling)`);
+    // followed when the socket appears, not at the next 10 s housekeeping round
+    expect(ms).toBeLessThan(5000);
+    expect(containerNames()).toEqual(expect.arrayContaining([A, B, LATE]));
+    expect(runsIn(B)).toBe(true);
+  }, 120_000);
+
   /** the names of the containers the running agent follows (edgeward status) */
   function containerNames(): string[] {
     const r = edgeward('status', '--json');
