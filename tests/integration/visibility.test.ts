@@ -143,6 +143,9 @@ describe('telemetry logs (visibility) on the real agent', () => {
       expect(logs.every((l) => l.Type === 'ContainerLog' && l.ContainerName === C)).toBe(true);
       expect(jsonLines(edgeward('logs', '--json').stdout).filter((l) => l.Type === 'HostLog' || l.Type === 'ContainerLog')).toEqual([]);
       expect(edgeward('logs', '--type', 'logs').status).toBe(2);
+      const all = jsonLines(edgeward('logs', '--json', '--type', 'all', '--container', C).stdout);
+      expect(all.map((l) => l.UpdatedTime)).toEqual(logs.map((l) => l.UpdatedTime)); // no alerts here: the same records, oldest first
+      expect(edgeward('logs', '--type', 'log', '--container', C).stdout).toMatch(new RegExp(`ContainerLog {2}Process {2}${TOOL} {2}${TOOL} \\(pid \\d+\\) {2}Passed {2}container=${C} `));
 
       const follower = spawn(process.execPath, [CLI, 'logs', '--follow', '--json', '--type', 'log', '--container', C, '--socket', socket]);
       let out = '';

@@ -145,8 +145,10 @@ export class ControlServer {
       case 'logs': {
         // `alerts`: the matching records (alerts and/or logs, as filter.type asks), oldest first
         const type = req.filter.type ?? 'alert';
-        const pools = type === 'alert' ? [this.recent] : type === 'log' ? [this.recentLogs] : [this.recent, this.recentLogs];
-        const matching = pools.flatMap((pool) => pool.slice(-(type === 'log' ? RECENT_LOGS : RECENT_ALERTS)).filter((a) => matchesFilter(a, req.filter)));
+        const alerts = type === 'log' ? [] : this.recent.slice(-RECENT_ALERTS);
+        const logs = type === 'alert' ? [] : this.recentLogs.slice(-RECENT_LOGS);
+        const pools = [alerts, logs].filter((p) => p.length > 0);
+        const matching = pools.flatMap((pool) => pool.filter((a) => matchesFilter(a, req.filter)));
         if (pools.length > 1) matching.sort((a, b) => (a.UpdatedTime < b.UpdatedTime ? -1 : a.UpdatedTime > b.UpdatedTime ? 1 : 0));
         return okResponse({ alerts: matching.slice(-(req.limit ?? RECENT_ALERTS)), kept: RECENT_ALERTS, keptLogs: RECENT_LOGS });
       }
