@@ -180,14 +180,14 @@ describe('telemetry logs (visibility) on the real agent', () => {
     });
   });
 
-  describe('file visibility to visibility.logFile, throttled', () => {
+  describe('file and network visibility to visibility.logFile, throttled', () => {
     let logFile: string;
     const fileLogs = (): Rec[] => (fs.existsSync(logFile) ? jsonLines(fs.readFileSync(logFile, 'utf8')) : []);
 
     beforeAll(async () => {
       logFile = path.join(work, 'file', 'logs.jsonl');
       // default throttle: 20 per second per container / the host
-      agent = await startWith('file', `visibility:\n  file: true\n  logFile: {path: ${logFile}}\n`);
+      agent = await startWith('file', `visibility:\n  file: true\n  network: true\n  logFile: {path: ${logFile}}\n`);
     }, 90_000);
 
     test('container opens give ContainerLog File records, a failed one with its error, in the log file and not among the alerts', async () => {
@@ -198,6 +198,23 @@ describe('telemetry logs (visibility) on the real agent', () => {
       const missing = await waitFor('the failed open', () => fileLogs().find((l) => l.Type === 'ContainerLog' && l.Resource === '/tmp/vis-missing'), 10_000);
       expect(missing).toMatchObject({ Result: 'No such file or directory', ProcessName: '/bin/busybox' });
       expect(agent!.alerts().filter((a) => a.Type === 'HostLog' || a.Type === 'ContainerLog')).toEqual([]);
+    });
+
+    test('network calls in a container: the socket, and the refused connect with its address and error', async () => {
+      // a fresh throttle window for the container (the exec itself opens a dozen files)
+      await new Promise((r) => setTimeout(r, 1100));
+      dockerd.docker('exec', C, 'sh', '-c', 'nc 127.0.0.1 9 </dev/null; true');
+      const connect = await waitFor('the connect record', () => fileLogs().find((l) => l.ContainerID === containerId && l.Data === 'syscall=SYS_CONNECT'), 10_000);
+      expect(connect).toMatchObject({
+        Type: 'ContainerLog',
+        Operation: 'Network',
+        Resource: 'sa_family=AF_INET sin_port=9 sin_addr=127.0.0.1',
+        Result: 'Connection refused',
+        ProcessName: '/bin/busybox',
+      });
+      const socketCall = fileLogs().find((l) => l.ContainerID === containerId && l.Data === 'syscall=SYS_SOCKET' && l.HostPID === connect.HostPID);
+      expect(socketCall?.Resource).toMatch(/^domain=AF_INET type=SOCK_STREAM(\|SOCK_\w+)* protocol=(0|6)$/);
+      expect(socketCall?.Result).toBe('Passed');
     });
 
     test('a burst of opens beyond the throttle: 20 records pass per window, the rest are counted in a summary', async () => {
