@@ -2,7 +2,7 @@
 // real mosquitto whose ACL comes from `hub acl`, a node client, and the
 // status / alerts / policy push commands. The commands run from the
 // TypeScript sources (runHubCommand), so no build is needed.
-import { ChildProcess, spawn } from 'child_process';
+import { ChildProcess, spawn, spawnSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -150,6 +150,38 @@ describe('edgeward hub commands (real mosquitto, hub serve as a process)', () =>
     const version = Number(/version (\d+)/.exec(r.stdout)![1]);
     expect(r.stdout).toContain(`n1@acme: version ${version} in force`);
     expect(loadPolicyDirectory(node!.policyDirectory).policies.map((p) => p.name)).toEqual(['block-nc']);
+  });
+
+  test('the control socket of hub serve refuses another user, even with its modes opened up (peer credentials)', () => {
+    const dir = path.join(work, 'db');
+    const socket = path.join(dir, 'hub.sock');
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(socket).mode & 0o777).toBe(0o600);
+    const connectAsNobody = () =>
+      spawnSync(
+        'setpriv',
+        [
+          '--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, '-e',
+          `const c = require('net').connect(${JSON.stringify(socket)});
+           c.on('error', (e) => { console.log(e.code); });
+           c.on('connect', () => c.write(JSON.stringify({ op: 'push', org: 'acme', target: { scope: 'node', name: 'n1' }, documents: [] }) + '\\n'));
+           let b = ''; c.on('data', (d) => (b += d)); c.on('end', () => console.log(b.trim()));`,
+        ],
+        { encoding: 'utf8', timeout: 20_000 },
+      ).stdout.trim();
+    expect(connectAsNobody()).toBe('EACCES');
+    fs.chmodSync(work, 0o755);
+    fs.chmodSync(dir, 0o755);
+    fs.chmodSync(socket, 0o666);
+    try {
+      const answer = JSON.parse(connectAsNobody());
+      expect(answer).toMatchObject({ ok: false, error: { code: 'not-authorized' } });
+      expect(answer.error.message).toMatch(/uid 65534 .*is not root/);
+    } finally {
+      fs.chmodSync(socket, 0o600);
+      fs.chmodSync(dir, 0o700);
+      fs.chmodSync(work, 0o700);
+    }
   });
 
   test('policy push of an invalid file is refused locally and nothing is published', async () => {

@@ -9,11 +9,20 @@ import * as net from 'net';
 import * as path from 'path';
 import type { PeerCredentials } from '../native';
 
+/** how long a refused peer may keep its connection open after our answer */
+const REFUSED_LINGER_MS = 5000;
+
 export type PeerCredentialReader = (fd: number) => PeerCredentials;
 
 export interface RootSocketOptions {
   socketPath: string;
   peerCredentials: PeerCredentialReader;
+  /**
+   * The one user besides root that may connect and own the directory: the
+   * service's own user when it does not run as root (e.g. `hub serve`).
+   * Default: root only.
+   */
+  serviceUid?: number;
   /** a connection from root */
   onConnection(conn: net.Socket, peer: PeerCredentials): void;
   /** a connection refused; `reason` says who and why. The caller writes its refusal and ends it. */
@@ -21,7 +30,7 @@ export interface RootSocketOptions {
 }
 
 /** Checks (or creates, 0700) the socket's directory. Returns why it cannot be used, or undefined. */
-export function prepareSocketDirectory(dir: string): string | undefined {
+export function prepareSocketDirectory(dir: string, serviceUid = 0): string | undefined {
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (e) {
@@ -34,7 +43,7 @@ export function prepareSocketDirectory(dir: string): string | undefined {
     return `cannot stat ${dir}: ${(e as Error).message}`;
   }
   if (!st.isDirectory()) return `${dir} is not a directory`;
-  if (st.uid !== 0) return `${dir} is owned by uid ${st.uid}, not root: another user could replace the socket`;
+  if (st.uid !== 0 && st.uid !== serviceUid) return `${dir} is owned by uid ${st.uid}, not root: another user could replace the socket`;
   if (st.mode & 0o022) return `${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}): another user could replace the socket`;
   return undefined;
 }
@@ -63,7 +72,8 @@ export function socketInUse(socketPath: string, timeoutMs = 1000): Promise<boole
 export async function listenRootOnly(opts: RootSocketOptions): Promise<net.Server> {
   const socketPath = opts.socketPath;
   if (!path.isAbsolute(socketPath)) throw new Error(`control socket ${socketPath}: must be an absolute path`);
-  const problem = prepareSocketDirectory(path.dirname(socketPath));
+  const serviceUid = opts.serviceUid ?? 0;
+  const problem = prepareSocketDirectory(path.dirname(socketPath), serviceUid);
   if (problem) throw new Error(`control socket ${socketPath}: ${problem}`);
 
   let existing: fs.Stats | undefined;
@@ -74,23 +84,30 @@ export async function listenRootOnly(opts: RootSocketOptions): Promise<net.Serve
   }
   if (existing) {
     if (!existing.isSocket()) throw new Error(`control socket ${socketPath}: exists and is not a socket; not replacing it`);
-    if (await socketInUse(socketPath)) throw new Error(`control socket ${socketPath}: another agent is listening on it`);
+    if (await socketInUse(socketPath)) throw new Error(`control socket ${socketPath}: another process is listening on it`);
     fs.rmSync(socketPath); // left by an agent that was killed
   }
 
   const server = net.createServer((conn) => {
     conn.on('error', () => undefined);
+    const refuse = (reason: string) => {
+      // read and drop what the peer sends: a socket nobody reads never sees the peer's FIN,
+      // never closes, and server.close() would wait for it forever
+      conn.resume();
+      conn.setTimeout(REFUSED_LINGER_MS, () => conn.destroy());
+      opts.onRefused(conn, reason);
+    };
     const fd = (conn as unknown as { _handle?: { fd?: number } })._handle?.fd;
     let peer: PeerCredentials;
     try {
       if (typeof fd !== 'number' || fd < 0) throw new Error('connection has no file descriptor');
       peer = opts.peerCredentials(fd);
     } catch (e) {
-      opts.onRefused(conn, `cannot read the peer's credentials (${(e as Error).message})`);
+      refuse(`cannot read the peer's credentials (${(e as Error).message})`);
       return;
     }
-    if (peer.uid !== 0) {
-      opts.onRefused(conn, `uid ${peer.uid} (pid ${peer.pid}) is not root`);
+    if (peer.uid !== 0 && peer.uid !== serviceUid) {
+      refuse(`uid ${peer.uid} (pid ${peer.pid}) is not root${serviceUid !== 0 ? ` nor the service's uid ${serviceUid}` : ''}`);
       return;
     }
     opts.onConnection(conn, peer);

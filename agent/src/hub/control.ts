@@ -3,9 +3,9 @@
 // service, which signs and publishes them under its own MQTT identity (a
 // second connection with the same user name would take over its session).
 // One JSON request and one JSON response per connection, newline-terminated.
-import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
+import { listenRootOnly, PeerCredentialReader } from '../control/root_socket';
 import type { BundleDocument, BundleTarget } from './bundle';
 import { err, hubError, HubError, ok, Result } from './result';
 
@@ -27,56 +27,59 @@ export function defaultControlSocket(database: string): string {
   return path.join(path.dirname(database), 'hub.sock');
 }
 
-export function serveControl(
+/**
+ * Serves push requests on a unix socket only root and the service's own
+ * user can use (agent/src/control/root_socket.ts: 0700 directory, 0600
+ * socket, peer credentials checked on every connection; a live socket is
+ * never taken over).
+ */
+export async function serveControl(
   socketPath: string,
   handle: (req: PushRequest) => Promise<Result<PushResponse>>,
+  peerCredentials: PeerCredentialReader,
 ): Promise<Result<net.Server>> {
-  return new Promise((resolve) => {
-    // a socket file left by a killed service: nobody answers on it
-    try {
-      if (fs.lstatSync(socketPath).isSocket()) fs.rmSync(socketPath);
-    } catch {
-      // absent
-    }
-    const server = net.createServer((conn) => {
-      let buf = '';
-      conn.setEncoding('utf8');
-      conn.on('error', () => undefined);
-      conn.on('data', (d: string) => {
-        buf += d;
-        if (buf.length > MAX_REQUEST_BYTES) {
-          conn.end(JSON.stringify({ ok: false, error: hubError('too-large', 'request too large') }) + '\n');
-          return;
-        }
-        const nl = buf.indexOf('\n');
-        if (nl === -1) return;
-        const line = buf.slice(0, nl);
-        buf = '';
-        let req: PushRequest;
-        try {
-          req = JSON.parse(line);
-        } catch (e) {
-          conn.end(JSON.stringify({ ok: false, error: hubError('malformed', 'request is not JSON', e) }) + '\n');
-          return;
-        }
-        if (req?.op !== 'push' || typeof req.org !== 'string' || !req.target || !Array.isArray(req.documents)) {
-          conn.end(JSON.stringify({ ok: false, error: hubError('malformed', 'unknown request') }) + '\n');
-          return;
-        }
-        handle(req).then(
-          (r) => conn.end(JSON.stringify(r.ok ? { ok: true, value: r.value } : { ok: false, error: r.error }) + '\n'),
-          (e) => conn.end(JSON.stringify({ ok: false, error: hubError('io', 'push failed', e) }) + '\n'),
-        );
-      });
+  const refuse = (conn: net.Socket, error: HubError) => conn.end(JSON.stringify({ ok: false, error }) + '\n');
+  try {
+    const server = await listenRootOnly({
+      socketPath,
+      peerCredentials,
+      serviceUid: process.getuid?.() ?? 0,
+      onRefused: (conn, reason) => refuse(conn, hubError('not-authorized', `hub control socket: ${reason}`)),
+      onConnection: (conn) => {
+        let buf = '';
+        conn.setEncoding('utf8');
+        conn.on('data', (d: string) => {
+          buf += d;
+          if (buf.length > MAX_REQUEST_BYTES) {
+            refuse(conn, hubError('too-large', 'request too large'));
+            return;
+          }
+          const nl = buf.indexOf('\n');
+          if (nl === -1) return;
+          const line = buf.slice(0, nl);
+          buf = '';
+          let req: PushRequest;
+          try {
+            req = JSON.parse(line);
+          } catch (e) {
+            refuse(conn, hubError('malformed', 'request is not JSON', e));
+            return;
+          }
+          if (req?.op !== 'push' || typeof req.org !== 'string' || !req.target || !Array.isArray(req.documents)) {
+            refuse(conn, hubError('malformed', 'unknown request'));
+            return;
+          }
+          handle(req).then(
+            (r) => conn.end(JSON.stringify(r.ok ? { ok: true, value: r.value } : { ok: false, error: r.error }) + '\n'),
+            (e) => refuse(conn, hubError('io', 'push failed', e)),
+          );
+        });
+      },
     });
-    server.once('error', (e) => resolve(err(hubError('io', `control socket ${socketPath}: cannot listen`, e))));
-    const mask = process.umask(0o177);
-    server.listen(socketPath, () => {
-      process.umask(mask);
-      fs.chmodSync(socketPath, 0o600);
-      resolve(ok(server));
-    });
-  });
+    return ok(server);
+  } catch (e) {
+    return err(hubError('io', (e as Error).message, e));
+  }
 }
 
 export function requestPush(socketPath: string, req: PushRequest, timeoutMs = 30_000): Promise<Result<PushResponse>> {

@@ -9,6 +9,7 @@ import * as crypto from 'crypto';
 import type * as net from 'net';
 import { BundleDocument, BundleTarget, DEFAULT_MAX_BUNDLE_BYTES, loadSigningKey, parsePublicKey, PinnedKey, policiesOf, signBundle, SigningKey, verifyBundle } from './bundle';
 import { Connection, loadTls, readPasswordFile } from './connection';
+import { loadNative } from '../native';
 import { defaultControlSocket, PushRequest, PushResponse, serveControl } from './control';
 import { Emitter, HubLogger, silentLogger } from './emitter';
 import type { HubServiceConfig } from './hub_config';
@@ -121,7 +122,9 @@ export class HubService extends Emitter<HubServiceEvents> {
   async start(): Promise<Result<void>> {
     if (this.options.controlSocket !== false) {
       const socket = this.options.controlSocket ?? defaultControlSocket(this.config.database);
-      const s = await serveControl(socket, (req) => this.handleControl(req));
+      // SO_PEERCRED needs the addon: loaded only when the control socket is served
+      const native = loadNative();
+      const s = await serveControl(socket, (req) => this.handleControl(req), (fd) => native.peerCredentials(fd));
       if (!s.ok) return s;
       this.control = s.value;
     }
