@@ -41,6 +41,7 @@ export const enum OperationCode {
   Process = 1,
   File = 2,
   Network = 3,
+  Capabilities = 4,
 }
 
 export const enum ProtoClass {

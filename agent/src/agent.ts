@@ -9,7 +9,7 @@ import { EventKind, NetOp } from './abi';
 import { AlertBuilder, BootClock, ContainerFacts, DecisionFacts, KubeArmorAlert } from './alerts';
 import { AlertThrottle } from './alert_throttle';
 import { AuditOnlyBackend } from './audit_only_backend';
-import type { EnforcementBackend } from './backend';
+import type { ApplyResult, EnforcementBackend } from './backend';
 import { CompatBackend } from './compat_backend';
 import { LsmBackend } from './lsm_backend';
 import { PIN_ROOT } from './lsm_enforcer';
@@ -33,7 +33,7 @@ import { CompileOptions, compilePolicies, formatCompileError } from './policy/co
 import { mergeWithLastGood } from './policy/last_good';
 import { formatPolicyError, isPolicyFileName, LoadedPolicy, loadPolicyDirectories, symlinkedPathWarnings } from './policy/loader';
 import { renumberRules } from './policy/renumber';
-import type { RuleMeta } from './policy/types';
+import type { CompiledPolicySet, RuleMeta } from './policy/types';
 import { probe, ProbeReport } from './probe';
 import { ProcessTable } from './process_table';
 import { KubeArmorLog, KubeArmorRecord, LogBuilder, LogThrottle, visibilityEnabled } from './visibility';
@@ -198,6 +198,7 @@ export class Agent {
         },
       });
       this.backend = lsm;
+      this.workloads = this.bindWorkloads((set) => lsm.apply(set));
       if (this.config.selfProtection.enabled) this.protectSelf(lsm);
       if (lsm.adopted()) {
         this.log.info('bpf-lsm: adopted the rules an earlier agent left pinned; they stay in force until the new set replaces them', { event: 'adopted' });
@@ -205,14 +206,7 @@ export class Agent {
     } else if (report.backend === 'compat') {
       const compat = new CompatBackend(this.native, this.pipeline.sink, this.pipeline.ring, report.features.cgroup2Path);
       this.backend = compat;
-      this.workloads = new WorkloadBinding(
-        (s) => compat.apply(s),
-        () => this.containers?.list() ?? [],
-        (r) => {
-          this.log.info(`containers changed: ${r.rules} rules in force`);
-          for (const e of r.errors) this.log.warn(e);
-        },
-      );
+      this.workloads = this.bindWorkloads((set) => compat.apply(set));
     } else {
       this.auditOnly = new AuditOnlyBackend();
       this.backend = this.auditOnly;
@@ -229,6 +223,18 @@ export class Agent {
     // The native threads do not keep node's event loop alive; this timer does,
     // and it makes lost events visible instead of silent.
     this.housekeeping = setInterval(() => this.checkPipeline(), HOUSEKEEPING_MS);
+  }
+
+  /** Container rules resolved against the running containers, and again whenever they change. */
+  private bindWorkloads(apply: (set: CompiledPolicySet) => ApplyResult): WorkloadBinding {
+    return new WorkloadBinding(
+      apply,
+      () => this.containers?.list() ?? [],
+      (r) => {
+        this.log.info(`containers changed: ${r.rules} rules in force`);
+        for (const e of r.errors) this.log.warn(e);
+      },
+    );
   }
 
   /**

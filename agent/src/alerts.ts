@@ -30,7 +30,7 @@ export interface KubeArmorAlert {
   Message: string;
   Type: 'MatchedHostPolicy' | 'MatchedPolicy';
   Source: string;
-  Operation: 'Process' | 'File' | 'Network';
+  Operation: 'Process' | 'File' | 'Network' | 'Capabilities';
   Resource: string;
   Data: string;
   Enforcer: string;
@@ -97,6 +97,7 @@ const OPERATION_NAMES: Record<number, KubeArmorAlert['Operation']> = {
   [OperationCode.Process]: 'Process',
   [OperationCode.File]: 'File',
   [OperationCode.Network]: 'Network',
+  [OperationCode.Capabilities]: 'Capabilities',
 };
 
 const ENFORCER_NAMES: Record<number, string> = {
@@ -186,6 +187,10 @@ export class AlertBuilder {
         data = pathOp ? `lsm=SECURITY_PATH_${pathOp.toUpperCase()}` : `syscall=SYS_OPEN flags=${describeOpenFlags(d.flags)}`;
         break;
       }
+      case 'Capabilities':
+        // as KubeArmor's feeder: the LSM hook, then the capability (the alert's Resource)
+        data = `lsm=SECURITY_CAPABLE ${d.resource}`;
+        break;
       default:
         data = 'syscall=SYS_SOCKET';
     }

@@ -18,7 +18,8 @@ import * as path from 'path';
 import type { ApplyResult, EnforcementBackend, RuleKindSupport } from './backend';
 import { LsmEnforcer, LsmEnforcerOptions, NativeLsmStats, PIN_ROOT, unloadPinnedLsm } from './lsm_enforcer';
 import type { NativeAddon, NativeEventRing } from './native';
-import { allowListModes, capabilityErrors } from './policy/posture';
+import { LsmCapable } from './lsm_capable';
+import { allowListModes } from './policy/posture';
 import type { CompiledPolicySet } from './policy/types';
 
 /** bpf-lsm: exec, open and sockets in the kernel; capabilities not yet. */
@@ -26,7 +27,7 @@ export const LSM_SUPPORT: RuleKindSupport = {
   process: 'enforce',
   file: 'enforce',
   network: 'enforce',
-  capabilities: 'unsupported',
+  capabilities: 'enforce',
 };
 
 /** Wait after a watched name changes before resolving again (editors replace in several steps). */
@@ -45,6 +46,7 @@ export class LsmBackend implements EnforcementBackend {
   readonly name = 'bpf-lsm' as const;
   readonly support = LSM_SUPPORT;
   private readonly enforcer: LsmEnforcer;
+  private readonly capable: LsmCapable;
   private last: CompiledPolicySet | undefined;
   private watchers = new Map<string, fs.FSWatcher>(); // by directory
   private watchedNames = new Map<string, Set<string>>(); // directory -> base names
@@ -59,6 +61,8 @@ export class LsmBackend implements EnforcementBackend {
     private readonly options: LsmBackendOptions = {},
   ) {
     this.enforcer = new LsmEnforcer(native, ring, { pin: options.pin });
+    // capability rules: their own program (bpf/lsm_capable.bpf.c), not pinned (they end with the agent)
+    this.capable = new LsmCapable(native, ring);
   }
 
   /** Whether rules pinned by an earlier agent were adopted (in force before the first apply()). */
@@ -72,8 +76,12 @@ export class LsmBackend implements EnforcementBackend {
     const result = this.enforcer.apply(set.pathRules, set.networkRules, undefined, set.workloads ?? []);
     if (this.options.watchTargets !== false) this.watch(result.watchPaths);
     // not silently dropped: what this backend cannot enforce yet is named in the policy status
+    const caps = this.capable.apply(set.capabilityRules ?? [], set.workloads ?? []);
     const notEnforced = notEnforcedByLsm(set);
-    return { errors: [...result.errors, ...notEnforced], rules: set.pathRules.length + set.networkRules.length };
+    return {
+      errors: [...result.errors, ...caps.errors, ...notEnforced],
+      rules: set.pathRules.length + set.networkRules.length + (set.capabilityRules?.length ?? 0),
+    };
   }
 
   stats(): NativeLsmStats {
@@ -82,7 +90,7 @@ export class LsmBackend implements EnforcementBackend {
 
   /** Ids of the rule maps, for self-protection (agent/src/lsm_self_protect.ts). */
   mapIds(): number[] {
-    return this.enforcer.mapIds();
+    return [...this.enforcer.mapIds(), ...this.capable.mapIds()];
   }
 
   /** The kernel's per-program run counts and times from now on (bpf_stats). */
@@ -94,12 +102,14 @@ export class LsmBackend implements EnforcementBackend {
   close(): void {
     this.stopWatching();
     this.enforcer.close();
+    this.capable.close();
   }
 
   /** Exits without detaching: pinned programs and rules keep enforcing (--detach-on-exit not given). */
   release(): void {
     this.stopWatching();
     this.enforcer.release();
+    this.capable.release();
   }
 
   private stopWatching(): void {
@@ -164,15 +174,14 @@ export class LsmBackend implements EnforcementBackend {
   }
 }
 
-/** What a compiled set asks that bpf-lsm does not enforce yet: capabilities, allow-list mode (default posture). */
+/** What a compiled set asks that bpf-lsm does not enforce yet: allow-list mode (default posture). */
 export function notEnforcedByLsm(set: CompiledPolicySet): string[] {
   const backend = 'bpf-lsm';
-  const lines = capabilityErrors(set, backend);
+  const lines: string[] = [];
   for (const w of allowListModes(set)) {
     const where = w.workload ? `container ${w.workload.containerName}` : 'host';
     for (const [category, rule] of Object.entries(w.postures)) {
-      // capabilities: capabilityErrors() already names it
-      if (category === 'capabilities' || !rule) continue;
+      if (!rule) continue;
       lines.push(`${where}: ${category} allow-list (default posture ${rule.action}) not enforced by the ${backend} backend yet; its Block and Audit rules are`);
     }
   }

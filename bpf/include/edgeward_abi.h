@@ -118,6 +118,7 @@ enum ew_operation {
 	EW_OP_PROCESS = 1,
 	EW_OP_FILE = 2,
 	EW_OP_NETWORK = 3,
+	EW_OP_CAPABILITIES = 4,  /* bpf/lsm_capable.bpf.c */
 };
 
 /* Protocol classes for network rules (KubeArmor's matchProtocols). */

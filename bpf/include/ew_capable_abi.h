@@ -14,15 +14,6 @@
 
 #include "edgeward_abi.h"
 
-/*
- * Decision records' operation for capability checks. Belongs in
- * edgeward_abi.h's enum ew_operation (and abi.ts OperationCode) as
- * EW_OP_CAPABILITIES = 4; defined here until it is.
- */
-#ifndef EW_OP_CAPABILITIES
-#define EW_OP_CAPABILITIES 4
-#endif
-
 /* Capability numbers the rules may name: 0 .. EW_CAP_MAX (CAP_LAST_CAP is 40 on 6.1 and 6.18). */
 #define EW_CAP_MAX 63
 

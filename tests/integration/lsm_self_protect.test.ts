@@ -154,7 +154,7 @@ console.log(JSON.stringify({ ready: true, attached: sp.attached(), mapIds: sp.ma
       ['bpf_map', 'file_open', 'path_chmod', 'path_chown', 'path_link', 'path_mkdir', 'path_mknod', 'path_rename', 'path_rmdir', 'path_symlink',
         'path_truncate', 'path_unlink', 'ptrace_access_check', 'sb_umount', 'task_kill'].sort(),
     );
-    expect(info.mapIds.length).toBe(3 + 4); // its own three, the enforcer's four
+    expect(info.mapIds.length).toBe(3 + 6); // its own three, the enforcer's six (rules, workloads, workload_count)
   });
 
   test('other processes cannot signal it (SIGKILL, SIGTERM, SIGSTOP, SIGUSR1); signal 0 and SIGHUP pass', async () => {

@@ -78,6 +78,14 @@ describe('AlertBuilder', () => {
     expect(a.Data).toBe('syscall=SYS_OPEN flags=O_WRONLY|O_CREAT|O_TRUNC');
   });
 
+  test('a refused capability check: Operation Capabilities, Resource the capability, Data the LSM hook', () => {
+    const a = builder().build(
+      decision({ operation: OperationCode.Capabilities, resource: 'CAP_NET_RAW', enforcer: EnforcerCode.BpfLsm, flags: 13 }),
+    )!;
+    expect(a).toMatchObject({ Operation: 'Capabilities', Resource: 'CAP_NET_RAW', Result: 'Permission denied', ProcessName: '/bin/sh' });
+    expect(a.Data).toBe('lsm=SECURITY_CAPABLE CAP_NET_RAW');
+  });
+
   test('the process table fills in a missing executable', () => {
     const a = builder().build(decision({ operation: OperationCode.Network, exe: '', enforcer: EnforcerCode.CgroupBpf }))!;
     expect(a.ProcessName).toBe('/bin/sh');

@@ -25,7 +25,10 @@ test('an Allow rule puts the host in allow-list mode: the posture is named as no
   expect(lines).toEqual([expect.stringMatching(/^host: process allow-list \(default posture Block\) not enforced by the bpf-lsm backend yet/)]);
 });
 
-test('capability rules are named per policy', () => {
-  const lines = notEnforcedByLsm(compileHost('caps', { capabilities: { matchCapabilities: [{ capability: 'net_raw', fromSource: [{ path: '/usr/bin/ping' }] }] }, action: 'Block' }));
-  expect(lines).toEqual([expect.stringMatching(/^policy "caps": capabilities rules not enforced: net_raw \(Block\)/)]);
+test('capability rules are enforced (bpf/lsm_capable.bpf.c); a capabilities allow-list is named as not enforced', () => {
+  const caps = (action: string) => ({ capabilities: { matchCapabilities: [{ capability: 'net_raw', fromSource: [{ path: '/usr/bin/ping' }] }] }, action });
+  expect(notEnforcedByLsm(compileHost('caps', caps('Block')))).toEqual([]);
+  expect(notEnforcedByLsm(compileHost('caps', caps('Allow')))).toEqual([
+    expect.stringMatching(/^host: capabilities allow-list \(default posture Block\) not enforced by the bpf-lsm backend yet/),
+  ]);
 });

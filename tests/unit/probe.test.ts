@@ -60,8 +60,8 @@ describe('chooseBackend', () => {
     expect(chooseBackend(lsm, ['bpf'], 'audit-only')).toMatchObject({ backend: 'audit-only' });
   });
 
-  test('bpf-lsm enforces process, file and network rules; capabilities are not supported yet', () => {
-    expect(supportOf('bpf-lsm')).toEqual({ process: 'enforce', file: 'enforce', network: 'enforce', capabilities: 'unsupported' });
+  test('bpf-lsm enforces process, file, network and capability rules', () => {
+    expect(supportOf('bpf-lsm')).toEqual({ process: 'enforce', file: 'enforce', network: 'enforce', capabilities: 'enforce' });
     expect(supportOf('compat').process).toBe('enforce');
     expect(supportOf('audit-only').process).toBe('audit');
   });
