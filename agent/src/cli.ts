@@ -38,7 +38,7 @@ commands:
   policy delete NAME...      remove policies applied with policy apply
   policy list [--json]       the policies in force and where each comes from (operator, applied, hub)
   policy validate PATH...    check policy files or directories locally; exit 1 if any is invalid
-  logs [--follow] [--json] [--container ID|NAME|host] [--operation Process|File|Network] [--policy NAME]
+  logs [--follow] [--json] [--type alert|log|all] [--container ID|NAME|host] [--operation Process|File|Network] [--policy NAME]
        [--limit N]           alerts: without --follow the agent's last ${RECENT_ALERTS} (in memory; the alerts file
                              keeps the history), with --follow new ones as they happen
   hub <command>              the hub service: serve, status, alerts [--follow], policy push (edgeward hub --help)

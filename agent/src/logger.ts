@@ -60,6 +60,10 @@ export function createAlertLogger(opts: AlertOutputOptions): winston.Logger {
   const asJson = winston.format.printf((info) => JSON.stringify(info.alert));
   const asPretty = winston.format.printf((info) => {
     const a = info.alert as Record<string, unknown>;
+    // telemetry records (visibility) have no policy or action
+    if (a.Type === 'HostLog' || a.Type === 'ContainerLog') {
+      return `[${a.Type}/${a.Result}] ${a.Operation} ${a.Resource} by ${a.ProcessName} (pid ${a.PID})${a.ContainerName ? ` in ${a.ContainerName}` : ''}`;
+    }
     return `[${a.Action}/${a.Result}] ${a.PolicyName} ${a.Operation} ${a.Resource} by ${a.ProcessName} (pid ${a.PID})`;
   });
   const transports: winston.transport[] = [];
