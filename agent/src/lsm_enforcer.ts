@@ -32,8 +32,8 @@ import {
   ExecutableInode,
   ExecutableResolve,
   MountEntry,
+  mountAwareResolver,
   mountOf,
-  parseMountInfo,
   statDevToKernelDev,
 } from './net_enforcer';
 import type { ContainerPathInfo, NativeAddon, NativeEventRing, NativeNetRule, NativeWorkload } from './native';
@@ -194,23 +194,7 @@ export type TargetResolve = (path: string, workload?: WorkloadTarget) => TargetI
  * containers need the addon (resolveInContainer); without it they fail.
  */
 export function targetResolver(addon?: Pick<NativeAddon, 'resolveInContainer'>): TargetResolve {
-  let mounts: MountEntry[] | undefined;
-  const containerMounts = new Map<number, MountEntry[]>();
-  return (path, workload) => {
-    if (!workload) {
-      mounts ??= parseMountInfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-      return resolveTargetInode(path, mounts);
-    }
-    if (!addon) throw new Error('paths inside containers cannot be resolved here');
-    // checks that the pid is still the container's (its mount namespace), then resolves inside its root
-    const info = addon.resolveInContainer(workload.pid, workload.mntNs, path);
-    let table = containerMounts.get(workload.pid);
-    if (!table) {
-      table = parseMountInfo(fs.readFileSync(`/proc/${workload.pid}/mountinfo`, 'utf8'));
-      containerMounts.set(workload.pid, table);
-    }
-    return containerTargetInode(info, table);
-  };
+  return mountAwareResolver(addon, resolveTargetInode, (_path, info, mounts) => containerTargetInode(info, mounts));
 }
 
 export interface LsmResolvers {

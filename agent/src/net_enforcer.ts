@@ -172,12 +172,27 @@ export type ExecutableResolve = (path: string, workload?: WorkloadTarget) => Exe
  * containers need the addon (resolveInContainer); without it they fail.
  */
 export function executableResolver(addon?: Pick<NativeAddon, 'resolveInContainer'>): ExecutableResolve {
+  return mountAwareResolver(addon, resolveExecutableInode, containerExecutableInode);
+}
+
+/**
+ * Resolves paths to inodes on the host or inside a container's root,
+ * reading each mount table (the host's, each container's) once per resolver:
+ * make one per apply(). Paths in containers need the addon
+ * (resolveInContainer, which checks that the pid is still the container's);
+ * without it they fail.
+ */
+export function mountAwareResolver<T>(
+  addon: Pick<NativeAddon, 'resolveInContainer'> | undefined,
+  onHost: (path: string, mounts: MountEntry[]) => T,
+  inContainer: (path: string, info: ContainerPathInfo, mounts: MountEntry[]) => T,
+): (path: string, workload?: WorkloadTarget) => T {
   let mounts: MountEntry[] | undefined;
   const containerMounts = new Map<number, MountEntry[]>();
   return (path, workload) => {
     if (!workload) {
       mounts ??= parseMountInfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-      return resolveExecutableInode(path, mounts);
+      return onHost(path, mounts);
     }
     if (!addon) throw new Error('paths inside containers cannot be resolved here');
     const info = addon.resolveInContainer(workload.pid, workload.mntNs, path);
@@ -186,7 +201,7 @@ export function executableResolver(addon?: Pick<NativeAddon, 'resolveInContainer
       table = parseMountInfo(fs.readFileSync(`/proc/${workload.pid}/mountinfo`, 'utf8'));
       containerMounts.set(workload.pid, table);
     }
-    return containerExecutableInode(path, info, table);
+    return inContainer(path, info, table);
   };
 }
 

@@ -46,13 +46,19 @@ export async function startAgent(opts: {
   workDir: string;
   extraArgs?: string[];
   readyTimeoutMs?: number;
+  /**
+   * Extra environment for the agent (e.g. DOCKER_HOST naming a private
+   * dockerd). Jest gives each test file its own copy of process.env, which
+   * child processes do not see: they are passed to spawn explicitly.
+   */
+  env?: Record<string, string>;
 }): Promise<AgentUnderTest> {
   const alertsFile = path.join(opts.workDir, 'alerts.jsonl');
   let err = '';
   const child = spawn(
     process.execPath,
     [CLI, 'agent', '--policies', opts.policies, '--log-format', 'json', '--alerts-file', alertsFile, ...(opts.extraArgs ?? [])],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { stdio: ['ignore', 'ignore', 'pipe'], ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) },
   );
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => (err += d));

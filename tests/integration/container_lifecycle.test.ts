@@ -9,8 +9,7 @@
 import { ChildProcess, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { AgentUnderTest } from '../helpers/agent_process';
-import { startAgentWithEnv } from '../helpers/agent_env';
+import { AgentUnderTest, startAgent } from '../helpers/agent_process';
 import { importBusyboxImage, PrivateDockerd, startPrivateDockerd } from '../helpers/private_dockerd';
 import { CLI, makeTempDir, requireIntegrationEnvironment, run, RunResult, waitFor } from '../helpers/system';
 
@@ -75,7 +74,7 @@ describe('container lifecycle under a runtime-applied policy (real agent, privat
   }
 
   async function startTheAgent(): Promise<AgentUnderTest> {
-    const a = await startAgentWithEnv({
+    const a = await startAgent({
       policies,
       workDir: work,
       env: { DOCKER_HOST: dockerd.host },

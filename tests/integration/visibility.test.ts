@@ -8,8 +8,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { generateSigningKeyPair } from '../../agent/src/hub/bundle';
-import type { AgentUnderTest } from '../helpers/agent_process';
-import { startAgentWithEnv } from '../helpers/agent_env';
+import { AgentUnderTest, startAgent } from '../helpers/agent_process';
 import { importBusyboxImage, PrivateDockerd, startPrivateDockerd } from '../helpers/private_dockerd';
 import { busyboxCopy, CLI, makeTempDir, requireIntegrationEnvironment, run, RunResult, waitFor } from '../helpers/system';
 
@@ -37,7 +36,7 @@ describe('telemetry logs (visibility) on the real agent', () => {
     fs.writeFileSync(config, `stateDirectory: ${path.join(dir, 'state')}\ncontrol:\n  socket: ${socket}\n${configText}`);
     const policies = path.join(dir, 'policies');
     fs.mkdirSync(policies);
-    const a = await startAgentWithEnv({
+    const a = await startAgent({
       policies,
       workDir: dir,
       env: { DOCKER_HOST: dockerd.host },
