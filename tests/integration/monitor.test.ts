@@ -409,7 +409,10 @@ describe('kernel event monitor (real kernel)', () => {
       expect(fromChild()).toBe(n);
       const calls = c.calls - callsBefore;
       expect(calls).toBeGreaterThan(0);
-      expect(calls).toBeLessThan(n / 10);
+      // batched: several events per JS call. How many depends on how the open loop and the
+      // consumer's wake-ups interleave (about 5 per call on a quiet machine, 50+ under load),
+      // so the bound is loose: a timing-tight one failed in CI.
+      expect(calls).toBeLessThan(n / 2);
       const stats = c.pipeline.stats();
       expect(stats.batches).toBeLessThan(stats.delivered);
       expect(stats.decodeErrors).toBe(0);
