@@ -19,6 +19,19 @@ export interface ThrottleSummaryFields {
 
 export type ThrottleSummaryAlert = KubeArmorAlert & ThrottleSummaryFields;
 
+/** What the throttle reads of a record: alerts, and telemetry logs (no PolicyName: one window per container). */
+export interface ThrottledRecord {
+  PolicyName?: string;
+  ContainerID?: string;
+  ContainerName?: string;
+  Operation: string;
+  Resource: string;
+  UpdatedTime: string;
+}
+
+/** The Message of a summary record (the default names the policy). */
+export type SummaryMessage = (last: ThrottledRecord, suppressed: number, since: string, config: AlertThrottleConfig) => string;
+
 export const MAX_SUMMARY_RESOURCES = 16;
 export const OTHER_RESOURCES = '(other)';
 /** windows kept without suppressed alerts before expired ones are swept */
@@ -48,35 +61,37 @@ const realTimers: ThrottleTimers = {
   },
 };
 
-interface Window {
+interface Window<R> {
   start: number;
   passed: number;
   suppressed: number;
   firstSuppressed?: string;
-  last?: KubeArmorAlert;
+  last?: R;
   resources: Map<string, number>;
   timer?: { cancel(): void };
 }
 
-export function throttleKey(alert: KubeArmorAlert): string {
-  return `${alert.PolicyName}\u0000${alert.ContainerID ?? ''}`;
+export function throttleKey(record: ThrottledRecord): string {
+  return `${record.PolicyName ?? ''}\u0000${record.ContainerID ?? ''}`;
 }
 
-export function isThrottleSummary(alert: KubeArmorAlert): alert is ThrottleSummaryAlert {
-  return typeof (alert as Partial<ThrottleSummaryAlert>).Suppressed === 'number';
+export function isThrottleSummary<R extends ThrottledRecord>(record: R): record is R & ThrottleSummaryFields {
+  return typeof (record as Partial<ThrottleSummaryFields>).Suppressed === 'number';
 }
 
-export class AlertThrottle {
-  private readonly windows = new Map<string, Window>();
+/** Throttles alerts (the default) or any record with the ThrottledRecord fields. */
+export class AlertThrottle<R extends ThrottledRecord = KubeArmorAlert> {
+  private readonly windows = new Map<string, Window<R>>();
   private readonly counters: ThrottleStats = { passed: 0, suppressed: 0, summaries: 0 };
 
   constructor(
     private readonly config: AlertThrottleConfig,
-    private readonly deliver: (alert: KubeArmorAlert) => void,
+    private readonly deliver: (record: R | (R & ThrottleSummaryFields)) => void,
     private readonly timers: ThrottleTimers = realTimers,
+    private readonly message: SummaryMessage = policySummaryMessage,
   ) {}
 
-  offer(alert: KubeArmorAlert): void {
+  offer(alert: R): void {
     if (!this.config.enabled) {
       this.counters.passed++;
       this.deliver(alert);
@@ -127,7 +142,7 @@ export class AlertThrottle {
     w.timer?.cancel();
     if (w.suppressed === 0 || !w.last) return;
     this.counters.summaries++;
-    this.deliver(summaryAlert(w.last, w.suppressed, w.firstSuppressed ?? w.last.UpdatedTime, w.resources, this.config));
+    this.deliver(summaryRecord(w.last, w.suppressed, w.firstSuppressed ?? w.last.UpdatedTime, w.resources, this.config, this.message));
   }
 
   /** Drops windows that ended with nothing suppressed (those with suppressed alerts end on their timer). */
@@ -138,17 +153,23 @@ export class AlertThrottle {
   }
 }
 
-export function summaryAlert(
-  last: KubeArmorAlert,
+function policySummaryMessage(last: ThrottledRecord, suppressed: number, since: string, config: AlertThrottleConfig): string {
+  const where = last.ContainerName ? `container ${last.ContainerName}` : last.ContainerID ? `container ${last.ContainerID}` : 'the host';
+  return `${suppressed} more alert(s) of policy ${last.PolicyName} on ${where} since ${since} were not written one by one (alerts.throttle: at most ${config.maxAlerts} per ${config.windowMs} ms); this is the last of them`;
+}
+
+/** The last suppressed record with what it stands for. */
+export function summaryRecord<R extends ThrottledRecord>(
+  last: R,
   suppressed: number,
   since: string,
   resources: Map<string, number>,
   config: AlertThrottleConfig,
-): ThrottleSummaryAlert {
-  const where = last.ContainerName ? `container ${last.ContainerName}` : last.ContainerID ? `container ${last.ContainerID}` : 'the host';
+  message: SummaryMessage = policySummaryMessage,
+): R & ThrottleSummaryFields {
   return {
     ...last,
-    Message: `${suppressed} more alert(s) of policy ${last.PolicyName} on ${where} since ${since} were not written one by one (alerts.throttle: at most ${config.maxAlerts} per ${config.windowMs} ms); this is the last of them`,
+    Message: message(last, suppressed, since, config),
     Suppressed: suppressed,
     SuppressedSince: since,
     SuppressedResources: Object.fromEntries(resources),
