@@ -7,21 +7,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
 import { busyboxCopy, makeTempDir, nodeChild, requireIntegrationEnvironment, run, waitFor } from '../helpers/system';
+import { hostPolicy } from '../helpers/policies';
 
 const UDP_SOCKET = `require('dgram').createSocket('udp4').bind(0, '127.0.0.1', function () { console.log('ok'); this.close(); }).on('error', (e) => { console.log(e.code); })`;
 const TCP_SOCKET = `const s = require('net').createServer().listen(0, '127.0.0.1', () => { console.log('ok'); s.close(); }).on('error', (e) => console.log(e.code));`;
-
-function hostPolicy(name: string, spec: string): string {
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorHostPolicy
-metadata:
-  name: ${name}
-spec:
-  nodeSelector:
-    matchLabels:
-      kubearmor.io/hostname: "*"
-${spec}`;
-}
 
 const BACKEND = process.env.EDGEWARD_BACKEND ?? 'compat';
 

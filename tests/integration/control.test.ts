@@ -9,26 +9,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
 import { busyboxCopy, CLI, makeTempDir, requireIntegrationEnvironment, run, RunResult, waitFor } from '../helpers/system';
+import { hostProcessPolicy } from '../helpers/policies';
 
 const BACKEND = 'compat';
 const NOBODY = ['--reuid', '65534', '--regid', '65534', '--clear-groups'];
-
-function hostPolicy(name: string, blocked: string[], files: string[] = []): string {
-  const proc = blocked.map((b) => `      - path: ${b}\n`).join('');
-  const file = files.length ? `  file:\n    matchPaths:\n${files.map((f) => `      - path: ${f}\n`).join('')}` : '';
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorHostPolicy
-metadata:
-  name: ${name}
-spec:
-  nodeSelector:
-    matchLabels:
-      kubearmor.io/hostname: "*"
-  process:
-    matchPaths:
-${proc}${file}  action: Block
-`;
-}
 
 describe('control socket and operator CLI (real agent)', () => {
   let work: string;
@@ -59,7 +43,7 @@ describe('control socket and operator CLI (real agent)', () => {
     work = makeTempDir('control');
     policies = path.join(work, 'operator');
     fs.mkdirSync(policies);
-    fs.writeFileSync(path.join(policies, 'operator.yaml'), hostPolicy('operator-owned', [path.join(work, 'never', 'busybox')]));
+    fs.writeFileSync(path.join(policies, 'operator.yaml'), hostProcessPolicy('operator-owned', [path.join(work, 'never', 'busybox')]));
     socket = path.join(work, 'run', 'control.sock');
     config = path.join(work, 'config.yaml');
     fs.writeFileSync(
@@ -96,7 +80,7 @@ describe('control socket and operator CLI (real agent)', () => {
 
   test('apply blocks, replace moves the block, delete lifts it; list shows where each policy comes from', () => {
     expect(execs(bin.a!)).toBe(true);
-    const v1 = writePolicy('upd', hostPolicy('upd', [bin.a!]));
+    const v1 = writePolicy('upd', hostProcessPolicy('upd', [bin.a!]));
     const applied = edgeward('policy', 'apply', v1);
     expect(applied.status).toBe(0);
     expect(applied.stdout).toMatch(/^created +KubeArmorHostPolicy upd$/m);
@@ -110,7 +94,7 @@ describe('control socket and operator CLI (real agent)', () => {
       ]),
     );
 
-    writePolicy('upd', hostPolicy('upd', [bin.b!]));
+    writePolicy('upd', hostProcessPolicy('upd', [bin.b!]));
     const replaced = edgeward('policy', 'apply', v1);
     expect(replaced.stdout).toMatch(/^replaced +KubeArmorHostPolicy upd$/m);
     expect(execs(bin.a!)).toBe(true);
@@ -132,7 +116,7 @@ describe('control socket and operator CLI (real agent)', () => {
   });
 
   test('replacement is atomic: a loop executing the always-blocked binary never succeeds while versions alternate', async () => {
-    const both = [hostPolicy('swap', [bin.a!, bin.b!]), hostPolicy('swap', [bin.a!, bin.c!])];
+    const both = [hostProcessPolicy('swap', [bin.a!, bin.b!]), hostProcessPolicy('swap', [bin.a!, bin.c!])];
     const file = path.join(work, 'swap.yaml');
     fs.writeFileSync(file, both[0]!);
     expect(edgeward('policy', 'apply', file).status).toBe(0);
@@ -163,9 +147,9 @@ describe('control socket and operator CLI (real agent)', () => {
   });
 
   test('a bad policy is refused with the loader message (exit 1) and the previous version still blocks', () => {
-    const good = writePolicy('keep', hostPolicy('keep', [bin.tool!]));
+    const good = writePolicy('keep', hostProcessPolicy('keep', [bin.tool!]));
     expect(edgeward('policy', 'apply', good).status).toBe(0);
-    const bad = writePolicy('keep-bad', hostPolicy('keep', ['relative/path']));
+    const bad = writePolicy('keep-bad', hostProcessPolicy('keep', ['relative/path']));
     const r = edgeward('policy', 'apply', bad);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('invalid policy; nothing was applied');
@@ -174,7 +158,7 @@ describe('control socket and operator CLI (real agent)', () => {
     const json = JSON.parse(edgeward('policy', 'apply', '--json', bad).stdout);
     expect(json).toMatchObject({ ok: false, error: { code: 'invalid-policy' } });
     // a name from the operator's directory: refused, nothing changes
-    const clash = writePolicy('clash', hostPolicy('operator-owned', [bin.a!]));
+    const clash = writePolicy('clash', hostProcessPolicy('operator-owned', [bin.a!]));
     const c = edgeward('policy', 'apply', clash);
     expect(c.status).toBe(1);
     expect(c.stderr).toContain(`"operator-owned" is already in force from ${path.join(policies, 'operator.yaml')} (operator)`);
@@ -182,7 +166,7 @@ describe('control socket and operator CLI (real agent)', () => {
   });
 
   test('logs --follow streams only what the filters select; logs without --follow returns the recent ones', async () => {
-    const f = writePolicy('watch', hostPolicy('watch', [bin.b!], [secret]));
+    const f = writePolicy('watch', hostProcessPolicy('watch', [bin.b!], { files: [secret] }));
     expect(edgeward('policy', 'apply', f).status).toBe(0);
     const follower = spawn(process.execPath, [CLI, 'logs', '--follow', '--json', '--policy', 'watch', '--operation', 'File', '--socket', socket]);
     children.push(follower);
@@ -220,7 +204,7 @@ describe('control socket and operator CLI (real agent)', () => {
   });
 
   test('alerts above the configured rate are summarised with a count, not dropped', async () => {
-    const f = writePolicy('noisy', hostPolicy('noisy', [bin.c!]));
+    const f = writePolicy('noisy', hostProcessPolicy('noisy', [bin.c!]));
     expect(edgeward('policy', 'apply', f).status).toBe(0);
     for (let i = 0; i < 12; i++) expect(execs(bin.c!)).toBe(false);
     const summary = await waitFor(

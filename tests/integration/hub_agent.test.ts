@@ -16,6 +16,7 @@ import { HubService } from '../../agent/src/hub/service';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
 import { Broker, startMosquitto } from '../helpers/mosquitto';
 import { ADDON, BUSYBOX, busyboxCopy, run, waitFor } from '../helpers/system';
+import { hostProcessPolicy } from '../helpers/policies';
 
 const ORG = 'acme';
 const PREFIX = 'ew';
@@ -35,23 +36,6 @@ async function startAgentWithHub(work: string, hub: Record<string, unknown>, nam
   const runDir = path.join(work, name);
   fs.mkdirSync(runDir, { recursive: true });
   return startAgent({ policies: config.policyDirectory, workDir: runDir, extraArgs: ['--config', file], readyTimeoutMs: 60_000 });
-}
-
-function hostPolicy(name: string, binary: string): string {
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorHostPolicy
-metadata:
-  name: ${name}
-spec:
-  nodeSelector:
-    matchLabels:
-      kubearmor.io/hostname: "*"
-  severity: 8
-  process:
-    matchPaths:
-      - path: ${binary}
-  action: Block
-`;
 }
 
 describe('hub push enforced by a real agent (compat backend, real kernel, real mosquitto)', () => {
@@ -134,7 +118,7 @@ describe('hub push enforced by a real agent (compat backend, real kernel, real m
   });
 
   test('push -> enforced (EPERM) and reported as the version in force, the alert reaches the hub with the node identity', async () => {
-    const pushed = await hub.push(ORG, { scope: 'node', name: 'n1' }, [{ name: 'block.yaml', yaml: hostPolicy('hub-block', blocked) }]);
+    const pushed = await hub.push(ORG, { scope: 'node', name: 'n1' }, [{ name: 'block.yaml', yaml: hostProcessPolicy('hub-block', [blocked], { severity: 8 }) }]);
     if (!pushed.ok) throw new Error(pushed.error.message);
     await waitFor('n1 to report the version enforced', () => {
       const d = reported()?.documents.find((x) => x.policy === 'KubeArmorHostPolicy/hub-block');
@@ -201,7 +185,7 @@ describe('hub push enforced by a real agent (compat backend, real kernel, real m
     const dir = path.join(work, 'nohub');
     fs.mkdirSync(path.join(dir, 'local-policies'), { recursive: true });
     const local = busyboxCopy(work, 'local-blocked');
-    fs.writeFileSync(path.join(dir, 'local-policies', 'local.yaml'), hostPolicy('local-block', local));
+    fs.writeFileSync(path.join(dir, 'local-policies', 'local.yaml'), hostProcessPolicy('local-block', [local], { severity: 8 }));
     const a = await startAgentWithHub(dir, { ...nodeCfg, tls: { ca: path.join(dir, 'missing-ca.crt') } }, 'agent-nohub');
     try {
       expect(a.logs().some((l) => l.level === 'error' && /hub: .*missing-ca\.crt.*not syncing with the hub/.test(String(l.message)))).toBe(true);

@@ -13,6 +13,7 @@ import { parseHubConfig } from '../../agent/src/hub/options';
 import { loadPolicyDirectory } from '../../agent/src/policy/loader';
 import { Broker, startMosquitto, TS_REQUIRE_HOOK } from '../helpers/mosquitto';
 import { REPO, waitFor } from '../helpers/system';
+import { hostProcessPolicy } from '../helpers/policies';
 
 // each command is a fresh node process; on a loaded machine they take seconds
 jest.setTimeout(180_000);
@@ -39,22 +40,6 @@ function hubChild(args: string[]): { proc: ChildProcess; out: () => string; err:
   proc.stdout!.on('data', (d) => (o += d));
   proc.stderr!.on('data', (d) => (e += d));
   return { proc, out: () => o, err: () => e };
-}
-
-function policy(name: string, binary: string): string {
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorHostPolicy
-metadata:
-  name: ${name}
-spec:
-  nodeSelector:
-    matchLabels:
-      kubearmor.io/hostname: "*"
-  process:
-    matchPaths:
-      - path: ${binary}
-  action: Block
-`;
 }
 
 describe('edgeward hub commands (real mosquitto, hub serve as a process)', () => {
@@ -143,7 +128,7 @@ describe('edgeward hub commands (real mosquitto, hub serve as a process)', () =>
 
   test('policy push --node --wait: signed, published, and reported in force by the node', async () => {
     const file = path.join(work, 'nc.yaml');
-    fs.writeFileSync(file, policy('block-nc', '/usr/bin/nc.openbsd'));
+    fs.writeFileSync(file, hostProcessPolicy('block-nc', ['/usr/bin/nc.openbsd']));
     const r = await hub(['policy', 'push', '--config', configFile, '--node', 'n1', '--wait', '20', file]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
@@ -186,7 +171,7 @@ describe('edgeward hub commands (real mosquitto, hub serve as a process)', () =>
 
   test('policy push of an invalid file is refused locally and nothing is published', async () => {
     const bad = path.join(work, 'bad.yaml');
-    fs.writeFileSync(bad, policy('bad', 'relative/path'));
+    fs.writeFileSync(bad, hostProcessPolicy('bad', ['relative/path']));
     const before = node!.status().scopes.find((s) => s.scope === 'node')?.inForce?.version;
     const r = await hub(['policy', 'push', '--config', configFile, '--node', 'n1', bad]);
     expect(r.status).toBe(1);
@@ -196,7 +181,7 @@ describe('edgeward hub commands (real mosquitto, hub serve as a process)', () =>
 
   test('group push with --wait: n1 enforces it, n9 (in the inventory, never seen) is reported as missing', async () => {
     const file = path.join(work, 'cams.yaml');
-    fs.writeFileSync(file, policy('cams-guard', '/usr/bin/cams'));
+    fs.writeFileSync(file, hostProcessPolicy('cams-guard', ['/usr/bin/cams']));
     const r = await hub(['policy', 'push', '--config', configFile, '--group', 'cams', '--wait', '3', file]);
     expect(r.stdout).toMatch(/n1@acme: version \d+ in force/);
     expect(r.stdout).toMatch(/n9@acme: no report within the wait \(never-seen\)/);

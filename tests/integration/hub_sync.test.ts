@@ -16,25 +16,10 @@ import { parseHubServiceConfig } from '../../agent/src/hub/hub_config';
 import { loadPolicyDirectory } from '../../agent/src/policy/loader';
 import { Broker, startMosquitto } from '../helpers/mosquitto';
 import { waitFor } from '../helpers/system';
+import { hostProcessPolicy } from '../helpers/policies';
 
 const ORG = 'acme';
 const PREFIX = 'ew';
-
-function policy(name: string, binary: string): string {
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorHostPolicy
-metadata:
-  name: ${name}
-spec:
-  nodeSelector:
-    matchLabels:
-      kubearmor.io/hostname: "*"
-  process:
-    matchPaths:
-      - path: ${binary}
-  action: Block
-`;
-}
 
 interface Node {
   name: string;
@@ -190,7 +175,7 @@ describe('hub policy sync over a real mosquitto', () => {
 
   test('a node push is verified, materialised, reloaded and reported back as the version in force', async () => {
     const n1 = nodes.get('n1')!;
-    const version = await push({ scope: 'node', name: 'n1' }, [{ name: 'nc.yaml', yaml: policy('block-nc', '/usr/bin/nc.openbsd') }]);
+    const version = await push({ scope: 'node', name: 'n1' }, [{ name: 'nc.yaml', yaml: hostProcessPolicy('block-nc', ['/usr/bin/nc.openbsd']) }]);
     const started = Date.now(); // published (PUBACK): from here the node's side
     await waitFor('n1 to report the version', () => (scopeAtHub('n1', { scope: 'node', name: 'n1' })?.inForce?.version === version ? true : undefined), 10_000);
     const elapsed = Date.now() - started;
@@ -205,8 +190,8 @@ describe('hub policy sync over a real mosquitto', () => {
   });
 
   test('a group push reaches every member and only them; a member that was offline gets it when it connects', async () => {
-    const version = await push({ scope: 'group', name: 'cams' }, [{ name: 'cams.yaml', yaml: policy('cams-only', '/usr/bin/cams-tool') }]);
-    const all = await push({ scope: 'group', name: 'all' }, [{ name: 'all.yaml', yaml: policy('everyone', '/usr/bin/everyone-tool') }]);
+    const version = await push({ scope: 'group', name: 'cams' }, [{ name: 'cams.yaml', yaml: hostProcessPolicy('cams-only', ['/usr/bin/cams-tool']) }]);
+    const all = await push({ scope: 'group', name: 'all' }, [{ name: 'all.yaml', yaml: hostProcessPolicy('everyone', ['/usr/bin/everyone-tool']) }]);
     for (const n of ['n1', 'n2']) {
       await waitFor(`${n} to report group cams`, () => (scopeAtHub(n, { scope: 'group', name: 'cams' })?.inForce?.version === version ? true : undefined), 10_000);
       await waitFor(`${n} to report group all`, () => (scopeAtHub(n, { scope: 'group', name: 'all' })?.inForce?.version === all ? true : undefined), 10_000);
@@ -220,10 +205,10 @@ describe('hub policy sync over a real mosquitto', () => {
   });
 
   test('a node-specific policy overrides the group policy of the same name on that node only', async () => {
-    await push({ scope: 'group', name: 'cams' }, [{ name: 'cams.yaml', yaml: policy('camera-guard', '/usr/bin/from-group') }]);
+    await push({ scope: 'group', name: 'cams' }, [{ name: 'cams.yaml', yaml: hostProcessPolicy('camera-guard', ['/usr/bin/from-group']) }]);
     const nodeVersion = await push({ scope: 'node', name: 'n1' }, [
-      { name: 'nc.yaml', yaml: policy('block-nc', '/usr/bin/nc.openbsd') },
-      { name: 'guard.yaml', yaml: policy('camera-guard', '/usr/bin/from-node') },
+      { name: 'nc.yaml', yaml: hostProcessPolicy('block-nc', ['/usr/bin/nc.openbsd']) },
+      { name: 'guard.yaml', yaml: hostProcessPolicy('camera-guard', ['/usr/bin/from-node']) },
     ]);
     await waitFor('n1 to apply', () => (scopeAtHub('n1', { scope: 'node', name: 'n1' })?.inForce?.version === nodeVersion ? true : undefined), 10_000);
     await waitFor('n2 to apply the group policy', () => (policiesOn(nodes.get('n2')!)['camera-guard'] ? true : undefined), 10_000);
@@ -248,9 +233,9 @@ describe('hub policy sync over a real mosquitto', () => {
       const hubRow = hub.store.desired(ORG, target)!;
       captured = hubRow.bundle; // the version in force now
       const next = await push(target, [
-        { name: 'nc.yaml', yaml: policy('block-nc', '/usr/bin/nc.openbsd') },
-        { name: 'guard.yaml', yaml: policy('camera-guard', '/usr/bin/from-node') },
-        { name: 'extra.yaml', yaml: policy('extra', '/usr/bin/extra') },
+        { name: 'nc.yaml', yaml: hostProcessPolicy('block-nc', ['/usr/bin/nc.openbsd']) },
+        { name: 'guard.yaml', yaml: hostProcessPolicy('camera-guard', ['/usr/bin/from-node']) },
+        { name: 'extra.yaml', yaml: hostProcessPolicy('extra', ['/usr/bin/extra']) },
       ]);
       await waitFor('n1 to apply', () => (scopeAtHub('n1', target)?.inForce?.version === next ? true : undefined), 10_000);
       inForce = next;
@@ -277,7 +262,7 @@ describe('hub policy sync over a real mosquitto', () => {
       expect(n1.client.status().scopes.find((s) => s.scope === 'node')?.inForce?.version).toBe(inForce);
     }
 
-    const next = (documents: BundleDocument[] = [{ name: 'x.yaml', yaml: policy('x', '/usr/bin/x') }], version = inForce + 1, t: BundleTarget = target, key = signing) =>
+    const next = (documents: BundleDocument[] = [{ name: 'x.yaml', yaml: hostProcessPolicy('x', ['/usr/bin/x']) }], version = inForce + 1, t: BundleTarget = target, key = signing) =>
       signBundle({ org: ORG, target: t, version, documents }, key);
 
     test('forged signature', async () => {
@@ -323,7 +308,7 @@ describe('hub policy sync over a real mosquitto', () => {
     });
 
     test('a good bundle after the refusals applies and clears the refusal', async () => {
-      const v = await push(target, [{ name: 'nc.yaml', yaml: policy('block-nc', '/usr/bin/nc.openbsd') }]);
+      const v = await push(target, [{ name: 'nc.yaml', yaml: hostProcessPolicy('block-nc', ['/usr/bin/nc.openbsd']) }]);
       const s = await waitFor('n1 to apply', () => {
         const x = scopeAtHub('n1', target);
         return x?.inForce?.version === v ? x : undefined;
@@ -364,7 +349,7 @@ describe('hub policy sync over a real mosquitto', () => {
   });
 
   test('the broker SIGKILLed right after a push loses the retained bundle; the hub puts it back and a new node still gets it', async () => {
-    const version = await push({ scope: 'group', name: 'all' }, [{ name: 'all.yaml', yaml: policy('everyone-v2', '/usr/bin/everyone-v2') }]);
+    const version = await push({ scope: 'group', name: 'all' }, [{ name: 'all.yaml', yaml: hostProcessPolicy('everyone-v2', ['/usr/bin/everyone-v2']) }]);
     await broker.kill(); // before mosquitto's autosave: the retained message is gone
     await broker.restart();
     await waitFor('the hub to reconnect', () => (hub.isConnected() ? true : undefined), 20_000);

@@ -15,6 +15,7 @@ import * as path from 'path';
 import { docker, DockerdHandle, ensureDockerd, ensureTestImage, TEST_IMAGE } from '../helpers/docker';
 import { ensureDebianImage, ensureNodeImage } from '../helpers/rootfs';
 import { busyboxCopy, makeTempDir, REPO, requireIntegrationEnvironment, run, waitFor } from '../helpers/system';
+import { hostProcessPolicy } from '../helpers/policies';
 
 /** The built tree packaged: this checkout (EDGEWARD_DEPLOY_TREE: another built tree). */
 const TREE = process.env.EDGEWARD_DEPLOY_TREE ?? REPO;
@@ -22,22 +23,6 @@ const IMAGE = 'edgeward-test/agent:image-test';
 const AGENT = `edgeward-image-test-agent-${process.pid}`;
 const WORKLOAD = `edgeward-image-test-workload-${process.pid}`;
 const LABEL = `ew-image-test-${process.pid}`;
-
-function hostPolicy(blocked: string): string {
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorHostPolicy
-metadata:
-  name: image-test-host-block
-spec:
-  nodeSelector:
-    matchLabels:
-      kubearmor.io/hostname: "*"
-  process:
-    matchPaths:
-    - path: ${blocked}
-  action: Block
-`;
-}
 
 const CONTAINER_POLICY = `apiVersion: security.kubearmor.com/v1
 kind: KubeArmorPolicy
@@ -88,7 +73,7 @@ describe('the agent image, run as the Horizon service runs it', () => {
     blocked = busyboxCopy(work, 'blocked');
     const policies = path.join(work, 'policies');
     fs.mkdirSync(policies);
-    fs.writeFileSync(path.join(policies, 'host.yaml'), hostPolicy(blocked));
+    fs.writeFileSync(path.join(policies, 'host.yaml'), hostProcessPolicy('image-test-host-block', [blocked]));
     fs.writeFileSync(path.join(policies, 'container.yaml'), CONTAINER_POLICY);
     stateDir = path.join(work, 'state');
     fs.mkdirSync(stateDir);

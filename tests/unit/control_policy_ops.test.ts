@@ -5,20 +5,7 @@ import { AppliedPolicyStore, policyFileName, serializePolicy, specFingerprint } 
 import { applyPolicies, deletePolicies, listPolicies, PolicyHost } from '../../agent/src/control/policy_ops';
 import { compilePolicies, formatCompileError } from '../../agent/src/policy/compiler';
 import { LoadedPolicy, loadPolicyDirectories, parsePolicyText } from '../../agent/src/policy/loader';
-
-const hostPolicy = (name: string, binary: string, extra = '') => `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorHostPolicy
-metadata:
-  name: ${name}
-spec:
-  nodeSelector:
-    matchLabels:
-      kubearmor.io/hostname: "*"
-  process:
-    matchPaths:
-      - path: ${binary}
-${extra}  action: Block
-`;
+import { hostProcessPolicy } from '../helpers/policies';
 
 /** A host over real directories, loaded with the real loader and compiler; `refuse` makes a reload drop a policy. */
 class FakeHost implements PolicyHost {
@@ -70,7 +57,7 @@ describe('applied policy store', () => {
   });
 
   test('the stored form loads back as the same policy', () => {
-    const p = parsePolicyText(hostPolicy('p', '/usr/bin/nc', '      - path: /usr/bin/curl\n'), 'in.yaml').policies[0]!;
+    const p = parsePolicyText(hostProcessPolicy('p', ['/usr/bin/nc', '/usr/bin/curl']), 'in.yaml').policies[0]!;
     const text = serializePolicy(p, 'applied\nwith a newline');
     expect(text.split('\n')[0]).toBe('# applied with a newline');
     const back = parsePolicyText(text, 'stored.yaml');
@@ -81,25 +68,25 @@ describe('applied policy store', () => {
 
 describe('applyPolicies', () => {
   test('creates, then replaces, then leaves unchanged; files are 0600 in a 0700 directory', () => {
-    const r1 = applyPolicies(host, store, [file('/ops/a.yaml', hostPolicy('a', '/usr/bin/nc'))], 'test');
+    const r1 = applyPolicies(host, store, [file('/ops/a.yaml', hostProcessPolicy('a', ['/usr/bin/nc']))], 'test');
     expect(r1.ok && r1.value.applied.map((a) => a.change)).toEqual(['created']);
     expect(fs.statSync(store.directory).mode & 0o777).toBe(0o700);
     const stored = store.fileOf({ kind: 'KubeArmorHostPolicy', name: 'a' });
     expect(fs.statSync(stored).mode & 0o777).toBe(0o600);
     expect(listPolicies(host)).toEqual([{ name: 'a', kind: 'KubeArmorHostPolicy', action: 'Block', origin: 'applied', file: stored }]);
 
-    const r2 = applyPolicies(host, store, [file('/ops/a.yaml', hostPolicy('a', '/usr/bin/curl'))], 'test');
+    const r2 = applyPolicies(host, store, [file('/ops/a.yaml', hostProcessPolicy('a', ['/usr/bin/curl']))], 'test');
     expect(r2.ok && r2.value.applied.map((a) => a.change)).toEqual(['replaced']);
     expect(host.accepted[0]!.spec.process?.matchPaths?.[0]?.path).toBe('/usr/bin/curl');
-    const r3 = applyPolicies(host, store, [file('/ops/a.yaml', hostPolicy('a', '/usr/bin/curl'))], 'test');
+    const r3 = applyPolicies(host, store, [file('/ops/a.yaml', hostProcessPolicy('a', ['/usr/bin/curl']))], 'test');
     expect(r3.ok && r3.value.applied.map((a) => a.change)).toEqual(['unchanged']);
     // no temporary files left behind
     expect(fs.readdirSync(store.directory)).toEqual(['hostpolicy_a.yaml']);
   });
 
   test('an invalid document refuses the whole request with the loader message; nothing is written', () => {
-    const bad = hostPolicy('b', 'usr/bin/nc');
-    const r = applyPolicies(host, store, [file('/ops/good.yaml', hostPolicy('a', '/usr/bin/nc')), file('/ops/bad.yaml', bad)], 'test');
+    const bad = hostProcessPolicy('b', ['usr/bin/nc']);
+    const r = applyPolicies(host, store, [file('/ops/good.yaml', hostProcessPolicy('a', ['/usr/bin/nc'])), file('/ops/bad.yaml', bad)], 'test');
     expect(r.ok).toBe(false);
     if (!r.ok) {
       expect(r.error.code).toBe('invalid-policy');
@@ -110,9 +97,9 @@ describe('applyPolicies', () => {
   });
 
   test('a name used by the operator directory is a conflict naming that file', () => {
-    fs.writeFileSync(path.join(host.operatorDir, 'mine.yaml'), hostPolicy('a', '/usr/bin/nc'));
+    fs.writeFileSync(path.join(host.operatorDir, 'mine.yaml'), hostProcessPolicy('a', ['/usr/bin/nc']));
     host.reload();
-    const r = applyPolicies(host, store, [file('/ops/a.yaml', hostPolicy('a', '/usr/bin/curl'))], 'test');
+    const r = applyPolicies(host, store, [file('/ops/a.yaml', hostProcessPolicy('a', ['/usr/bin/curl']))], 'test');
     expect(r.ok).toBe(false);
     if (!r.ok) {
       expect(r.error.code).toBe('conflict');
@@ -121,15 +108,15 @@ describe('applyPolicies', () => {
   });
 
   test('the same policy twice in one request is refused', () => {
-    const r = applyPolicies(host, store, [file('/ops/1.yaml', hostPolicy('a', '/x')), file('/ops/2.yaml', hostPolicy('a', '/y'))], 'test');
+    const r = applyPolicies(host, store, [file('/ops/1.yaml', hostProcessPolicy('a', ['/x'])), file('/ops/2.yaml', hostProcessPolicy('a', ['/y']))], 'test');
     expect(!r.ok && r.error.details![0]).toMatch(/^\/ops\/2\.yaml: document 1: metadata\.name: KubeArmorHostPolicy a is also defined in \/ops\/1\.yaml document 1$/);
   });
 
   test('refused at reload: the previous version is put back and reloaded', () => {
-    applyPolicies(host, store, [file('/ops/a.yaml', hostPolicy('a', '/usr/bin/nc'))], 'test');
+    applyPolicies(host, store, [file('/ops/a.yaml', hostProcessPolicy('a', ['/usr/bin/nc']))], 'test');
     const before = fs.readFileSync(store.fileOf({ kind: 'KubeArmorHostPolicy', name: 'a' }), 'utf8');
     host.refuse.add('a');
-    const r = applyPolicies(host, store, [file('/ops/a.yaml', hostPolicy('a', '/usr/bin/curl'))], 'test');
+    const r = applyPolicies(host, store, [file('/ops/a.yaml', hostProcessPolicy('a', ['/usr/bin/curl']))], 'test');
     expect(r.ok).toBe(false);
     if (!r.ok) {
       expect(r.error.code).toBe('refused');
@@ -138,15 +125,15 @@ describe('applyPolicies', () => {
     expect(fs.readFileSync(store.fileOf({ kind: 'KubeArmorHostPolicy', name: 'a' }), 'utf8')).toBe(before);
     // a new policy refused at reload leaves no file
     host.refuse.add('n');
-    expect(applyPolicies(host, store, [file('/ops/n.yaml', hostPolicy('n', '/usr/bin/nc'))], 'test').ok).toBe(false);
+    expect(applyPolicies(host, store, [file('/ops/n.yaml', hostProcessPolicy('n', ['/usr/bin/nc']))], 'test').ok).toBe(false);
     expect(fs.existsSync(store.fileOf({ kind: 'KubeArmorHostPolicy', name: 'n' }))).toBe(false);
   });
 });
 
 describe('deletePolicies', () => {
   test('removes applied policies; refuses names from elsewhere or unknown, deleting nothing', () => {
-    applyPolicies(host, store, [file('/ops/a.yaml', hostPolicy('a', '/x') + '---\n' + hostPolicy('b', '/y'))], 'test');
-    fs.writeFileSync(path.join(host.operatorDir, 'op.yaml'), hostPolicy('op', '/z'));
+    applyPolicies(host, store, [file('/ops/a.yaml', hostProcessPolicy('a', ['/x']) + '---\n' + hostProcessPolicy('b', ['/y']))], 'test');
+    fs.writeFileSync(path.join(host.operatorDir, 'op.yaml'), hostProcessPolicy('op', ['/z']));
     host.reload();
 
     const mixed = deletePolicies(host, store, ['a', 'op']);

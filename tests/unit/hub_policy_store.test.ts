@@ -5,28 +5,13 @@ import * as path from 'path';
 import { BundleDocument, BundleTarget, generateSigningKeyPair, parsePublicKey, PinnedKey, policiesOf, signBundle, SigningKey, verifyBundle } from '../../agent/src/hub/bundle';
 import { PolicyStore, PolicyStoreOptions } from '../../agent/src/hub/policy_store';
 import { loadPolicyDirectory } from '../../agent/src/policy/loader';
+import { hostProcessPolicy } from '../helpers/policies';
 
 const pair = generateSigningKeyPair();
 const signing: SigningKey = { keyId: pair.keyId, key: crypto.createPrivateKey(pair.privateKeyPem) };
 const pinnedR = parsePublicKey(pair.publicKeyPem, 'hub.pub');
 if (!pinnedR.ok) throw new Error('key');
 const pinned: PinnedKey = pinnedR.value;
-
-function policy(name: string, binary: string, action = 'Block'): string {
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorHostPolicy
-metadata:
-  name: ${name}
-spec:
-  nodeSelector:
-    matchLabels:
-      kubearmor.io/hostname: "*"
-  process:
-    matchPaths:
-      - path: ${binary}
-  action: ${action}
-`;
-}
 
 function storeOptions(dir: string, groups = ['cams', 'all']): PolicyStoreOptions {
   return { directory: dir, org: 'acme', node: 'n1', groups, keys: [pinned], maxBundleBytes: 1 << 20 };
@@ -66,10 +51,10 @@ describe('hub policy store', () => {
   test('node-specific policies override group ones of the same name; earlier groups override later ones', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-store-'));
     const { store } = openStore(storeOptions(dir));
-    accept(store, { scope: 'group', name: 'all' }, 1, [{ name: 'base.yaml', yaml: policy('shared', '/usr/bin/from-all') + '---\n' + policy('only-all', '/usr/bin/all') }]);
-    accept(store, { scope: 'group', name: 'cams' }, 1, [{ name: 'cams.yaml', yaml: policy('shared', '/usr/bin/from-cams') }]);
+    accept(store, { scope: 'group', name: 'all' }, 1, [{ name: 'base.yaml', yaml: hostProcessPolicy('shared', ['/usr/bin/from-all']) + '---\n' + hostProcessPolicy('only-all', ['/usr/bin/all']) }]);
+    accept(store, { scope: 'group', name: 'cams' }, 1, [{ name: 'cams.yaml', yaml: hostProcessPolicy('shared', ['/usr/bin/from-cams']) }]);
     expect(pathsIn(store.policyDirectory)).toEqual({ shared: '/usr/bin/from-cams', 'only-all': '/usr/bin/all' });
-    accept(store, { scope: 'node', name: 'n1' }, 7, [{ name: 'mine.yaml', yaml: policy('shared', '/usr/bin/from-node') }]);
+    accept(store, { scope: 'node', name: 'n1' }, 7, [{ name: 'mine.yaml', yaml: hostProcessPolicy('shared', ['/usr/bin/from-node']) }]);
     const loaded = loadPolicyDirectory(store.policyDirectory);
     expect(loaded.errors).toEqual([]);
     expect(pathsIn(store.policyDirectory)).toEqual({ shared: '/usr/bin/from-node', 'only-all': '/usr/bin/all' });
@@ -85,7 +70,7 @@ describe('hub policy store', () => {
   test('a restart restores the last good set from disk, untouched when intact and rewritten when not', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-store-'));
     const first = openStore(storeOptions(dir)).store;
-    accept(first, { scope: 'node', name: 'n1' }, 3, [{ name: 'a.yaml', yaml: policy('a', '/usr/bin/a') }]);
+    accept(first, { scope: 'node', name: 'n1' }, 3, [{ name: 'a.yaml', yaml: hostProcessPolicy('a', ['/usr/bin/a']) }]);
     const generation = fs.readlinkSync(first.policyDirectory);
     const again = openStore(storeOptions(dir));
     expect(again.problems).toEqual([]);
@@ -102,8 +87,8 @@ describe('hub policy store', () => {
   test('a damaged stored bundle is not used and is named; the others still apply', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-store-'));
     const s = openStore(storeOptions(dir)).store;
-    accept(s, { scope: 'node', name: 'n1' }, 3, [{ name: 'a.yaml', yaml: policy('a', '/usr/bin/a') }]);
-    accept(s, { scope: 'group', name: 'cams' }, 2, [{ name: 'c.yaml', yaml: policy('c', '/usr/bin/c') }]);
+    accept(s, { scope: 'node', name: 'n1' }, 3, [{ name: 'a.yaml', yaml: hostProcessPolicy('a', ['/usr/bin/a']) }]);
+    accept(s, { scope: 'group', name: 'cams' }, 2, [{ name: 'c.yaml', yaml: hostProcessPolicy('c', ['/usr/bin/c']) }]);
     const file = path.join(dir, 'bundles', 'group.cams.bundle');
     fs.writeFileSync(file, fs.readFileSync(file).subarray(0, 100));
     const { store, problems } = openStore(storeOptions(dir));
@@ -115,7 +100,7 @@ describe('hub policy store', () => {
   test('a group the node left no longer contributes policies', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-store-'));
     const s = openStore(storeOptions(dir)).store;
-    accept(s, { scope: 'group', name: 'cams' }, 2, [{ name: 'c.yaml', yaml: policy('c', '/usr/bin/c') }]);
+    accept(s, { scope: 'group', name: 'cams' }, 2, [{ name: 'c.yaml', yaml: hostProcessPolicy('c', ['/usr/bin/c']) }]);
     const { store } = openStore(storeOptions(dir, ['all']));
     expect(pathsIn(store.policyDirectory)).toEqual({});
   });
