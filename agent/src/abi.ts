@@ -2,7 +2,8 @@
 // offsets live in agent/src/events.ts (the decoder); tests/unit/abi.test.ts
 // checks both against what the addon was compiled with.
 
-export const EW_ABI_VERSION = 1;
+/** 2: the header carries ns_pid / ns_ppid (the task's own pid namespace). */
+export const EW_ABI_VERSION = 2;
 export const EW_PATH_MAX = 4096;
 export const EW_COMM_LEN = 16;
 

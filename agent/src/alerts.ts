@@ -56,6 +56,12 @@ export interface DecisionFacts {
   /** mount and pid namespaces of the acting process, when the record carries them */
   mntNs?: number;
   pidNs?: number;
+  /**
+   * pid / ppid in the acting process's own pid namespace, as the record
+   * carries them (events.ts EventHeader); nsPid absent or 0: not known.
+   */
+  nsPid?: number;
+  nsPpid?: number;
 }
 
 /** What the alert needs of a container (agent/src/containers.ts). */
@@ -72,6 +78,22 @@ export type ContainerResolver = (
   pidNs: number | undefined,
   hostPid: number,
 ) => ContainerFacts | undefined;
+
+/**
+ * PID and PPID as a process in a container sees them (KubeArmor's PID/PPID).
+ * The record's own numbers, read by the kernel (or the fanotify answerer)
+ * while the process was there, when it carries them (nsPid > 0; nsPpid 0
+ * then means the parent is outside the namespace); otherwise, as a last
+ * resort for records without them (the audit-only backend's matches), /proc
+ * now, which is wrong once the process has exited (the host pid is kept).
+ */
+export function namespacePids(
+  r: { pid: number; ppid: number; nsPid?: number; nsPpid?: number },
+  fromProc: (hostPid: number) => number | undefined = namespacePid,
+): { pid: number; ppid: number } {
+  if (r.nsPid !== undefined && r.nsPid > 0) return { pid: r.nsPid, ppid: r.nsPpid ?? 0 };
+  return { pid: fromProc(r.pid) ?? r.pid, ppid: fromProc(r.ppid) ?? r.ppid };
+}
 
 /** A process's pid inside its own pid namespace (last NSpid field), or undefined when gone. */
 export function namespacePid(hostPid: number, procRoot = '/proc'): number | undefined {
@@ -197,8 +219,7 @@ export class AlertBuilder {
     const source = actor;
     const c = this.container(d.mntNs, d.pidNs, d.pid);
     // KubeArmor reports PID/PPID as seen inside the container, HostPID/HostPPID on the host.
-    const pid = c ? namespacePid(d.pid) ?? d.pid : d.pid;
-    const ppid = c ? namespacePid(d.ppid) ?? d.ppid : d.ppid;
+    const { pid, ppid } = c ? namespacePids(d) : d;
     return {
       Timestamp: Math.floor(wall / 1000),
       UpdatedTime: isoMicros(wall),

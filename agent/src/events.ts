@@ -13,7 +13,7 @@ import { EventKind, EW_ABI_VERSION, NetOp } from './abi';
  * abiLayout() (tests/unit/abi.test.ts checks they are equal).
  */
 export const EVENT_LAYOUT = {
-  'sizeof.ew_event_header': 64,
+  'sizeof.ew_event_header': 72,
   'ew_event_header.kind': 0,
   'sizeof.ew_event_header.kind': 2,
   'ew_event_header.size': 2,
@@ -38,89 +38,93 @@ export const EVENT_LAYOUT = {
   'sizeof.ew_event_header.pid_ns': 4,
   'ew_event_header.comm': 48,
   'sizeof.ew_event_header.comm': 16,
+  'ew_event_header.ns_pid': 64,
+  'sizeof.ew_event_header.ns_pid': 4,
+  'ew_event_header.ns_ppid': 68,
+  'sizeof.ew_event_header.ns_ppid': 4,
 
-  'sizeof.ew_exec_event': 4168,
+  'sizeof.ew_exec_event': 4176,
   'ew_exec_event.h': 0,
-  'sizeof.ew_exec_event.h': 64,
-  'ew_exec_event.path_len': 64,
+  'sizeof.ew_exec_event.h': 72,
+  'ew_exec_event.path_len': 72,
   'sizeof.ew_exec_event.path_len': 4,
-  'ew_exec_event.path_flags': 68,
+  'ew_exec_event.path_flags': 76,
   'sizeof.ew_exec_event.path_flags': 4,
-  'ew_exec_event.path': 72,
+  'ew_exec_event.path': 80,
   'sizeof.ew_exec_event.path': 4096,
 
-  'sizeof.ew_fork_event': 72,
+  'sizeof.ew_fork_event': 80,
   'ew_fork_event.h': 0,
-  'sizeof.ew_fork_event.h': 64,
-  'ew_fork_event.child_pid': 64,
+  'sizeof.ew_fork_event.h': 72,
+  'ew_fork_event.child_pid': 72,
   'sizeof.ew_fork_event.child_pid': 4,
-  'ew_fork_event.child_tid': 68,
+  'ew_fork_event.child_tid': 76,
   'sizeof.ew_fork_event.child_tid': 4,
 
-  'sizeof.ew_exit_event': 72,
+  'sizeof.ew_exit_event': 80,
   'ew_exit_event.h': 0,
-  'sizeof.ew_exit_event.h': 64,
-  'ew_exit_event.exit_code': 64,
+  'sizeof.ew_exit_event.h': 72,
+  'ew_exit_event.exit_code': 72,
   'sizeof.ew_exit_event.exit_code': 4,
-  'ew_exit_event._pad': 68,
+  'ew_exit_event._pad': 76,
   'sizeof.ew_exit_event._pad': 4,
 
-  'sizeof.ew_file_event': 4176,
+  'sizeof.ew_file_event': 4184,
   'ew_file_event.h': 0,
-  'sizeof.ew_file_event.h': 64,
-  'ew_file_event.flags': 64,
+  'sizeof.ew_file_event.h': 72,
+  'ew_file_event.flags': 72,
   'sizeof.ew_file_event.flags': 4,
-  'ew_file_event.ret': 68,
+  'ew_file_event.ret': 76,
   'sizeof.ew_file_event.ret': 4,
-  'ew_file_event.path_len': 72,
+  'ew_file_event.path_len': 80,
   'sizeof.ew_file_event.path_len': 4,
-  'ew_file_event.path_flags': 76,
+  'ew_file_event.path_flags': 84,
   'sizeof.ew_file_event.path_flags': 4,
-  'ew_file_event.path': 80,
+  'ew_file_event.path': 88,
   'sizeof.ew_file_event.path': 4096,
 
-  'sizeof.ew_net_event': 96,
+  'sizeof.ew_net_event': 104,
   'ew_net_event.h': 0,
-  'sizeof.ew_net_event.h': 64,
-  'ew_net_event.op': 64,
+  'sizeof.ew_net_event.h': 72,
+  'ew_net_event.op': 72,
   'sizeof.ew_net_event.op': 2,
-  'ew_net_event.family': 66,
+  'ew_net_event.family': 74,
   'sizeof.ew_net_event.family': 2,
-  'ew_net_event.sock_type': 68,
+  'ew_net_event.sock_type': 76,
   'sizeof.ew_net_event.sock_type': 2,
-  'ew_net_event.protocol': 70,
+  'ew_net_event.protocol': 78,
   'sizeof.ew_net_event.protocol': 2,
-  'ew_net_event.port': 72,
+  'ew_net_event.port': 80,
   'sizeof.ew_net_event.port': 2,
-  'ew_net_event._pad': 74,
+  'ew_net_event._pad': 82,
   'sizeof.ew_net_event._pad': 2,
-  'ew_net_event.ret': 76,
+  'ew_net_event.ret': 84,
   'sizeof.ew_net_event.ret': 4,
-  'ew_net_event.addr': 80,
+  'ew_net_event.addr': 88,
   'sizeof.ew_net_event.addr': 16,
 
-  'sizeof.ew_decision_event': 8280,
+  'sizeof.ew_decision_event': 8288,
   'ew_decision_event.h': 0,
-  'sizeof.ew_decision_event.h': 64,
-  'ew_decision_event.rule_id': 64,
+  'sizeof.ew_decision_event.h': 72,
+  'ew_decision_event.rule_id': 72,
   'sizeof.ew_decision_event.rule_id': 4,
-  'ew_decision_event.action': 68,
+  'ew_decision_event.action': 76,
   'sizeof.ew_decision_event.action': 1,
-  'ew_decision_event.operation': 69,
+  'ew_decision_event.operation': 77,
   'sizeof.ew_decision_event.operation': 1,
-  'ew_decision_event.enforcer': 70,
+  'ew_decision_event.enforcer': 78,
   'sizeof.ew_decision_event.enforcer': 1,
-  'ew_decision_event._pad': 71,
+  'ew_decision_event._pad': 79,
   'sizeof.ew_decision_event._pad': 1,
-  'ew_decision_event.ret': 72,
+  'ew_decision_event.ret': 80,
   'sizeof.ew_decision_event.ret': 4,
-  'ew_decision_event.flags': 76,
+  'ew_decision_event.flags': 84,
   'sizeof.ew_decision_event.flags': 4,
-  'ew_decision_event.resource_len': 80,
+  'ew_decision_event.resource_len': 88,
   'sizeof.ew_decision_event.resource_len': 4,
-  'ew_decision_event.exe_len': 84,
+  'ew_decision_event.exe_len': 92,
   'sizeof.ew_decision_event.exe_len': 4,
-  'ew_decision_event.strings': 88,
+  'ew_decision_event.strings': 96,
   'sizeof.ew_decision_event.strings': 8192,
 } as const;
 
@@ -140,6 +144,14 @@ export interface EventHeader {
   mntNs: number;
   pidNs: number;
   comm: string;
+  /**
+   * pid and ppid in the task's own pid namespace (getpid()/getppid() inside
+   * a container), read by the kernel when the record was made; nsPpid is 0
+   * when the parent is outside that namespace. Always set by decodeBatch;
+   * optional for records built elsewhere (0 or absent: unknown).
+   */
+  nsPid?: number;
+  nsPpid?: number;
 }
 
 /** An exec: `path` is the executable that runs (symlinks resolved; the interpreter for scripts). */
@@ -258,6 +270,8 @@ const H_MNTNS = L['ew_event_header.mnt_ns'];
 const H_PIDNS = L['ew_event_header.pid_ns'];
 const H_COMM = L['ew_event_header.comm'];
 const COMM_LEN = L['sizeof.ew_event_header.comm'];
+const H_NSPID = L['ew_event_header.ns_pid'];
+const H_NSPPID = L['ew_event_header.ns_ppid'];
 
 const EXEC_PATH_LEN = L['ew_exec_event.path_len'];
 const EXEC_PATH_FLAGS = L['ew_exec_event.path_flags'];
@@ -389,6 +403,8 @@ function decodeRecord(buf: Buffer, o: number, size: number): EwEvent | undefined
         mntNs: buf.readUInt32LE(o + H_MNTNS),
         pidNs: buf.readUInt32LE(o + H_PIDNS),
         comm: cString(buf, o + H_COMM, COMM_LEN),
+        nsPid: buf.readUInt32LE(o + H_NSPID),
+        nsPpid: buf.readUInt32LE(o + H_NSPPID),
         path: buf.toString('utf8', o + EXEC_PATH, o + EXEC_PATH + len),
         pathFlags: buf.readUInt32LE(o + EXEC_PATH_FLAGS),
       };
@@ -406,6 +422,8 @@ function decodeRecord(buf: Buffer, o: number, size: number): EwEvent | undefined
         mntNs: buf.readUInt32LE(o + H_MNTNS),
         pidNs: buf.readUInt32LE(o + H_PIDNS),
         comm: cString(buf, o + H_COMM, COMM_LEN),
+        nsPid: buf.readUInt32LE(o + H_NSPID),
+        nsPpid: buf.readUInt32LE(o + H_NSPPID),
         childPid: buf.readUInt32LE(o + FORK_CHILD_PID),
         childTid: buf.readUInt32LE(o + FORK_CHILD_TID),
       };
@@ -423,6 +441,8 @@ function decodeRecord(buf: Buffer, o: number, size: number): EwEvent | undefined
         mntNs: buf.readUInt32LE(o + H_MNTNS),
         pidNs: buf.readUInt32LE(o + H_PIDNS),
         comm: cString(buf, o + H_COMM, COMM_LEN),
+        nsPid: buf.readUInt32LE(o + H_NSPID),
+        nsPpid: buf.readUInt32LE(o + H_NSPPID),
         exitCode: code,
         exitStatus: (code >> 8) & 0xff,
         signal: code & 0x7f,
@@ -443,6 +463,8 @@ function decodeRecord(buf: Buffer, o: number, size: number): EwEvent | undefined
         mntNs: buf.readUInt32LE(o + H_MNTNS),
         pidNs: buf.readUInt32LE(o + H_PIDNS),
         comm: cString(buf, o + H_COMM, COMM_LEN),
+        nsPid: buf.readUInt32LE(o + H_NSPID),
+        nsPpid: buf.readUInt32LE(o + H_NSPPID),
         flags: buf.readInt32LE(o + FILE_FLAGS),
         ret: buf.readInt32LE(o + FILE_RET),
         path: buf.toString('utf8', o + FILE_PATH, o + FILE_PATH + len),
@@ -463,6 +485,8 @@ function decodeRecord(buf: Buffer, o: number, size: number): EwEvent | undefined
         mntNs: buf.readUInt32LE(o + H_MNTNS),
         pidNs: buf.readUInt32LE(o + H_PIDNS),
         comm: cString(buf, o + H_COMM, COMM_LEN),
+        nsPid: buf.readUInt32LE(o + H_NSPID),
+        nsPpid: buf.readUInt32LE(o + H_NSPPID),
         op: buf.readUInt16LE(o + NET_OP) as NetOp,
         family,
         sockType: buf.readUInt16LE(o + NET_TYPE),
@@ -491,6 +515,8 @@ function decodeRecord(buf: Buffer, o: number, size: number): EwEvent | undefined
         mntNs: buf.readUInt32LE(o + H_MNTNS),
         pidNs: buf.readUInt32LE(o + H_PIDNS),
         comm: cString(buf, o + H_COMM, COMM_LEN),
+        nsPid: buf.readUInt32LE(o + H_NSPID),
+        nsPpid: buf.readUInt32LE(o + H_NSPPID),
         ruleId: buf.readUInt32LE(o + DEC_RULE),
         action: buf[o + DEC_ACTION],
         operation: buf[o + DEC_OPERATION],

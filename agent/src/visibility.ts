@@ -11,7 +11,7 @@
 // log`, and the hub as telemetry (dropped before alerts when the spool fills).
 import * as os from 'os';
 import { NetOp } from './abi';
-import { BootClock, ContainerFields, containerFields, ContainerResolver, describeOpenFlags, isoMicros, KubeArmorAlert, namespacePid } from './alerts';
+import { BootClock, ContainerFields, containerFields, ContainerResolver, describeOpenFlags, isoMicros, KubeArmorAlert, namespacePid, namespacePids } from './alerts';
 import { AlertThrottle, isThrottleSummary, ThrottleStats, ThrottleSummaryFields } from './alert_throttle';
 import type { AlertThrottleConfig, RotatingFileConfig } from './config';
 import type { ExecEvent, FileOpenEvent, NetEvent } from './events';
@@ -192,6 +192,7 @@ export class LogBuilder {
   ): KubeArmorLog {
     const c = this.container(ev.mntNs, ev.pidNs, ev.pid);
     const wall = this.clock.wallMs(ev.timestampNs);
+    const ns = c ? namespacePids(ev, (hostPid) => this.namespacePid(hostPid)) : ev;
     return {
       Timestamp: Math.floor(wall / 1000),
       UpdatedTime: isoMicros(wall),
@@ -199,8 +200,8 @@ export class LogBuilder {
       ...containerFields(c),
       HostPPID: ev.ppid,
       HostPID: ev.pid,
-      PPID: c ? this.namespacePid(ev.ppid) : ev.ppid,
-      PID: c ? this.namespacePid(ev.pid) : ev.pid,
+      PPID: ns.ppid,
+      PID: ns.pid,
       UID: ev.uid,
       ParentProcessName: this.processes.get(ev.ppid)?.exe ?? '',
       ProcessName: processName,
@@ -213,12 +214,16 @@ export class LogBuilder {
     };
   }
 
-  /** PID inside the container, cached per host pid until its exit (every record would read /proc otherwise). */
-  private namespacePid(hostPid: number): number {
+  /**
+   * PID inside the container from /proc, for records that do not carry it
+   * (last resort, see namespacePids); cached per host pid until its exit
+   * (every record would read /proc otherwise).
+   */
+  private namespacePid(hostPid: number): number | undefined {
     const known = this.nsPids.get(hostPid);
     if (known !== undefined) return known;
     const ns = namespacePid(hostPid);
-    if (ns === undefined) return hostPid; // already gone: the host pid, as alerts do
+    if (ns === undefined) return undefined; // already gone: the host pid, as alerts do
     if (this.nsPids.size >= NS_PID_CACHE) this.nsPids.clear();
     this.nsPids.set(hostPid, ns);
     return ns;

@@ -19,7 +19,7 @@
 #include <linux/types.h>
 #endif
 
-#define EW_ABI_VERSION 1
+#define EW_ABI_VERSION 2 /* 2: ns_pid, ns_ppid in the header */
 
 #define EW_PATH_MAX 4096 /* PATH_MAX, including the NUL */
 #define EW_COMM_LEN 16
@@ -48,6 +48,14 @@ struct ew_event_header {
 	__u32 mnt_ns;        /* mount namespace inode number */
 	__u32 pid_ns;        /* pid namespace inode number */
 	char comm[EW_COMM_LEN];
+	/*
+	 * pid and ppid as the task itself sees them (getpid(), getppid() in its
+	 * own, innermost pid namespace): KubeArmor's PID/PPID. ns_ppid is 0 when
+	 * the parent lives outside that namespace (a container's init); both are
+	 * 0 when unknown.
+	 */
+	__u32 ns_pid;
+	__u32 ns_ppid;
 };
 
 /* Flags on strings carried in records. */

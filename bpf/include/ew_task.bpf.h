@@ -21,6 +21,13 @@
 
 /* Header ------------------------------------------------------------------ */
 
+/* numbers[level] of a struct pid (a flexible array of struct upid {int nr; ns *}): indexed by hand. */
+static __always_inline struct upid *ew_pid_upid(struct pid *pid, unsigned int level)
+{
+	struct upid *upids = (struct upid *)((char *)pid + bpf_core_field_offset(struct pid, numbers));
+	return upids + (level & 31); /* MAX_PID_NS_LEVEL is 32 */
+}
+
 /* Inode number of the pid namespace the task lives in (task_active_pid_ns). */
 static __always_inline __u32 ew_task_pid_ns(struct task_struct *task)
 {
@@ -28,10 +35,39 @@ static __always_inline __u32 ew_task_pid_ns(struct task_struct *task)
 	if (!pid)
 		return 0;
 	unsigned int level = BPF_CORE_READ(pid, level);
-	/* numbers[] is a flexible array of struct upid {int nr; ns *}: index it by hand */
-	struct upid *upids = (struct upid *)((char *)pid + bpf_core_field_offset(struct pid, numbers));
-	struct upid *up = upids + (level & 31); /* MAX_PID_NS_LEVEL is 32 */
+	struct upid *up = ew_pid_upid(pid, level);
 	return BPF_CORE_READ(up, ns, ns.inum);
+}
+
+/*
+ * The task's tgid and its real parent's tgid as seen in the task's own pid
+ * namespace (task_tgid_nr_ns(task, ns) and task_tgid_nr_ns(parent, ns),
+ * i.e. getpid() and getppid() inside a container), and that namespace's
+ * inode number. Read here, in the kernel, because once the task has exited
+ * /proc no longer tells. The parent's number at the task's level counts only
+ * when it belongs to the same namespace: a parent outside it (a container's
+ * init, whose parent is on the host) reads as 0, as getppid() returns.
+ */
+static __always_inline void ew_task_ns_ids(struct task_struct *task, struct ew_event_header *h)
+{
+	h->ns_pid = 0;
+	h->ns_ppid = 0;
+	h->pid_ns = 0;
+	/* the group leader's struct pid carries the tgid's numbers */
+	struct pid *tgid_pid = BPF_CORE_READ(task, group_leader, thread_pid);
+	if (!tgid_pid)
+		return;
+	unsigned int level = BPF_CORE_READ(tgid_pid, level);
+	struct upid *up = ew_pid_upid(tgid_pid, level);
+	struct pid_namespace *ns = BPF_CORE_READ(up, ns);
+	h->ns_pid = BPF_CORE_READ(up, nr);
+	h->pid_ns = BPF_CORE_READ(ns, ns.inum);
+	struct pid *parent_pid = BPF_CORE_READ(task, real_parent, group_leader, thread_pid);
+	if (!parent_pid || BPF_CORE_READ(parent_pid, level) < level)
+		return; /* the parent is in an ancestor namespace: invisible from the task's */
+	struct upid *pup = ew_pid_upid(parent_pid, level);
+	if (BPF_CORE_READ(pup, ns) == ns)
+		h->ns_ppid = BPF_CORE_READ(pup, nr);
 }
 
 /* Fills `h` for a record of `kind` and `size` bytes from the current task. */
@@ -50,7 +86,7 @@ static __always_inline void ew_fill_header(struct ew_event_header *h, __u16 kind
 	h->uid = (__u32)bpf_get_current_uid_gid();
 	h->cgroup_id = bpf_get_current_cgroup_id();
 	h->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	h->pid_ns = ew_task_pid_ns(task);
+	ew_task_ns_ids(task, h); /* pid_ns, ns_pid, ns_ppid */
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 

@@ -35,6 +35,8 @@ Napi::Value AbiLayout(const Napi::CallbackInfo& info) {
   EW_FIELD(o, ew_event_header, mnt_ns);
   EW_FIELD(o, ew_event_header, pid_ns);
   EW_FIELD(o, ew_event_header, comm);
+  EW_FIELD(o, ew_event_header, ns_pid);
+  EW_FIELD(o, ew_event_header, ns_ppid);
 
   EW_SIZE(o, ew_exec_event);
   EW_FIELD(o, ew_exec_event, h);

@@ -242,6 +242,11 @@ struct ProcessFacts {
   bool status_done = false;
   bool status_ok = false;
   uint32_t tgid = 0, ppid = 0, uid = 0, fsuid = 0;
+  // NStgid: the tgid in each pid namespace from ours down to the task's own;
+  // ns_levels 1 means the task shares our pid namespace.
+  uint32_t ns_tgid = 0, ns_levels = 0;
+  bool ns_ppid_done = false;
+  uint32_t ns_ppid = 0;  // the parent's tgid in the task's own pid namespace; 0 outside it or unknown
   bool flags_done = false;
   int flags = -1;     // the open flags, -1 when not known
   bool write = true;  // unknown counts as a write (fail closed)
@@ -270,6 +275,48 @@ void LoadExe(ProcessFacts* f) {
   }
 }
 
+// The numbers of an "NStgid:" line (after the tag): how many, and the last.
+void ParseNsIds(const char* p, const char* end, uint32_t* levels, uint32_t* last) {
+  *levels = 0;
+  while (p < end) {
+    char* next = nullptr;
+    unsigned long v = strtoul(p, &next, 10);
+    if (next == p || next > end) break;
+    *last = static_cast<uint32_t>(v);
+    ++*levels;
+    p = next;
+  }
+}
+
+struct StatusIds {
+  bool ok = false;
+  uint32_t ppid = 0, ns_levels = 0, ns_tgid = 0;
+};
+
+// PPid and NStgid of /proc/<pid>/status.
+StatusIds ReadStatusIds(pid_t pid) {
+  StatusIds r;
+  std::string s;
+  if (!ReadSmallFile(ProcPath(pid, "status"), &s)) return r;
+  bool ppid = false;
+  size_t pos = 0;
+  while (pos < s.size()) {
+    size_t end = s.find('\n', pos);
+    if (end == std::string::npos) end = s.size();
+    const char* line = s.c_str() + pos;
+    unsigned long a;
+    if (strncmp(line, "PPid:", 5) == 0 && sscanf(line + 5, "%lu", &a) == 1) {
+      r.ppid = static_cast<uint32_t>(a);
+      ppid = true;
+    } else if (strncmp(line, "NStgid:", 7) == 0) {
+      ParseNsIds(line + 7, s.c_str() + end, &r.ns_levels, &r.ns_tgid);
+    }
+    pos = end + 1;
+  }
+  r.ok = ppid && r.ns_levels > 0;
+  return r;
+}
+
 void LoadStatus(ProcessFacts* f) {
   if (f->status_done) return;
   f->status_done = true;
@@ -287,6 +334,8 @@ void LoadStatus(ProcessFacts* f) {
       tgid = true;
     } else if (strncmp(line, "PPid:", 5) == 0 && sscanf(line + 5, "%lu", &a) == 1) {
       f->ppid = static_cast<uint32_t>(a);
+    } else if (strncmp(line, "NStgid:", 7) == 0) {
+      ParseNsIds(line + 7, s.c_str() + end, &f->ns_levels, &f->ns_tgid);
     } else if (strncmp(line, "Uid:", 4) == 0 && sscanf(line + 4, "%lu %lu %lu %lu", &a, &b, &c, &d) == 4) {
       f->uid = static_cast<uint32_t>(a);
       f->fsuid = static_cast<uint32_t>(d);
@@ -295,6 +344,30 @@ void LoadStatus(ProcessFacts* f) {
     pos = end + 1;
   }
   f->status_ok = tgid && uid;
+}
+
+// The parent's tgid in the task's own pid namespace (what getppid() returns
+// there: KubeArmor's PPID). Read while the task waits in the kernel for our
+// answer, so the task itself cannot go away or be replaced; its parent can
+// (exit, and its pid be reused), hence the PPid check after reading it. A
+// parent is never in a deeper pid namespace than its child, and one at the
+// same depth is in the same namespace (a child's namespace descends from its
+// creator's, a reaper's from the orphan's), so the depth is the whole test.
+// Nothing is cached: a pid namespace's numbers are reused like the host's.
+void LoadNsParent(ProcessFacts* f) {
+  if (f->ns_ppid_done) return;
+  f->ns_ppid_done = true;
+  LoadStatus(f);
+  if (!f->status_ok || f->ns_levels == 0) return;  // unknown
+  if (f->ns_levels == 1) {
+    f->ns_ppid = f->ppid;  // our own pid namespace: the numbers we see
+    return;
+  }
+  if (f->ppid == 0) return;
+  StatusIds parent = ReadStatusIds(static_cast<pid_t>(f->ppid));
+  if (!parent.ok || parent.ns_levels != f->ns_levels) return;  // outside the task's namespace: 0
+  StatusIds again = ReadStatusIds(f->tid);
+  if (again.ok && again.ppid == f->ppid) f->ns_ppid = parent.ns_tgid;
 }
 
 // The open flags of the blocked task, from the registers it entered the
@@ -1157,6 +1230,9 @@ void FileEnforcer::EmitDecision(const FileRuleTable& table, const Decision& d, c
   ev->h.cgroup_id = CgroupId(m.pid, Cgroup2Root());
   ev->h.mnt_ns = NsInode(m.pid, "mnt");
   ev->h.pid_ns = NsInode(m.pid, "pid");
+  LoadNsParent(facts);
+  ev->h.ns_pid = facts->status_ok ? facts->ns_tgid : 0;
+  ev->h.ns_ppid = facts->ns_ppid;
   std::string comm;
   if (ReadSmallFile(ProcPath(m.pid, "comm"), &comm, EW_COMM_LEN + 1)) {
     if (!comm.empty() && comm.back() == '\n') comm.pop_back();

@@ -16,6 +16,8 @@ interface HeaderFields {
   mntNs?: number;
   pidNs?: number;
   comm?: string | Buffer;
+  nsPid?: number;
+  nsPpid?: number;
 }
 
 function header(buf: Buffer, h: HeaderFields): void {
@@ -32,6 +34,8 @@ function header(buf: Buffer, h: HeaderFields): void {
   buf.writeUInt32LE(h.pidNs ?? 4026531836, L['ew_event_header.pid_ns']);
   const comm = typeof h.comm === 'string' || h.comm === undefined ? Buffer.from(h.comm ?? 'cat') : h.comm;
   comm.copy(buf, L['ew_event_header.comm'], 0, Math.min(comm.length, L['sizeof.ew_event_header.comm']));
+  buf.writeUInt32LE(h.nsPid ?? 0, L['ew_event_header.ns_pid']);
+  buf.writeUInt32LE(h.nsPpid ?? 0, L['ew_event_header.ns_ppid']);
 }
 
 function execRecord(path: string, opts: Partial<HeaderFields> & { flags?: number; pathLen?: number } = {}): Buffer {
@@ -111,7 +115,7 @@ function decisionRecord(resource: string, exe: string, f: { ruleId: number; acti
 describe('decodeBatch: well-formed records', () => {
   test('exec: header fields, u64 as bigint, resolved path', () => {
     const { events, errors } = decodeBatch(
-      execRecord('/usr/bin/dash', { pid: 4242, tid: 4243, ppid: 77, uid: 0, cgroup: 0xffff_ffff_ffffn, ts: 2n ** 60n, comm: 'sh' }),
+      execRecord('/usr/bin/dash', { pid: 4242, tid: 4243, ppid: 77, uid: 0, cgroup: 0xffff_ffff_ffffn, ts: 2n ** 60n, comm: 'sh', nsPid: 7, nsPpid: 0xffff_fff0 }),
     );
     expect(errors).toBe(0);
     expect(events).toEqual<ExecEvent[]>([
@@ -126,6 +130,8 @@ describe('decodeBatch: well-formed records', () => {
         mntNs: 4026531841,
         pidNs: 4026531836,
         comm: 'sh',
+        nsPid: 7,
+        nsPpid: 0xffff_fff0,
         path: '/usr/bin/dash',
         pathFlags: 0,
       },
@@ -190,6 +196,31 @@ describe('decodeBatch: well-formed records', () => {
       comm: 'cat',
     });
     expect(events[1]).toMatchObject<Partial<DecisionEvent>>({ ruleId: 9, action: 1, operation: 3, ret: 0, flags: 2, resource: 'udp', exe: '' });
+  });
+
+  test('every kind carries the namespace pid and ppid of its header (ABI 2)', () => {
+    const records = [
+      execRecord('/bin/true'),
+      forkRecord(501, 501),
+      exitRecord(0),
+      fileRecord('/etc/hosts', 0, 3),
+      netRecord({ op: NetOp.Socket, family: 2, type: 1, protocol: 6, port: 0, ret: 3, addr: [] }),
+      decisionRecord('/bin/ls', '/bin/sh', { ruleId: 1, action: 2, operation: 1, enforcer: 3, ret: -1, flags: 0 }),
+    ];
+    records.forEach((r, i) => {
+      r.writeUInt32LE(10 + i, L['ew_event_header.ns_pid']);
+      r.writeUInt32LE(i, L['ew_event_header.ns_ppid']); // 0 included: a parent outside the namespace
+    });
+    const { events, errors } = decodeBatch(Buffer.concat(records));
+    expect(errors).toBe(0);
+    expect(events.map((e) => [e.kind, e.pid, e.nsPid, e.nsPpid])).toEqual([
+      [EventKind.Exec, 100, 10, 0],
+      [EventKind.Fork, 100, 11, 1],
+      [EventKind.Exit, 100, 12, 2],
+      [EventKind.FileOpen, 100, 13, 3],
+      [EventKind.Net, 100, 14, 4],
+      [EventKind.Decision, 100, 15, 5],
+    ]);
   });
 
   test('comm filling all 16 bytes (no NUL) is read whole, not past the field', () => {
