@@ -1,8 +1,10 @@
 // A dockerd of the test's own (own socket, data and exec roots, containerd
 // namespace, no bridge or iptables), so a test can stop and restart it
 // without touching the dockerd other tests and helpers share. Started with
-// --live-restore: its containers keep running while it is down, as on a
-// node where dockerd restarts under running workloads.
+// --live-restore unless told not to: its containers keep running while it is
+// down, as on a node where dockerd restarts under running workloads. Without
+// it, stop() stops every container (as `systemctl stop docker` at a reboot
+// does) and start() brings back those with a restart policy.
 import { ChildProcess, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -25,7 +27,7 @@ export interface PrivateDockerd {
   docker(...args: string[]): DockerResult;
   /** true while this daemon's process runs */
   running(): boolean;
-  /** SIGTERM and wait (containers keep running: --live-restore) */
+  /** SIGTERM and wait (containers keep running with liveRestore, the default; else dockerd stops them) */
   stop(): Promise<void>;
   /** starts the daemon again on the same roots */
   start(): Promise<void>;
@@ -33,8 +35,13 @@ export interface PrivateDockerd {
   destroy(): Promise<void>;
 }
 
+export interface PrivateDockerdOptions {
+  /** --live-restore (default true): containers outlive the daemon */
+  liveRestore?: boolean;
+}
+
 /** Starts a private dockerd in `dir` (created). Fails with a clear message when dockerd is missing. */
-export async function startPrivateDockerd(dir: string): Promise<PrivateDockerd> {
+export async function startPrivateDockerd(dir: string, opts: PrivateDockerdOptions = {}): Promise<PrivateDockerd> {
   if (spawnSync('which', ['dockerd']).status !== 0) throw new Error('dockerd is not installed: run scripts/install-deps.sh (docker.io)');
   fs.mkdirSync(dir, { recursive: true });
   const socket = path.join(dir, 'docker.sock');
@@ -47,7 +54,7 @@ export async function startPrivateDockerd(dir: string): Promise<PrivateDockerd> 
     '-H', host,
     '--bridge=none',
     '--iptables=false',
-    '--live-restore',
+    ...(opts.liveRestore === false ? [] : ['--live-restore']),
     '--containerd-namespace', `ew-${tag}`,
     '--containerd-plugins-namespace', `ew-${tag}-plugins`,
   ];
