@@ -7,6 +7,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
 
 #include "ew_glob.bpf.h"
 
@@ -23,5 +24,46 @@ SEC("syscall")
 int glob_test(void *ctx)
 {
 	glob_result = ew_glob_match(glob_pattern, glob_pattern_len, glob_path, glob_path_len);
+	return 0;
+}
+
+struct glob_rule {
+	__u32 len;
+	__u8 pattern[EW_GLOB_PATTERN_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct glob_rule);
+} glob_rules SEC(".maps");
+
+struct glob_path_buf {
+	char path[EW_PATH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct glob_path_buf);
+} glob_scratch SEC(".maps");
+
+__u64 glob_lsm_matches;
+
+SEC("lsm/file_open")
+int BPF_PROG(glob_lsm_file_open, struct file *file)
+{
+	__u32 zero = 0;
+	struct glob_rule *rule = bpf_map_lookup_elem(&glob_rules, &zero);
+	struct glob_path_buf *buf = bpf_map_lookup_elem(&glob_scratch, &zero);
+	if (!rule || !buf)
+		return 0;
+	long n = bpf_d_path((struct path *)&file->f_path, buf->path, EW_PATH_MAX);
+	if (n <= 0)
+		return 0;
+	if (ew_glob_match(rule->pattern, rule->len, (const __u8 *)buf->path, (__u32)(n - 1)) != EW_GLOB_NOMATCH)
+		__sync_fetch_and_add(&glob_lsm_matches, 1);
 	return 0;
 }

@@ -5,7 +5,11 @@
  * line: 1 match, 0 no match, 2 too complex (step budget), -1 invalid.
  * Hex so that any byte (tab, newline, invalid UTF-8) can be tested.
  *
- *   glob_runner [--log]   --log: print the verifier's statistics to stderr
+ *   glob_runner [--log] [--lsm]
+ *     --log  print the verifier's statistics of each loaded program to stderr
+ *     --lsm  also load (never attach) glob_lsm_file_open, the matcher inside an
+ *            LSM program, to prove it passes that kernel's verifier
+ *            (BPF-LSM kernels only: this host refuses LSM programs at load)
  *
  * Build: cc -O2 -I build/bpf tests/bpf/glob_runner.c -lbpf -lelf -lz
  */
@@ -21,6 +25,7 @@
 #include "glob_test.skel.h"
 
 static char verifier_log[1 << 20];
+static char lsm_verifier_log[1 << 20];
 
 static int hexval(int c)
 {
@@ -54,9 +59,20 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 
 int main(int argc, char **argv)
 {
-	int show_log = argc > 1 && strcmp(argv[1], "--log") == 0;
+	int show_log = 0, lsm = 0;
 	struct glob_test *skel;
 	int err;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--log") == 0) {
+			show_log = 1;
+		} else if (strcmp(argv[i], "--lsm") == 0) {
+			lsm = 1;
+		} else {
+			fprintf(stderr, "glob_runner: unknown argument %s (usage: glob_runner [--log] [--lsm])\n", argv[i]);
+			return 2;
+		}
+	}
 
 	libbpf_set_print(quiet_print);
 	skel = glob_test__open();
@@ -64,17 +80,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "glob_runner: opening the BPF object failed: %s\n", strerror(errno));
 		return 1;
 	}
+	bpf_program__set_autoload(skel->progs.glob_lsm_file_open, lsm);
 	if (show_log) {
 		bpf_program__set_log_buf(skel->progs.glob_test, verifier_log, sizeof verifier_log);
 		bpf_program__set_log_level(skel->progs.glob_test, 4); /* statistics */
+		bpf_program__set_log_buf(skel->progs.glob_lsm_file_open, lsm_verifier_log, sizeof lsm_verifier_log);
+		bpf_program__set_log_level(skel->progs.glob_lsm_file_open, 4);
 	}
 	err = glob_test__load(skel);
 	if (err) {
 		fprintf(stderr, "glob_runner: loading the BPF program failed: %s\n", strerror(-err));
 		return 1;
 	}
-	if (show_log)
-		fprintf(stderr, "%s", verifier_log);
+	if (show_log) {
+		fprintf(stderr, "glob_test: %s", verifier_log);
+		if (lsm)
+			fprintf(stderr, "glob_lsm_file_open: %s", lsm_verifier_log);
+	}
 
 	int prog_fd = bpf_program__fd(skel->progs.glob_test);
 	char *line = NULL;
