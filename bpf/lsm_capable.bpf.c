@@ -5,13 +5,18 @@
  * capability and can still refuse it (Block: -EPERM) or report it (Audit).
  *
  * capable is one of the hottest hooks (every capable()/ns_capable() in the
- * kernel): with no rule naming the capability checked it costs two array
- * lookups and a bit test. Rules are keyed by (workload, capability, source
- * executable inode) in two generations (include/ew_capable_abi.h).
+ * kernel): with no rule naming the capability checked and no workload in
+ * allow-list mode it costs two array lookups and a bit test. Rules are keyed
+ * by (workload, capability, source executable inode) in two generations
+ * (include/ew_capable_abi.h); a workload in allow-list mode has a posture
+ * entry. Order: Block, Allow, the posture, Audit (as the compat backend's
+ * file rules and agent/src/audit_matcher.ts decide).
  *
  * The acting process is the current task: its executable (fromSource) and
- * its workload (ew_workload.bpf.h). Never refused: kernel threads and the
- * agent (cap_config.agent_tgid), so a rule cannot lock the agent out.
+ * its workload (ew_workload.bpf.h). Never refused nor reported: kernel
+ * threads and the agent (cap_config: pid and start time), so a rule or a
+ * posture cannot lock the agent out and a policy can always be replaced.
+ * Never given the default posture: the host's init (pid 1).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -104,12 +109,33 @@ static const char ew_cap_names[EW_CAP_NAMES][EW_CAP_NAME_LEN] = {
 	"CAP_CHECKPOINT_RESTORE",
 };
 
-/* Keeps the stronger of *best and the entry for `key` (Block > Audit). */
-static __always_inline void ew_cap_lookup(struct ew_cap_key *key, struct ew_cap_value *best)
+/* Adds the entry for `key` to *found (a sourced entry, looked up first, keeps its rule ids). */
+static __always_inline void ew_cap_merge(struct ew_cap_key *key, struct ew_cap_value *found)
 {
 	struct ew_cap_value *v = bpf_map_lookup_elem(&cap_rules, key);
-	if (v && v->action > best->action && v->action <= EW_ACTION_BLOCK)
-		*best = *v;
+	if (!v)
+		return;
+	__u32 fresh = v->actions & ~found->actions;
+	if (fresh & EW_CAP_F_BLOCK)
+		found->block_rule = v->block_rule;
+	if (fresh & EW_CAP_F_AUDIT)
+		found->audit_rule = v->audit_rule;
+	if (fresh & EW_CAP_F_ALLOW)
+		found->allow_rule = v->allow_rule;
+	found->actions |= v->actions;
+}
+
+/* Whether the current task belongs to the agent (the pid and the start time of its process). */
+static __always_inline int ew_cap_is_agent(struct task_struct *task, __u32 tgid)
+{
+	__u32 zero = 0;
+	struct ew_cap_config *cfg = bpf_map_lookup_elem(&cap_config, &zero);
+	if (!cfg || !cfg->agent_tgid || cfg->agent_tgid != tgid)
+		return 0;
+	if (!cfg->tick_ns)
+		return 1;
+	__u64 start = BPF_CORE_READ(task, group_leader, start_boottime);
+	return start / cfg->tick_ns == cfg->agent_start_ticks;
 }
 
 /* Resource = the capability's name, exe = the acting executable's path. */
@@ -166,38 +192,59 @@ int BPF_PROG(ew_cap_capable, const struct cred *cred, struct user_namespace *ns,
 		return 0;
 	__u32 gen = *active & 1;
 	struct ew_cap_gen_info *info = bpf_map_lookup_elem(&cap_gen_info, &gen);
-	if (!info || cap < 0 || cap > EW_CAP_MAX || !(info->caps & (1ULL << cap)))
-		return 0; /* the common case: no rule names this capability */
-	__u64 sourced = info->sourced & (1ULL << cap);
+	if (!info || cap < 0 || cap > EW_CAP_MAX)
+		return 0;
+	__u64 bit = 1ULL << cap;
+	if (!(info->caps & bit) && !info->postures)
+		return 0; /* the common case: no rule names this capability, no workload is in allow-list mode */
 
 	struct task_struct *task = bpf_get_current_task_btf();
 	if (task->flags & EW_PF_KTHREAD)
 		return 0;
-	struct ew_cap_config *cfg = bpf_map_lookup_elem(&cap_config, &zero);
-	if (cfg && cfg->agent_tgid && cfg->agent_tgid == (__u32)(bpf_get_current_pid_tgid() >> 32))
+	__u32 tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+	if (ew_cap_is_agent(task, tgid))
 		return 0;
 
 	struct ew_cap_key key = {.workload = ew_current_workload(), .cap = cap, .gen = gen};
-	struct ew_cap_value best = {};
-	if (sourced) {
+	struct ew_cap_value found = {};
+	if (info->sourced & bit) {
 		struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
 		if (inode) {
 			key.src_ino = BPF_CORE_READ(inode, i_ino);
 			key.src_dev = BPF_CORE_READ(inode, i_sb, s_dev);
-			ew_cap_lookup(&key, &best);
+			ew_cap_merge(&key, &found);
 			key.src_dev = 0;
 			key.src_ino = 0;
 		}
 	}
-	ew_cap_lookup(&key, &best);
+	if (info->caps & bit)
+		ew_cap_merge(&key, &found);
 
 	int quiet = (opts & EW_CAP_OPT_NOAUDIT) != 0;
-	if (best.action == EW_ACTION_BLOCK) {
+	if (found.actions & EW_CAP_F_BLOCK) {
 		if (!quiet)
-			ew_cap_report(cap, best.rule_id, EW_ACTION_BLOCK, -EW_EPERM);
+			ew_cap_report(cap, found.block_rule, EW_ACTION_BLOCK, -EW_EPERM);
 		return -EW_EPERM;
 	}
-	if (best.action == EW_ACTION_AUDIT && !quiet)
-		ew_cap_report(cap, best.rule_id, EW_ACTION_AUDIT, 0);
+	/* Allow-list mode: what no Allow entry matches gets the workload's
+	 * posture. The host's init (pid 1) is exempt: refusing it a capability
+	 * can take the whole machine down (no service started or stopped, no
+	 * clean shutdown), and it is the one process a policy cannot restart. */
+	if (info->postures && !(found.actions & EW_CAP_F_ALLOW) && tgid != 1) {
+		key.cap = EW_CAP_POSTURE;
+		struct ew_cap_value *posture = bpf_map_lookup_elem(&cap_rules, &key);
+		if (posture && (posture->actions & EW_CAP_F_BLOCK)) {
+			if (!quiet)
+				ew_cap_report(cap, posture->block_rule, EW_ACTION_BLOCK, -EW_EPERM);
+			return -EW_EPERM;
+		}
+		if (posture && (posture->actions & EW_CAP_F_AUDIT)) {
+			if (!quiet)
+				ew_cap_report(cap, posture->audit_rule, EW_ACTION_AUDIT, 0);
+			return 0;
+		}
+	}
+	if ((found.actions & EW_CAP_F_AUDIT) && !quiet)
+		ew_cap_report(cap, found.audit_rule, EW_ACTION_AUDIT, 0);
 	return 0;
 }

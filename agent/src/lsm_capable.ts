@@ -9,13 +9,22 @@
 // the other bpf-lsm rules (net_enforcer.ts resolveExecutableInode).
 //
 // Block refuses the capability (the syscall needing it fails, usually with
-// EPERM) and reports; Audit reports. Allow rules (allow-list mode) are not
-// enforced yet: each is named in the errors. The agent's own process and
-// kernel threads are never refused.
+// EPERM) and reports; Audit reports. Allow rules switch their workload's
+// capabilities to allow-list mode (agent/src/policy/posture.ts): a check no
+// Allow rule matches gets the default posture, decided in the kernel. Order:
+// Block, Allow, posture, Audit. Never refused: the agent's own process and
+// kernel threads; never given the posture: the host's init (pid 1).
+//
+// Pinned (pin option), the rules outlive the agent like the path and network
+// rules (agent/src/lsm_enforcer.ts): under <root>/cap-v<layout>.
+import * as fs from 'fs';
+
 import { Action } from './abi';
 import { toNativeWorkloads } from './file_enforcer';
 import { executableResolver, ExecutableResolve } from './net_enforcer';
-import type { NativeAddon, NativeCapRule, NativeEventRing, NativeLsmCapable, NativeLsmCapableStats } from './native';
+import { PIN_ROOT } from './lsm_enforcer';
+import type { NativeAddon, NativeCapPosture, NativeCapRule, NativeEventRing, NativeLsmCapable, NativeLsmCapableStats } from './native';
+import type { WorkloadPosture } from './policy/posture';
 import type { CapabilityRule, SourceMatch, WorkloadTarget } from './policy/types';
 
 /** The kernel's capability numbers (include/uapi/linux/capability.h), by KubeArmor's names. */
@@ -82,7 +91,7 @@ export function capabilityName(cap: number): string | undefined {
   return entry ? `CAP_${entry[0].toUpperCase()}` : undefined;
 }
 
-const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit };
+const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit, Allow: Action.Allow };
 
 /** The kernel entries of a rule set, and a line per rule (or source) that is not enforced. */
 export interface NativeCapRuleSet {
@@ -92,19 +101,24 @@ export interface NativeCapRuleSet {
 
 /**
  * Converts compiled capability rules into kernel entries: one per rule and
- * source executable (srcDev = srcIno = 0n without fromSource). Entries with
- * the same key keep the stronger action (Block > Audit). A rule that cannot
- * be enforced as written is left out whole, never widened (a rule whose
- * sources all fail does not become an any-process rule). Pure apart from
- * `resolve` (injectable for tests).
+ * source executable (srcDev = srcIno = 0n without fromSource). For one key a
+ * Block entry replaces every other (Block wins); Allow and Audit entries are
+ * both kept (an allowed check is still audited); the first rule of an action
+ * is kept. A rule that cannot be enforced as written is left out whole,
+ * never widened (a rule whose sources all fail does not become an
+ * any-process rule; an Allow rule left out only narrows what is allowed).
+ * Pure apart from `resolve` (injectable for tests).
  */
 export function toNativeCapRules(rules: readonly CapabilityRule[], resolve: ExecutableResolve = executableResolver()): NativeCapRuleSet {
   const errors: string[] = [];
-  const entries = new Map<string, NativeCapRule>();
+  const entries = new Map<string, Map<Action, NativeCapRule>>();
   const add = (e: NativeCapRule) => {
     const key = `${e.workload}/${e.cap}/${e.srcDev}/${e.srcIno}`;
-    const had = entries.get(key);
-    if (!had || e.action > had.action) entries.set(key, e);
+    const byAction = entries.get(key) ?? new Map<Action, NativeCapRule>();
+    entries.set(key, byAction);
+    if (byAction.has(Action.Block)) return;
+    if (e.action === Action.Block) byAction.clear();
+    if (!byAction.has(e.action)) byAction.set(e.action, e);
   };
   rules.forEach((rule, index) => {
     const w = rule.workload;
@@ -113,16 +127,9 @@ export function toNativeCapRules(rules: readonly CapabilityRule[], resolve: Exec
       errors.push(`capability rule #${index}: ruleId must be an integer in 0..4294967295, got ${String(rule.ruleId)}`);
       return;
     }
-    if (rule.action === 'Allow') {
-      errors.push(
-        `${where}: Allow capability rules (allow-list mode with a default posture) are not enforced by the bpf-lsm backend yet; ` +
-          'rule not enforced (use Block or Audit rules)',
-      );
-      return;
-    }
     const action = Object.prototype.hasOwnProperty.call(ACTION, rule.action) ? ACTION[rule.action] : undefined;
     if (action === undefined) {
-      errors.push(`${where}: action must be Block or Audit, got ${String(rule.action)}`);
+      errors.push(`${where}: action must be Block, Audit or Allow, got ${String(rule.action)}`);
       return;
     }
     const cap = capabilityNumber(rule.capability);
@@ -164,7 +171,35 @@ export function toNativeCapRules(rules: readonly CapabilityRule[], resolve: Exec
     }
     if (usable === 0) errors.push(`${where}: no usable fromSource entry; rule not enforced`);
   });
-  return { rules: [...entries.values()], errors };
+  return { rules: [...entries.values()].flatMap((byAction) => [...byAction.values()]), errors };
+}
+
+const POSTURE_ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit };
+
+/**
+ * The kernel's posture entries: one per workload whose capabilities are in
+ * allow-list mode (allowListModes() of the set). A container without a usable
+ * mount namespace is named in the errors (its Allow rules are left out too).
+ */
+export function toNativeCapPostures(modes: readonly WorkloadPosture[]): { postures: NativeCapPosture[]; errors: string[] } {
+  const postures: NativeCapPosture[] = [];
+  const errors: string[] = [];
+  for (const m of modes) {
+    const p = m.postures.capabilities;
+    if (!p) continue;
+    const where = m.workload ? `container ${m.workload.containerName}` : 'host';
+    const action = Object.prototype.hasOwnProperty.call(POSTURE_ACTION, p.action) ? POSTURE_ACTION[p.action] : undefined;
+    if (action === undefined || !Number.isInteger(p.ruleId) || p.ruleId < 0 || p.ruleId > 0xffffffff) {
+      errors.push(`${where}: capabilities default posture ${JSON.stringify(p)} is not Block or Audit with a rule id; allow-list not enforced`);
+      continue;
+    }
+    if (m.workload && !(Number.isInteger(m.workload.mntNs) && m.workload.mntNs > 0)) {
+      errors.push(`${where}: no usable mount namespace; capabilities allow-list not enforced`);
+      continue;
+    }
+    postures.push({ workload: m.workload ? BigInt(m.workload.mntNs) : 0n, ruleId: p.ruleId, action });
+  }
+  return { postures, errors };
 }
 
 /** What an apply() did. */
@@ -178,6 +213,11 @@ export interface LsmCapableApplyResult {
 export interface LsmCapableOptions {
   /** never refused (default: this process) */
   agentPid?: number;
+  /**
+   * Pin the program and the rules under PIN_ROOT (or this root) so they
+   * keep enforcing after the agent; a restart adopts them. Default: not pinned.
+   */
+  pin?: boolean | { root: string };
 }
 
 /** The native part, or an Error saying the addon lacks it. */
@@ -186,35 +226,99 @@ export function capableAddon(addon: NativeAddon): NonNullable<NativeAddon['LsmCa
   return addon.LsmCapable;
 }
 
+/** The pin directory of a capable layout: another layout gets another directory. */
+export function capablePinDir(layoutVersion: number, root = PIN_ROOT): string {
+  return `${root}/cap-v${layoutVersion}`;
+}
+
+const CAP_PIN_DIR = /^cap-v\d+$/;
+
 /**
- * Capability rules decided in the kernel by lsm/capable. Not pinned: the
- * program ends with the agent (release() and close() both detach it).
+ * Removes pinned capability state under `root` (every layout, or all but
+ * `keep`): the link first (its program detaches once no process holds it),
+ * then the maps. Returns the directories removed; throws naming the path.
  */
+export function unloadPinnedCapable(root = PIN_ROOT, keep?: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(root);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new Error(`cannot list ${root}: ${(err as Error).message}`);
+  }
+  const removed: string[] = [];
+  for (const name of names.filter((n) => CAP_PIN_DIR.test(n)).sort()) {
+    const dir = `${root}/${name}`;
+    if (dir === keep) continue;
+    const files = fs.readdirSync(dir).sort((a, b) => Number(b.startsWith('link_')) - Number(a.startsWith('link_')));
+    for (const f of files) {
+      try {
+        fs.unlinkSync(`${dir}/${f}`);
+      } catch (err) {
+        throw Object.assign(new Error(`cannot remove ${dir}/${f}: ${(err as Error).message}`), { code: (err as NodeJS.ErrnoException).code });
+      }
+    }
+    fs.rmdirSync(dir);
+    removed.push(dir);
+  }
+  return removed;
+}
+
+/** Capability rules decided in the kernel by lsm/capable. */
 export class LsmCapable {
   private native: NativeLsmCapable | undefined;
+  /** where it is pinned (undefined: not pinned) */
+  readonly pinDir: string | undefined;
+  private readonly pinRoot: string | undefined;
+  private staleRemoved = false;
 
-  /** Loads and attaches lsm/capable; throws when the kernel refuses. No rules yet. */
+  /**
+   * Loads and attaches lsm/capable; throws when the kernel refuses (or,
+   * pinned, when the pin directory cannot be used). No rules yet, unless
+   * pinned rules were adopted (see adopted()).
+   */
   constructor(
     private readonly addon: NativeAddon,
     ring: NativeEventRing,
     options: LsmCapableOptions = {},
   ) {
-    this.native = new (capableAddon(addon))(ring, { agentPid: options.agentPid ?? process.pid });
+    const Native = capableAddon(addon);
+    if (options.pin) {
+      if (!addon.capableLimits) throw new Error('the native addon has no capableLimits (rebuild it: npm run build)');
+      this.pinRoot = typeof options.pin === 'object' ? options.pin.root : PIN_ROOT;
+      fs.mkdirSync(this.pinRoot, { recursive: true, mode: 0o700 });
+      this.pinDir = capablePinDir(addon.capableLimits.layoutVersion, this.pinRoot);
+    }
+    this.native = new Native(ring, { agentPid: options.agentPid ?? process.pid, ...(this.pinDir ? { pinDir: this.pinDir } : {}) });
+  }
+
+  /** Whether rules pinned by an earlier agent were adopted (in force now). */
+  adopted(): boolean {
+    return this.open().adopted();
+  }
+
+  /** Why pinned state of another layout was replaced instead of adopted ('' when it was not). */
+  replaced(): string {
+    return this.open().replaced();
   }
 
   /**
    * Replaces the rules in force, all at once (the new set is written beside
    * the old one and switched to). `workloads`: every running container, so
    * host rules do not apply to them (absent: every process is the host).
-   * When the set cannot be loaded the previous one stays and the reason is
-   * reported.
+   * `modes`: the workloads in allow-list mode (allowListModes() of the set);
+   * those with a capabilities posture get it in the kernel. When the set
+   * cannot be loaded the previous one stays and the reason is reported.
    */
-  apply(rules: readonly CapabilityRule[], workloads: readonly WorkloadTarget[] = []): LsmCapableApplyResult {
+  apply(rules: readonly CapabilityRule[], workloads: readonly WorkloadTarget[] = [], modes: readonly WorkloadPosture[] = []): LsmCapableApplyResult {
     const native = this.open();
     const set = toNativeCapRules(rules, executableResolver(this.addon));
-    if (set.rules.length > CAP_MAX_ENTRIES) {
+    const posture = toNativeCapPostures(modes);
+    const errors = [...set.errors, ...posture.errors];
+    const size = set.rules.length + posture.postures.length;
+    if (size > CAP_MAX_ENTRIES) {
       return {
-        errors: [...set.errors, `bpf-lsm capability rules refused: ${set.rules.length} entries (one per rule and source; at most ${CAP_MAX_ENTRIES}); the previous rules stay in force`],
+        errors: [...errors, `bpf-lsm capability rules refused: ${size} entries (one per rule and source, one per allow-list workload; at most ${CAP_MAX_ENTRIES}); the previous rules stay in force`],
         applied: false,
         entries: this.stats().entries,
       };
@@ -222,11 +326,20 @@ export class LsmCapable {
     try {
       // containers first: a new container's rules must not meet it as "the host"
       native.setWorkloads(toNativeWorkloads(workloads));
-      native.setRules(set.rules);
+      native.setRules(set.rules, posture.postures);
     } catch (err) {
-      return { errors: [...set.errors, `bpf-lsm capability rules not applied: ${(err as Error).message}`], applied: false, entries: native.stats().entries };
+      return { errors: [...errors, `bpf-lsm capability rules not applied: ${(err as Error).message}`], applied: false, entries: native.stats().entries };
     }
-    return { errors: set.errors, applied: true, entries: set.rules.length };
+    if (this.pinRoot && !this.staleRemoved) {
+      // another layout's pinned program enforced the old rules until now
+      try {
+        unloadPinnedCapable(this.pinRoot, this.pinDir);
+        this.staleRemoved = true;
+      } catch (err) {
+        errors.push(`bpf-lsm: removing pinned capability state of another version failed: ${(err as Error).message}`);
+      }
+    }
+    return { errors, applied: true, entries: set.rules.length };
   }
 
   stats(): NativeLsmCapableStats {
@@ -242,15 +355,16 @@ export class LsmCapable {
     return this.open().mapIds();
   }
 
-  /** Detaches: no capability is refused any more. Idempotent. */
+  /** Detaches and removes the pins: no capability is refused any more. Idempotent. */
   close(): void {
     this.native?.close();
     this.native = undefined;
   }
 
-  /** The same as close(): the program is not pinned, it cannot outlive the agent. */
+  /** Lets go: pinned, the rules keep enforcing (edgeward unload removes them); unpinned, the same as close(). Idempotent. */
   release(): void {
-    this.close();
+    this.native?.release();
+    this.native = undefined;
   }
 
   private open(): NativeLsmCapable {

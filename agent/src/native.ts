@@ -223,7 +223,7 @@ export interface NativeAddon {
 /** A capability rule as the kernel map holds it (bpf/include/ew_capable_abi.h ew_cap_key/value). */
 export interface NativeCapRule {
   ruleId: number;
-  /** EW_ACTION_AUDIT (1) or EW_ACTION_BLOCK (2) */
+  /** EW_ACTION_AUDIT (1), EW_ACTION_BLOCK (2) or EW_ACTION_ALLOW (3); entries of one key merge (the lowest id per action) */
   action: number;
   /** the kernel's capability number (CAP_NET_RAW = 13) */
   cap: number;
@@ -234,10 +234,22 @@ export interface NativeCapRule {
   srcIno: bigint;
 }
 
+/** A workload in allow-list mode for capabilities: what no Allow (or Block) rule matches gets `action`. */
+export interface NativeCapPosture {
+  /** 0n: the host; else a NativeWorkload's workload */
+  workload: bigint;
+  /** the posture's rule id (policy "DefaultPosture") */
+  ruleId: number;
+  /** EW_ACTION_AUDIT (1) or EW_ACTION_BLOCK (2) */
+  action: number;
+}
+
 export interface NativeLsmCapableStats {
-  /** entries of the rule set in force */
+  /** rule entries of the set in force */
   entries: number;
-  /** rule sets switched to since load */
+  /** workloads in allow-list mode in the set in force */
+  postures: number;
+  /** rule sets switched to since load (or since the pinning process loaded them, when adopted) */
   generation: number;
   /** namespace keys of the containers told apart from the host */
   workloads: number;
@@ -245,20 +257,33 @@ export interface NativeLsmCapableStats {
 
 /** lsm/capable (native/src/lsm_capable.cc): capability rules decided in the kernel. */
 export interface NativeLsmCapable {
-  /** replaces the rule set in one switch (the new set is written beside the old); throws with nothing changed */
-  setRules(rules: NativeCapRule[]): void;
+  /** replaces the rules and postures in one switch (the new set is written beside the old); throws with nothing changed */
+  setRules(rules: NativeCapRule[], postures?: NativeCapPosture[]): void;
   /** replaces the containers told apart from the host */
   setWorkloads(workloads: NativeWorkload[]): void;
   stats(): NativeLsmCapableStats;
   /** ["capable"] while attached */
   attached(): string[];
-  /** ids of its maps (for self-protection) */
+  /** whether the constructor adopted rules an earlier process pinned (they are in force) */
+  adopted(): boolean;
+  /** why pinned state found in pinDir was replaced rather than adopted ('' when it was not) */
+  replaced(): string;
+  /** ids of its pinned maps (for self-protection) */
   mapIds(): number[];
-  /** detaches: no capability is refused any more */
+  /** lets go: pinned, the program and rules keep enforcing; unpinned, it detaches */
+  release(): void;
+  /** detaches and removes the pins: no capability is refused any more */
   close(): void;
 }
 
 export interface NativeAddon {
-  /** loads and attaches lsm/capable; decisions go to `ring`; `agentPid` is never refused */
-  LsmCapable?: new (ring: NativeEventRing, options: { agentPid: number }) => NativeLsmCapable;
+  /**
+   * loads and attaches lsm/capable; decisions go to `ring`; `agentPid` is never refused;
+   * `pinDir` (on bpffs): pin the maps and the link there, adopting what an earlier process pinned
+   */
+  LsmCapable?: new (ring: NativeEventRing, options: { agentPid: number; pinDir?: string }) => NativeLsmCapable;
+  /** the pinned layout's version (a pin directory per version) and the entries a set may hold */
+  capableLimits?: { layoutVersion: number; maxEntries: number };
+  /** flock(fd, LOCK_EX | LOCK_NB): true when taken, false when held elsewhere; throws naming the errno otherwise */
+  tryLockFile?(fd: number): boolean;
 }

@@ -4,6 +4,12 @@
 // with a "Passed" decision, other capabilities and the agent itself are not
 // affected, containers (workloads) are told apart from the host, rule sets
 // are switched without a window, and removing the rules restores everything.
+// Allow-list mode: an Allow rule and a default posture (Block refuses what no
+// Allow rule names, Audit reports it; the agent is never refused; Block wins
+// over Allow; Allow over the posture; the posture over Audit rules).
+// Pinned (a temporary root on bpffs): the rules outlive the LsmCapable that
+// set them, a new one adopts them, close() removes them, an interrupted
+// pinning is replaced.
 //
 // Only a kernel booted with bpf among its LSMs can run this: run it in the
 // qemu guest,
@@ -13,9 +19,10 @@ import * as fs from 'fs';
 
 import { Action, EnforcerCode, EventKind } from '../../agent/src/abi';
 import { decodeBatch } from '../../agent/src/events';
-import { LsmCapable } from '../../agent/src/lsm_capable';
+import { capablePinDir, LsmCapable, unloadPinnedCapable } from '../../agent/src/lsm_capable';
 import type { NativeAddon, NativeEventRing, NativeEventSink } from '../../agent/src/native';
-import type { CapabilityRule, WorkloadTarget } from '../../agent/src/policy/types';
+import type { WorkloadPosture } from '../../agent/src/policy/posture';
+import type { CapabilityRule, PostureAction, WorkloadTarget } from '../../agent/src/policy/types';
 import { probe } from '../../agent/src/probe';
 import { ADDON, waitFor } from '../helpers/system';
 
@@ -93,8 +100,8 @@ describe('bpf-lsm capability rules on a BPF-LSM kernel', () => {
     return decisions.filter((d) => d.pid === pid);
   }
 
-  function apply(rules: CapabilityRule[], workloads: WorkloadTarget[] = []): void {
-    const r = cap.apply(rules, workloads);
+  function apply(rules: CapabilityRule[], workloads: WorkloadTarget[] = [], modes: WorkloadPosture[] = []): void {
+    const r = cap.apply(rules, workloads, modes);
     expect(r.errors).toEqual([]);
     expect(r.applied).toBe(true);
   }
@@ -220,8 +227,8 @@ describe('bpf-lsm capability rules on a BPF-LSM kernel', () => {
     expect(py('attempt(lambda: os.setgroups(os.getgroups()))\n').out).toEqual(['ok', 'EPERM']);
   });
 
-  test('a container (workload) is told apart from the host', async () => {
-    // a stand-in container: a process in its own mount namespace; nsenter puts python in it
+  /** A stand-in container: a process in its own mount namespace; inside() runs python there (nsenter). */
+  async function standIn(): Promise<{ w: WorkloadTarget; inside: (extra?: string) => { pid: number; out: string[] } }> {
     const holder = spawn('/usr/bin/unshare', ['-m', '--propagation', 'private', 'sleep', '600'], { stdio: 'ignore' });
     children.push(holder);
     const mntOf = (pid: number) => Number(/\[(\d+)\]/.exec(fs.readlinkSync(`/proc/${pid}/ns/mnt`))![1]);
@@ -234,13 +241,81 @@ describe('bpf-lsm capability rules on a BPF-LSM kernel', () => {
       }
     });
     const w: WorkloadTarget = { mntNs, pidNs: 0, pid: holder.pid!, containerId: 'c0ffee', containerName: 'stand-in' };
-    const inside = () => py('', ['/usr/bin/nsenter', '-t', String(holder.pid), '-m']);
+    return { w, inside: (extra = '') => py(extra, ['/usr/bin/nsenter', '-t', String(holder.pid), '-m']) };
+  }
+
+  const posture = (action: PostureAction, ruleId: number, w?: WorkloadTarget): WorkloadPosture => ({
+    ...(w ? { workload: w } : {}),
+    postures: { capabilities: { ruleId, category: 'capabilities', action, scopeKind: w ? 'containers' : 'host' } },
+  });
+  const selector = { matchLabels: {}, matchExpressions: [] };
+
+  test('allow-list, Block posture (a container): what no Allow rule names is refused under the posture; the host is untouched', async () => {
+    const { w, inside } = await standIn();
+    const allowBind = rule({ ruleId: 201, action: 'Allow', capability: 'net_bind_service', scope: { kind: 'containers', selector }, workload: w });
+    apply([allowBind], [w], [posture('Block', 900, w)]);
+    expect(cap.stats()).toMatchObject({ entries: 1, postures: 1 });
+    const r = inside(PY_BIND_LOW);
+    expect(r.out).toEqual(['EPERM', 'ok']); // net_raw: the posture; net_bind_service: allowed, not reported
+    const ds = await decisionsFor(r.pid);
+    expect(ds.map((d) => [d.ruleId, d.action, d.ret, d.resource])).toEqual([[900, Action.Block, -1, 'CAP_NET_RAW']]);
+    expect(py(PY_BIND_LOW).out).toEqual(['ok', 'ok']); // the host is not in allow-list mode
+    // Allow with fromSource: only that executable is allowed
+    apply([{ ...allowBind, capability: 'net_raw', fromSource: [{ kind: 'path', path: fs.realpathSync(PERL) }] }], [w], [posture('Block', 900, w)]);
+    expect(inside().out).toEqual(['EPERM']);
+  });
+
+  test('allow-list order: Block wins over Allow; Allow over the posture; the posture over an Audit rule', async () => {
+    const { w, inside } = await standIn();
+    const scoped = (over: Partial<CapabilityRule>) => rule({ scope: { kind: 'containers', selector }, workload: w, ...over });
+    // Allow and Block on net_raw: Block
+    apply([scoped({ ruleId: 210, action: 'Allow' }), scoped({ ruleId: 211, action: 'Block' })], [w], [posture('Audit', 901, w)]);
+    let r = inside();
+    expect(r.out).toEqual(['EPERM']);
+    expect((await decisionsFor(r.pid)).map((d) => [d.ruleId, d.action])).toEqual([[211, Action.Block]]);
+    decisions = [];
+    // an Audit rule on a capability no Allow rule names: the posture decides (Audit: let through, reported under the posture)
+    apply([scoped({ ruleId: 212, action: 'Allow', capability: 'net_bind_service' }), scoped({ ruleId: 213, action: 'Audit' })], [w], [posture('Audit', 901, w)]);
+    r = inside();
+    expect(r.out).toEqual(['ok']);
+    expect((await decisionsFor(r.pid)).map((d) => [d.ruleId, d.action, d.ret, d.resource])).toEqual([[901, Action.Audit, 0, 'CAP_NET_RAW']]);
+    decisions = [];
+    // Allow and Audit on net_raw: allowed, and the Audit rule reports it
+    apply([scoped({ ruleId: 214, action: 'Allow' }), scoped({ ruleId: 215, action: 'Audit' })], [w], [posture('Block', 900, w)]);
+    r = inside();
+    expect(r.out).toEqual(['ok']);
+    expect((await decisionsFor(r.pid)).map((d) => [d.ruleId, d.action])).toEqual([[215, Action.Audit]]);
+  });
+
+  test('allow-list on the host, Block posture: other host processes are refused, the agent never', async () => {
+    try {
+      apply([rule({ ruleId: 220, action: 'Allow', capability: 'net_bind_service' })], [], [posture('Block', 902)]);
+      const r = py(PY_BIND_LOW);
+      // this process is the agent: not refused (setgroups needs CAP_SETGID, which no rule allows)
+      expect(() => process.setgroups!(process.getgroups!())).not.toThrow();
+      expect(r.out).toEqual(['EPERM', 'ok']);
+      expect((await decisionsFor(r.pid)).map((d) => [d.ruleId, d.action, d.resource])).toEqual([[902, Action.Block, 'CAP_NET_RAW']]);
+    } finally {
+      cap.apply([], []); // at once: every host process is refused its capabilities meanwhile
+    }
+  });
+
+  test('allow-list on the host, Audit posture: everything is let through, what no Allow rule names is reported', async () => {
+    apply([rule({ ruleId: 221, action: 'Allow', capability: 'net_bind_service', fromSource: [{ kind: 'path', path: fs.realpathSync(PYTHON) }] })], [], [posture('Audit', 903)]);
+    const r = py(PY_BIND_LOW);
+    expect(r.out).toEqual(['ok', 'ok']);
+    expect((await decisionsFor(r.pid)).map((d) => [d.ruleId, d.action, d.ret, d.resource])).toEqual([[903, Action.Audit, 0, 'CAP_NET_RAW']]);
+    expect(decisions.filter((d) => d.pid === process.pid)).toEqual([]); // the agent is not reported either
+    expect(decisions.filter((d) => d.pid === 1 && d.ruleId === 903)).toEqual([]); // nor is init given the posture
+  });
+
+  test('a container (workload) is told apart from the host', async () => {
+    const { w, inside } = await standIn();
     // a host rule does not reach the container
     apply([rule()], [w]);
     expect(py().out).toEqual(['EPERM']);
     expect(inside().out).toEqual(['ok']);
     // a container rule reaches only the container
-    const selector = { matchLabels: {}, matchExpressions: [] };
     apply([rule({ ruleId: 106, scope: { kind: 'containers', selector }, workload: w })], [w]);
     expect(py().out).toEqual(['ok']);
     const r = inside();
@@ -276,15 +351,94 @@ describe('bpf-lsm capability rules on a BPF-LSM kernel', () => {
   test('bad native input is refused with a message naming the field', () => {
     const native = new addon.LsmCapable!(ring, { agentPid: process.pid });
     try {
-      expect(() => native.setRules([{ ruleId: 1, action: 3, cap: 13, workload: 0n, srcDev: 0n, srcIno: 0n }])).toThrow(
-        /rules\[0\]\.action must be 1 \(Audit\) or 2 \(Block\)/,
+      expect(() => native.setRules([{ ruleId: 1, action: 4, cap: 13, workload: 0n, srcDev: 0n, srcIno: 0n }])).toThrow(
+        /rules\[0\]\.action must be 1 \(Audit\), 2 \(Block\) or 3 \(Allow\), got 4/,
+      );
+      expect(() => native.setRules([], [{ workload: 0n, ruleId: 9, action: 3 }])).toThrow(/postures\[0\]\.action must be 1 \(Audit\) or 2 \(Block\), got 3/);
+      expect(() => native.setRules([], [{ workload: 0n, ruleId: 9, action: 2 }, { workload: 0n, ruleId: 10, action: 1 }])).toThrow(
+        /postures\[1\]\.workload must be named by one posture only, got 0n/,
       );
       expect(() => native.setRules([{ ruleId: 1, action: 2, cap: 64, workload: 0n, srcDev: 0n, srcIno: 0n }])).toThrow(/rules\[0\]\.cap must be/);
       expect(() => native.setRules([{ ruleId: 1, action: 2, cap: 13, workload: 0n, srcDev: 5n, srcIno: 0n }])).toThrow(/srcDev must be 0n/);
       expect(() => native.setWorkloads([{ workload: 0n, mntNs: 5, pidNs: 0 }])).toThrow(/workload must be a bigint other than 0n/);
-      expect(native.stats()).toEqual({ entries: 0, generation: 0, workloads: 0 });
+      expect(native.stats()).toEqual({ entries: 0, postures: 0, generation: 0, workloads: 0 });
+      expect(() => new addon.LsmCapable!(ring, { agentPid: process.pid, pinDir: 'relative' })).toThrow(/pinDir must be an absolute path on bpffs, got relative/);
     } finally {
       native.close();
     }
+  });
+
+  describe('pinned', () => {
+    let root: string;
+    const pinned = () => new LsmCapable(addon, ring, { pin: { root } });
+    const dir = () => capablePinDir(addon.capableLimits!.layoutVersion, root);
+
+    beforeAll(() => {
+      root = `/sys/fs/bpf/ew-cap-test-${process.pid}`;
+      if (!fs.existsSync('/sys/fs/bpf')) throw new Error('bpffs is not mounted at /sys/fs/bpf');
+    });
+    afterAll(() => {
+      unloadPinnedCapable(root);
+      fs.rmSync(root, { recursive: true, force: true });
+    });
+
+    test('the rules outlive the LsmCapable that set them; a new one adopts them; close() removes them', async () => {
+      const first = pinned();
+      expect(first.adopted()).toBe(false);
+      expect(first.apply([rule({ ruleId: 301 })]).errors).toEqual([]);
+      expect(fs.readdirSync(dir()).sort()).toEqual(['active', 'config', 'gen_info', 'link_capable', 'rules', 'workloads']);
+      first.release();
+      // no process holds the program now: the pins keep it enforcing (decisions go to a ring nobody reads)
+      expect(py().out).toEqual(['EPERM']);
+      const second = pinned();
+      try {
+        expect(second.adopted()).toBe(true);
+        expect(second.replaced()).toBe('');
+        expect(second.stats()).toMatchObject({ entries: 1, postures: 0 });
+        expect(second.attached()).toEqual(['capable']);
+        const r = py();
+        expect(r.out).toEqual(['EPERM']);
+        // decisions come through the new ring: the adopted rule's id
+        expect((await decisionsFor(r.pid)).map((d) => d.ruleId)).toEqual([301]);
+        // the adopted set is replaced as usual (the old entries go)
+        expect(second.apply([rule({ ruleId: 302, capability: 'net_bind_service' })]).errors).toEqual([]);
+        expect(py(PY_BIND_LOW).out).toEqual(['ok', 'EACCES']);
+      } finally {
+        second.close();
+      }
+      expect(fs.existsSync(dir())).toBe(false);
+      expect(py(PY_BIND_LOW).out).toEqual(['ok', 'ok']);
+    });
+
+    test('an interrupted pinning is replaced, and pinned state of another layout goes at the first apply', () => {
+      const first = pinned();
+      first.apply([rule({ ruleId: 303 })]);
+      first.release();
+      fs.unlinkSync(`${dir()}/config`); // as if the process died while pinning
+      const other = `${root}/cap-v999`; // another build's layout
+      fs.mkdirSync(other);
+      const second = pinned();
+      try {
+        expect(second.adopted()).toBe(false);
+        expect(second.replaced()).toMatch(/interrupted pinning .* \(no config\)/);
+        expect(py().out).toEqual(['ok']); // the old link was swapped out for this one, whose set is empty
+        expect(second.apply([rule({ ruleId: 304 })]).errors).toEqual([]);
+        expect(py().out).toEqual(['EPERM']);
+        expect(fs.existsSync(other)).toBe(false);
+      } finally {
+        second.close();
+      }
+      expect(py().out).toEqual(['ok']);
+    });
+
+    test('unloadPinnedCapable removes what a released LsmCapable left', () => {
+      const first = pinned();
+      first.apply([rule({ ruleId: 305 })]);
+      first.release();
+      expect(py().out).toEqual(['EPERM']);
+      expect(unloadPinnedCapable(root)).toEqual([dir()]);
+      expect(py().out).toEqual(['ok']);
+      expect(unloadPinnedCapable(root)).toEqual([]);
+    });
   });
 });
