@@ -197,7 +197,10 @@ struct ew_lsm_path_query {
 	__u64 exe_dev;
 	__u64 exe_ino;
 	struct inode *inode; /* the file's (NULL: a name being created) */
-	__u32 actor_known; /* exe_* and oo_ok are filled in (on the first rule found) */
+	__u32 actor_known; /* exe_*, oo_ok and allow_ok are filled in (on the first rule found) */
+	/* which Allow variants of a match kind apply (bit readOnly * 2 + ownerOnly) */
+	__u32 allow_ok;
+	__u32 allowed; /* an applicable Allow rule matched */
 	__u32 _pad;
 };
 
@@ -215,7 +218,15 @@ static __always_inline void ew_know_actor(struct ew_lsm_path_query *q)
 	q->exe_ino = actor.exe_ino;
 	struct inode *inode = q->inode; /* a local: BPF_CORE_READ(q->x) would relocate against the query */
 	/* ownerOnly: processes whose fsuid owns the file are not matched */
-	q->oo_ok = inode ? BPF_CORE_READ(inode, i_uid.val) != actor.fsuid : 0;
+	int owner = inode && BPF_CORE_READ(inode, i_uid.val) == actor.fsuid;
+	q->oo_ok = inode && !owner;
+	/* Allow permits what it names: readOnly only reads, ownerOnly only the
+	 * owner (a name being created has none). Execs, as on the compat
+	 * backend, take Allow rules whole. */
+	if (q->op == EW_OP_PROCESS)
+		q->allow_ok = 0xf;
+	else
+		q->allow_ok = 1 | (owner ? 2 : 0) | (q->ro_ok ? 0 : 4) | (owner && !q->ro_ok ? 8 : 0);
 	q->actor_known = 1;
 }
 
@@ -229,10 +240,12 @@ static __always_inline void ew_keep(struct ew_lsm_verdict *best, const struct ew
 	}
 }
 
-/* The verdicts of `val` for match kind `match` that apply to the query. */
+/* The verdicts of `val` for match kind `match` that apply to the query (and its Allow rules). */
 static __always_inline void ew_pick(const struct ew_lsm_path_value *val, __u32 match,
-				    const struct ew_lsm_path_query *q, struct ew_lsm_verdict *best)
+				    struct ew_lsm_path_query *q, struct ew_lsm_verdict *best)
 {
+	if ((val->allow_variants >> (match * 4)) & q->allow_ok & 0xf)
+		q->allowed = 1;
 	ew_keep(best, &val->v[EW_LSM_VARIANT(match, 0, 0)]);
 	if (q->oo_ok)
 		ew_keep(best, &val->v[EW_LSM_VARIANT(match, 0, 1)]);
@@ -384,9 +397,58 @@ static __always_inline struct ew_lsm_gen_info *ew_gen_info(__u32 gen)
 	return bpf_map_lookup_elem(&lsm_gen_info, &gen);
 }
 
+/* Whether the current task is the agent (exempt from postures, not from rules). */
+static __always_inline int ew_is_agent(const struct ew_lsm_gen_info *info)
+{
+	__u32 agent = info->agent_tgid;
+	return agent && (bpf_get_current_pid_tgid() >> 32) == agent;
+}
+
 /* How ew_path_decide() is asked (its `how` argument). */
 #define EW_DECIDE_WRITE 0x100      /* the access writes: readOnly rules apply */
 #define EW_DECIDE_EXACT_ONLY 0x200 /* exact rules only (no directory walk) */
+#define EW_DECIDE_POSTURE 0x400    /* the workload's posture decides what no Allow rule permits */
+
+/* Bits of a packed path verdict besides the rule and action. */
+#define EW_PACKED_POSTURE (1ULL << 16) /* the verdict is the workload's default posture */
+/* in allow-list mode, no Allow rule matched, and the posture is decided
+ * elsewhere (exec: at bprm_check): an Audit rule is not reported here */
+#define EW_PACKED_UNLISTED (1ULL << 17)
+
+/*
+ * Allow-list mode: the decision once the rules are known. Block wins; an
+ * access an Allow rule permits keeps the rules' verdict (an Audit is still
+ * reported); else, when the workload has a posture for the op, the posture
+ * decides (with EW_DECIDE_POSTURE; without it the Audit is not reported:
+ * the posture is decided where the caller says). Exact-only decisions
+ * (executable mappings) are not subject to postures.
+ */
+static __always_inline __u64 ew_posture(const struct ew_lsm_gen_info *info, const struct ew_lsm_path_query *q,
+					const struct ew_lsm_verdict *best, __u32 how)
+{
+	__u32 opi = q->op & 3;
+	if (best->action == EW_ACTION_BLOCK || q->allowed || (how & EW_DECIDE_EXACT_ONLY) ||
+	    !(info->posture_ops & EW_LSM_POSTURE_BIT(opi)))
+		return EW_PACK(*best);
+	__u32 gen = q->gen & 1;
+	void *rules = bpf_map_lookup_elem(&lsm_path_rules, &gen);
+	if (!rules)
+		return EW_PACK(*best);
+	struct ew_lsm_path_key key = {};
+	key.workload = q->workload;
+	key.op = opi;
+	struct ew_lsm_path_value *p = bpf_map_lookup_elem(rules, &key);
+	if (!p)
+		return EW_PACK(*best); /* this workload is not in allow-list mode for op */
+	__u32 action = p->v[0].action;
+	if (action != EW_ACTION_BLOCK && action != EW_ACTION_AUDIT)
+		return EW_PACK(*best);
+	if (!(how & EW_DECIDE_POSTURE))
+		return EW_PACK(*best) | (opi == EW_OP_PROCESS ? EW_PACKED_UNLISTED : 0);
+	if (ew_is_agent(info))
+		return EW_PACK(*best);
+	return EW_PACK(p->v[0]) | EW_PACKED_POSTURE;
+}
 
 /*
  * The verdict for op (`how` & 0xff) on `inode` (NULL: a name being
@@ -423,7 +485,7 @@ __noinline __u64 ew_path_decide(__u64 inode_ptr, __u64 dentry_ptr, __u64 vfsmnt_
 		ew_check_target(rules, dev, ino, EW_LSM_MATCH_EXACT, 0, &w.q, &w.best);
 	}
 	if ((how & EW_DECIDE_EXACT_ONLY) || !info->dir_entries[opi] || !dentry)
-		return EW_PACK(w.best);
+		return ew_posture(info, &w.q, &w.best, how);
 
 	w.dentry = dentry;
 	w.parent = BPF_CORE_READ(dentry, d_parent);
@@ -446,8 +508,9 @@ __noinline __u64 ew_path_decide(__u64 inode_ptr, __u64 dentry_ptr, __u64 vfsmnt_
 			if (w.q.oo_ok)
 				ew_keep(&w.best, &info->deep[opi][3]);
 		}
+		/* and outside every recursive Allow rule: not allowed (fail-safe) */
 	}
-	return EW_PACK(w.best);
+	return ew_posture(info, &w.q, &w.best, how);
 }
 
 /* The active generation's summary when it has rules of `op` (0: no path hook work). */
@@ -558,7 +621,7 @@ static __always_inline int ew_path_enforce(struct dentry *dentry, struct vfsmoun
 		ew_report_path((__u64)dentry, (__u64)vfsmnt, packed, operation | 0x100, flags);
 		return -EW_EPERM;
 	}
-	if (v.action == EW_ACTION_AUDIT)
+	if (v.action == EW_ACTION_AUDIT && !(packed & EW_PACKED_UNLISTED))
 		ew_report_path((__u64)dentry, (__u64)vfsmnt, packed, operation, flags);
 	return 0;
 }
@@ -623,6 +686,14 @@ static __always_inline int ew_file_enforce(struct file *file, __u32 how, __s32 f
  * bprm_check_security is the backstop for the program actually started
  * (bprm->file): it refuses Blocks the open did not see (rules switched in
  * between) and reports only those, so each exec is reported once.
+ *
+ * The process posture (allow-list mode) is decided in bprm_check only: it
+ * sees every program started (a script and then its interpreter each), but
+ * not the ELF interpreter (PT_INTERP) the kernel opens for a program it let
+ * through: that is part of the exec, as for KubeArmor and the compat
+ * backend. Run directly (`ld.so prog`) the loader is bprm->file and gets
+ * the posture like any program. An open for exec that no Allow rule
+ * permits leaves its Audit rule unreported: the posture decides it there.
  */
 SEC("lsm/bprm_check_security")
 int BPF_PROG(ew_lsm_bprm_check, struct linux_binprm *bprm, int ret)
@@ -637,9 +708,9 @@ int BPF_PROG(ew_lsm_bprm_check, struct linux_binprm *bprm, int ret)
 	if (!v.inode)
 		return 0;
 	__u64 wl = EW_WL_UNKNOWN;
-	__u64 verdict = ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt, EW_OP_PROCESS,
-					ew_lsm_workload(&wl));
-	if (ew_unpack(verdict).action != EW_ACTION_BLOCK)
+	__u64 verdict = ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt,
+					EW_OP_PROCESS | EW_DECIDE_POSTURE, ew_lsm_workload(&wl));
+	if (ew_unpack(verdict).action != EW_ACTION_BLOCK && !(verdict & EW_PACKED_POSTURE))
 		return 0;
 	return ew_path_enforce(v.dentry, v.vfsmnt, verdict, EW_OP_PROCESS, 0);
 }
@@ -711,7 +782,9 @@ int BPF_PROG(ew_lsm_file_open, struct file *file, int ret)
 	__u32 mode = file->f_mode;
 	/* O_TRUNC truncates even with O_RDONLY; a created file is a write to its directory */
 	int write = (mode & EW_FMODE_WRITE) || (flags & EW_O_TRUNC) || (mode & EW_FMODE_CREATED);
-	return ew_file_enforce(file, EW_OP_FILE | (write ? EW_DECIDE_WRITE : 0), (__s32)flags, &wl);
+	/* the exec opens' own posture is the process one (bprm_check), as on the compat backend */
+	__u32 how = EW_OP_FILE | (write ? EW_DECIDE_WRITE : 0) | (exec ? 0 : EW_DECIDE_POSTURE);
+	return ew_file_enforce(file, how, (__s32)flags, &wl);
 }
 
 /*
@@ -740,7 +813,8 @@ static __always_inline int ew_path_write(struct dentry *dentry, struct vfsmount 
 		return 0;
 	struct inode *inode = BPF_CORE_READ(dentry, d_inode); /* NULL: a name being created */
 	__u64 d = ew_scalar(dentry);
-	__u64 verdict = ew_path_decide((__u64)inode, d, (__u64)vfsmnt, EW_OP_FILE | EW_DECIDE_WRITE, ew_lsm_workload(wl));
+	__u64 verdict = ew_path_decide((__u64)inode, d, (__u64)vfsmnt, EW_OP_FILE | EW_DECIDE_WRITE | EW_DECIDE_POSTURE,
+					ew_lsm_workload(wl));
 	return ew_path_enforce((struct dentry *)d, vfsmnt, verdict, EW_OP_FILE, EW_O_WRONLY | EW_LSM_PATH_OP(hook));
 }
 
@@ -837,7 +911,7 @@ int BPF_PROG(ew_lsm_path_chown, const struct path *path, unsigned long uid, unsi
 /* Network rules ------------------------------------------------------------------ */
 
 static __always_inline void ew_net_lookup(void *rules, struct ew_net_rule_key *key, __u32 cls,
-					  struct ew_lsm_verdict *best, __u32 *best_cls)
+					  struct ew_lsm_verdict *best, __u32 *best_cls, __u32 *allowed)
 {
 	struct ew_net_rule_value *rule;
 
@@ -845,6 +919,8 @@ static __always_inline void ew_net_lookup(void *rules, struct ew_net_rule_key *k
 	rule = bpf_map_lookup_elem(rules, key);
 	if (!rule)
 		return;
+	if (rule->action == EW_ACTION_ALLOW)
+		*allowed = 1;
 	if (rule->action > best->action && rule->action <= EW_ACTION_BLOCK) {
 		best->action = rule->action;
 		best->rule_id = rule->rule_id;
@@ -854,12 +930,15 @@ static __always_inline void ew_net_lookup(void *rules, struct ew_net_rule_key *k
 
 /*
  * The verdict for a socket of (family, type, protocol) made or used by a
- * task of `workload`: the executable's rules, then any-source ones. Packed, with the matching class in bits 8..15.
+ * task of `workload`: the executable's rules, then any-source ones (Block
+ * wins); in allow-list mode, what no Allow rule matches gets the workload's
+ * posture (its class: the socket's first). Packed, with the matching class
+ * in bits 8..15. Unclassified sockets (AF_UNIX, netlink) are never decided.
  */
 __noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol, __u64 workload)
 {
 	struct ew_lsm_verdict best = {};
-	__u32 cls = 0;
+	__u32 cls = 0, allowed = 0;
 	__u32 gen = ew_active_gen();
 	struct ew_lsm_gen_info *info = bpf_map_lookup_elem(&lsm_gen_info, &gen);
 	void *rules = bpf_map_lookup_elem(&lsm_net_rules, &gen);
@@ -878,15 +957,26 @@ __noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol, __u64 w
 	if (actor.exe_ino) {
 		key.src_dev = actor.exe_dev;
 		key.src_ino = actor.exe_ino;
-		ew_net_lookup(rules, &key, first, &best, &cls);
+		ew_net_lookup(rules, &key, first, &best, &cls, &allowed);
 		if (second)
-			ew_net_lookup(rules, &key, second, &best, &cls);
+			ew_net_lookup(rules, &key, second, &best, &cls, &allowed);
 	}
 	key.src_dev = 0;
 	key.src_ino = 0;
-	ew_net_lookup(rules, &key, first, &best, &cls);
+	ew_net_lookup(rules, &key, first, &best, &cls, &allowed);
 	if (second)
-		ew_net_lookup(rules, &key, second, &best, &cls);
+		ew_net_lookup(rules, &key, second, &best, &cls, &allowed);
+	/* allow-list mode: a classified socket no Allow (nor Block) rule matches gets the posture */
+	if (best.action != EW_ACTION_BLOCK && !allowed && (info->posture_ops & EW_LSM_POSTURE_BIT(EW_OP_NETWORK)) &&
+	    !ew_is_agent(info)) {
+		key.proto_class = EW_NET_POSTURE_CLASS;
+		struct ew_net_rule_value *p = bpf_map_lookup_elem(rules, &key);
+		if (p && (p->action == EW_ACTION_BLOCK || p->action == EW_ACTION_AUDIT)) {
+			best.action = p->action;
+			best.rule_id = p->rule_id;
+			cls = first;
+		}
+	}
 	return EW_PACK(best) | (cls << 8);
 }
 

@@ -19,6 +19,13 @@
 // task's workload's rules, so host rules do not apply inside containers.
 // setWorkloads() tells the kernel which namespaces are which container.
 //
+// Allow-list mode (KubeArmor's default posture): Allow rules are kept in the
+// same entries as bits (allowVariants), and each workload with a posture
+// gets a posture entry per category (postures): in the kernel, an exec,
+// open, path write or socket of a workload in allow-list mode that no Allow
+// rule permits gets the posture (Block: EPERM; Audit: reported), Block
+// rules first. Decision order, as on compat: Block, Allow, posture, Audit.
+//
 // Inode keys are resolved when a rule set is applied. A file replaced by a
 // new inode at the same path later (an editor's save, a package upgrade) is
 // not the inode the rule names: LsmBackend watches exact targets and applies
@@ -37,6 +44,7 @@ import {
   statDevToKernelDev,
 } from './net_enforcer';
 import type { ContainerPathInfo, NativeAddon, NativeEventRing, NativeNetRule, NativeWorkload } from './native';
+import type { WorkloadPosture } from './policy/posture';
 import type { NetworkRule, PathRule, Protocol, SourceMatch, WorkloadTarget } from './policy/types';
 
 // Kernel layout (bpf/include/ew_lsm_abi.h) -------------------------------------
@@ -49,6 +57,7 @@ export const enum LsmMatch {
 export const LSM_VARIANTS = 12;
 export const LSM_OP_PROCESS = 1;
 export const LSM_OP_FILE = 2;
+export const LSM_OP_NETWORK = 3;
 
 /** Index of a verdict in an entry: match * 4 + readOnly * 2 + ownerOnly. */
 export function lsmVariant(match: LsmMatch, readOnly: boolean, ownerOnly: boolean): number {
@@ -76,11 +85,24 @@ export interface NativeLsmPathEntry {
   verdicts: NativeLsmVerdict[];
   /** any-source entries only: entries with a source exist for this target */
   hasSourced: boolean;
+  /** bit lsmVariant(): an Allow rule of that variant names the target (absent: 0) */
+  allowVariants?: number;
+}
+
+/** A workload in allow-list mode for one op: what no Allow rule permits gets `action`. */
+export interface NativeLsmPosture {
+  workload: bigint; // 0n: host
+  op: number; // 1 process, 2 file, 3 network
+  ruleId: number; // the PostureRule's (alerts name policy "DefaultPosture")
+  action: number; // 1 Audit, 2 Block
 }
 
 export interface NativeLsmRuleSet {
   paths: NativeLsmPathEntry[];
+  /** NativeNetRule.action may be 3 (Allow) */
   net: NativeNetRule[];
+  /** absent: no workload is in allow-list mode */
+  postures?: NativeLsmPosture[];
 }
 
 export interface NativeLsmProgramStats {
@@ -214,7 +236,9 @@ function watchPath(p: string, workload: WorkloadTarget | undefined): string {
 
 // Conversion ------------------------------------------------------------------------------
 
-const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit };
+const ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit, Allow: Action.Allow };
+const POSTURE_OP: Record<string, number> = { process: LSM_OP_PROCESS, file: LSM_OP_FILE, network: LSM_OP_NETWORK };
+const POSTURE_ACTION: Record<string, Action> = { Block: Action.Block, Audit: Action.Audit };
 const PROTO_CLASS: Record<Protocol, ProtoClass> = {
   tcp: ProtoClass.Tcp,
   udp: ProtoClass.Udp,
@@ -246,18 +270,43 @@ export interface LsmRuleSet extends NativeLsmRuleSet {
   watchPaths: string[];
 }
 
-/** Allow (allow-list mode) is a rule the compiler produces but this backend cannot enforce yet: say so plainly. */
 function actionProblem(action: unknown): string {
-  return action === 'Allow'
-    ? 'Allow rules (allow-list mode) are not enforced by the bpf-lsm backend yet: this rule is not in force (the compat backend enforces them)'
-    : `action must be Block or Audit, got ${String(action)}`;
+  return `action must be Block, Audit or Allow, got ${String(action)}`;
 }
 
 const emptyVerdicts = (): NativeLsmVerdict[] => Array.from({ length: LSM_VARIANTS }, () => ({ ruleId: 0, action: 0 }));
 
-/** Keeps the stronger verdict in a slot: Block > Audit; on a tie the first rule stays. */
-function mergeVerdict(verdicts: NativeLsmVerdict[], variant: number, ruleId: number, action: Action): void {
-  if (action > verdicts[variant].action) verdicts[variant] = { ruleId, action };
+/**
+ * Adds a rule to an entry: Block and Audit keep the stronger verdict in the
+ * variant's slot (Block > Audit; on a tie the first rule stays); Allow sets
+ * the variant's bit (an Allow and an Audit of one variant both hold).
+ */
+function mergeVerdict(e: NativeLsmPathEntry, variant: number, ruleId: number, action: Action): void {
+  if (action === Action.Allow) {
+    e.allowVariants = (e.allowVariants ?? 0) | (1 << variant);
+    return;
+  }
+  if (action > e.verdicts[variant].action) e.verdicts[variant] = { ruleId, action };
+}
+
+/** The posture entries of the workloads in allow-list mode (capabilities: lsm_capable's own). */
+export function toLsmPostures(modes: readonly WorkloadPosture[], errors: string[]): NativeLsmPosture[] {
+  const out: NativeLsmPosture[] = [];
+  for (const w of modes) {
+    for (const [category, rule] of Object.entries(w.postures)) {
+      const op = own(POSTURE_OP, category);
+      if (!rule || op === undefined) continue;
+      const action = own(POSTURE_ACTION, rule.action);
+      if (action === undefined || !Number.isInteger(rule.ruleId) || rule.ruleId < 0 || rule.ruleId > 0xffffffff) {
+        errors.push(
+          `${w.workload ? `container ${w.workload.containerName}` : 'host'}: ${category} posture must be Block or Audit with a rule id, got ${String(rule.action)} (rule ${String(rule.ruleId)}); allow-list mode not enforced`,
+        );
+        continue;
+      }
+      out.push({ workload: workloadId(w.workload), op, ruleId: rule.ruleId, action });
+    }
+  }
+  return out;
 }
 
 /** Resolved sources of a rule: inodes, or undefined for "any process"; errors appended. */
@@ -306,6 +355,7 @@ export function toLsmRuleSet(
   pathRules: PathRule[],
   networkRules: NetworkRule[],
   resolvers: LsmResolvers = { target: targetResolver(), source: executableResolver() },
+  postures: readonly WorkloadPosture[] = [],
 ): LsmRuleSet {
   const errors: string[] = [];
   const watchPaths = new Set<string>();
@@ -378,10 +428,10 @@ export function toLsmRuleSet(
     const workload = workloadId(w);
     const variant = lsmVariant(match, !exec && rule.readOnly === true, rule.ownerOnly === true);
     if (sources === undefined) {
-      mergeVerdict(entry(workload, op, inode, undefined).verdicts, variant, rule.ruleId, action);
+      mergeVerdict(entry(workload, op, inode, undefined), variant, rule.ruleId, action);
       return;
     }
-    for (const src of sources) mergeVerdict(entry(workload, op, inode, src).verdicts, variant, rule.ruleId, action);
+    for (const src of sources) mergeVerdict(entry(workload, op, inode, src), variant, rule.ruleId, action);
     // the kernel looks sourced entries up only when the target's any-source entry says so
     entry(workload, op, inode, undefined).hasSourced = true;
   });
@@ -414,7 +464,14 @@ export function toLsmRuleSet(
     else for (const src of sources) net.push({ ...base, srcDev: src.dev, srcIno: src.ino });
   });
 
-  return { paths: [...entries.values()], net, errors, watchPaths: [...watchPaths] };
+  const postureEntries = toLsmPostures(postures, errors);
+  return {
+    paths: [...entries.values()],
+    net,
+    ...(postureEntries.length > 0 ? { postures: postureEntries } : {}),
+    errors,
+    watchPaths: [...watchPaths],
+  };
 }
 
 export interface LsmApplyResult {
@@ -506,15 +563,24 @@ export class LsmEnforcer {
    * Rules (or sources) that cannot be enforced are left out and reported;
    * when the whole set cannot be loaded (capacity, kernel refusal) the
    * previous set stays in force and the reason is reported.
+   * `postures`: the workloads in allow-list mode (policy/posture.ts
+   * allowListModes(set)); their process, file and network postures are
+   * decided in the kernel (capabilities: LsmCapable).
    */
   apply(
     pathRules: PathRule[],
     networkRules: NetworkRule[],
     resolvers?: LsmResolvers,
     workloads: readonly WorkloadTarget[] = [],
+    postures: readonly WorkloadPosture[] = [],
   ): LsmApplyResult {
     const native = this.open();
-    const set = toLsmRuleSet(pathRules, networkRules, resolvers ?? { target: targetResolver(this.addon), source: executableResolver(this.addon) });
+    const set = toLsmRuleSet(
+      pathRules,
+      networkRules,
+      resolvers ?? { target: targetResolver(this.addon), source: executableResolver(this.addon) },
+      postures,
+    );
     // After the rules (as the compat enforcers do): a new container is the
     // host until its rules are in place, never a workload without them.
     // Done even when the set is refused: host rules must not reach into new containers.
@@ -541,7 +607,7 @@ export class LsmEnforcer {
       };
     }
     try {
-      native.setRules({ paths: set.paths, net: set.net });
+      native.setRules({ paths: set.paths, net: set.net, ...(set.postures ? { postures: set.postures } : {}) });
     } catch (err) {
       return {
         errors: [...set.errors, `bpf-lsm rules not applied: ${(err as Error).message}`, ...setWorkloads()],

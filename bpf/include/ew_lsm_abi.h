@@ -16,9 +16,10 @@
 /*
  * Layout version of the maps below (pinned state from another version is
  * replaced). 2: keys name workloads (containers), `workloads` and
- * `workload_count` are pinned with the rules.
+ * `workload_count` are pinned with the rules. 3: Allow rules
+ * (allow_variants), default postures and the agent's tgid (gen info).
  */
-#define EW_LSM_LAYOUT_VERSION 2
+#define EW_LSM_LAYOUT_VERSION 3
 
 /*
  * How a path rule's target relates to the inode being checked. Each key's
@@ -59,8 +60,22 @@ struct ew_lsm_path_value {
 	/* on the any-source entry (src 0/0): entries with a source exist for
 	 * this target, look the acting executable up too */
 	__u32 has_sourced;
-	__u32 _pad;
+	/* bit EW_LSM_VARIANT(...): an Allow rule of that variant names the
+	 * target (allow-list mode; Allow is never a verdict in v[]). A readOnly
+	 * Allow permits reads only, an ownerOnly one the owner only. */
+	__u32 allow_variants;
 };
+
+/*
+ * Allow-list mode (KubeArmor's default posture). The path entry
+ * {workload, dev 0, ino 0, src 0/0, op} holds in v[0] the workload's
+ * posture for op (EW_OP_PROCESS or EW_OP_FILE): an access of that op by a
+ * task of the workload that no Allow (nor Block) rule matches gets it. No
+ * inode has dev 0 or ino 0, so no target lookup ever finds these entries.
+ * The network posture is the net entry {workload, src 0/0,
+ * EW_NET_POSTURE_CLASS} (edgeward_abi.h), as on the compat backend.
+ */
+#define EW_LSM_POSTURE_BIT(op) (1u << (op))
 
 /*
  * Per-generation summary, so hooks skip what no rule can match. Indexed by
@@ -81,6 +96,12 @@ struct ew_lsm_gen_info {
 	 */
 	struct ew_lsm_verdict deep[4][4];
 	__u64 generation;           /* userspace's counter, for stats */
+	/* EW_LSM_POSTURE_BIT(op) for each op (process, file, network) some
+	 * workload has a posture for: without it no posture is looked up */
+	__u32 posture_ops;
+	/* the agent's tgid: exempt from postures (not from rules), it must
+	 * reach its own files and sockets; 0: none */
+	__u32 agent_tgid;
 };
 
 /*

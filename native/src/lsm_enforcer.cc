@@ -148,11 +148,19 @@ ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::ve
   ew_lsm_gen_info info = {};
   for (const auto& [key, value] : paths) {
     uint32_t op = key.op & 3;
+    // posture entries count too: the hooks must run for a workload in
+    // allow-list mode even when none of its Allow targets resolved
     info.path_entries[op]++;
+    if (key.dev == 0 && key.ino == 0) {
+      info.posture_ops |= EW_LSM_POSTURE_BIT(op);
+      continue;
+    }
     bool dir = false, recursive = false;
     for (int ro = 0; ro < 2; ro++) {
       for (int oo = 0; oo < 2; oo++) {
         if (value.v[EW_LSM_VARIANT(EW_LSM_MATCH_CHILD, ro, oo)].action != EW_ACTION_NONE) dir = true;
+        if (value.allow_variants & (1u << EW_LSM_VARIANT(EW_LSM_MATCH_CHILD, ro, oo))) dir = true;
+        if (value.allow_variants & (1u << EW_LSM_VARIANT(EW_LSM_MATCH_RECURSIVE, ro, oo))) dir = recursive = true;
         const ew_lsm_verdict& r = value.v[EW_LSM_VARIANT(EW_LSM_MATCH_RECURSIVE, ro, oo)];
         if (r.action == EW_ACTION_NONE) continue;
         dir = recursive = true;
@@ -165,6 +173,11 @@ ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::ve
     if (recursive) info.recursive_entries[op]++;
   }
   info.net_entries = static_cast<uint32_t>(nets.size());
+  for (const auto& [key, value] : nets) {
+    if (key.proto_class == EW_NET_POSTURE_CLASS) info.posture_ops |= EW_LSM_POSTURE_BIT(EW_OP_NETWORK);
+  }
+  // the agent reaches its own files and sockets whatever the postures say
+  info.agent_tgid = static_cast<uint32_t>(getpid());
   return info;
 }
 
@@ -372,6 +385,17 @@ void LsmEnforcer::ReadAdoptedState() {
     generation_ = info.generation;
     path_count_[active_] = info.path_entries[EW_OP_PROCESS] + info.path_entries[EW_OP_FILE];
     net_count_[active_] = info.net_entries;
+  }
+  // This process is the agent now (exempt from postures): the summaries
+  // differ only in agent_tgid, so a hook reading one while it is rewritten
+  // sees the same rules either way.
+  for (uint32_t gen = 0; gen < 2; gen++) {
+    ew_lsm_gen_info g = {};
+    if (bpf_map_lookup_elem(MapFd("info"), &gen, &g) != 0) continue;
+    g.agent_tgid = static_cast<uint32_t>(getpid());
+    if (bpf_map_update_elem(MapFd("info"), &gen, &g, BPF_ANY) != 0) {
+      throw std::runtime_error("LsmEnforcer: taking over the adopted rules (agent tgid) failed: " + ErrnoText(errno));
+    }
   }
 }
 
@@ -621,6 +645,11 @@ LsmPathEntry ReadPathEntry(Napi::Env env, Napi::Value item, uint32_t index) {
   if (!vs.IsArray() || vs.As<Napi::Array>().Length() != EW_LSM_VARIANTS) {
     r.Fail("verdicts", "an array of " + std::to_string(EW_LSM_VARIANTS) + " {ruleId, action}", vs);
   }
+  Napi::Value allow = o.Get("allowVariants");
+  if (!allow.IsUndefined()) {
+    value.allow_variants = r.Uint32(o, "allowVariants", 0, (1u << EW_LSM_VARIANTS) - 1,
+                                    "a bit mask of variants with an Allow rule (0..4095)");
+  }
   Napi::Array arr = vs.As<Napi::Array>();
   for (uint32_t i = 0; i < EW_LSM_VARIANTS; i++) {
     Napi::Value v = arr.Get(i);
@@ -641,7 +670,7 @@ LsmNetEntry ReadNetEntry(Napi::Env env, Napi::Value item, uint32_t index) {
   ew_net_rule_key key = {};
   ew_net_rule_value value = {};
   value.rule_id = r.Uint32(o, "ruleId", 0, UINT32_MAX, "an integer in 0..4294967295");
-  value.action = r.Uint32(o, "action", EW_ACTION_AUDIT, EW_ACTION_BLOCK, "1 (Audit) or 2 (Block)");
+  value.action = r.Uint32(o, "action", EW_ACTION_AUDIT, EW_ACTION_ALLOW, "1 (Audit), 2 (Block) or 3 (Allow)");
   key.proto_class = r.Uint32(o, "protoClass", EW_PROTO_TCP, EW_PROTO_RAW, "an integer in 1..5 (tcp, udp, icmp, icmpv6, raw)");
   key.workload = r.BigUint64(o, "workload");
   key.src_dev = r.BigUint64(o, "srcDev");
@@ -652,6 +681,50 @@ LsmNetEntry ReadNetEntry(Napi::Env env, Napi::Value item, uint32_t index) {
     r.Fail(f, "non-zero when the other of srcDev/srcIno is (both 0n: any source)", o.Get(f));
   }
   return {key, value};
+}
+
+int NetRank(uint32_t action) {
+  return action == EW_ACTION_BLOCK ? 3 : action == EW_ACTION_ALLOW ? 2 : action == EW_ACTION_AUDIT ? 1 : 0;
+}
+
+// set.postures (optional): {workload, op, ruleId, action} per workload in
+// allow-list mode for op (1 process, 2 file, 3 network), added as the
+// reserved posture entries (include/ew_lsm_abi.h).
+void ReadPostures(Napi::Env env, Napi::Object set, std::vector<LsmPathEntry>* paths,
+                  std::map<ew_net_rule_key, ew_net_rule_value, NetKeyLess>* nets) {
+  Napi::Value v = set.Get("postures");
+  if (v.IsUndefined()) return;
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "LsmEnforcer.setRules: set.postures must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > 3 * (EW_MAX_WORKLOADS + 1)) {
+    throw Napi::RangeError::New(env, "LsmEnforcer.setRules: " + std::to_string(a.Length()) + " postures, at most one per op and workload");
+  }
+  std::set<std::pair<uint64_t, uint32_t>> seen;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    std::string prefix = "LsmEnforcer.setRules: postures[" + std::to_string(i) + "].";
+    FieldReader r(env, prefix);
+    Napi::Value item = a.Get(i);
+    if (!item.IsObject()) throw Napi::TypeError::New(env, prefix.substr(0, prefix.size() - 1) + " must be an object");
+    Napi::Object o = item.As<Napi::Object>();
+    uint64_t workload = r.BigUint64(o, "workload");
+    uint32_t op = r.Uint32(o, "op", EW_OP_PROCESS, EW_OP_NETWORK, "1 (process), 2 (file) or 3 (network)");
+    uint32_t rule_id = r.Uint32(o, "ruleId", 0, UINT32_MAX, "an integer in 0..4294967295");
+    uint32_t action = r.Uint32(o, "action", EW_ACTION_AUDIT, EW_ACTION_BLOCK, "1 (Audit) or 2 (Block)");
+    if (!seen.emplace(workload, op).second) r.Fail("op", "given once per workload", o.Get("op"));
+    if (op == EW_OP_NETWORK) {
+      ew_net_rule_key key = {};
+      key.workload = workload;
+      key.proto_class = EW_NET_POSTURE_CLASS;
+      (*nets)[key] = ew_net_rule_value{rule_id, action};
+    } else {
+      ew_lsm_path_key key = {};
+      ew_lsm_path_value value = {};
+      key.workload = workload;
+      key.op = op;
+      value.v[0] = ew_lsm_verdict{rule_id, action};
+      paths->emplace_back(key, value);
+    }
+  }
 }
 
 Napi::Array ArrayField(Napi::Env env, Napi::Object set, const char* field, uint32_t max) {
@@ -761,10 +834,11 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
     std::map<ew_net_rule_key, ew_net_rule_value, NetKeyLess> net_map;
     for (uint32_t i = 0; i < nets.Length(); i++) {
       LsmNetEntry e = ReadNetEntry(env, nets.Get(i), i);
-      // Two rules on one key (same source and protocol): Block wins, as in the kernel.
+      // Two rules on one key (same source and protocol): Block, then Allow, then Audit (as on compat).
       auto [it, inserted] = net_map.emplace(e.first, e.second);
-      if (!inserted && e.second.action > it->second.action) it->second = e.second;
+      if (!inserted && NetRank(e.second.action) > NetRank(it->second.action)) it->second = e.second;
     }
+    ReadPostures(env, set, &path_entries, &net_map);
     std::vector<LsmNetEntry> net_entries(net_map.begin(), net_map.end());
     try {
       enforcer.SetRules(path_entries, net_entries);
