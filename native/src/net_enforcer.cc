@@ -25,17 +25,16 @@
 #include "edgeward_abi.h"
 #include "ew_workload_abi.h"
 #include "event_ring.h"
+#include "js_reader.h"
 #include "modules.h"
 #include "net_enforcer.skel.h"
+#include "workload_table.h"
 
 namespace edgeward {
 
 namespace {
 
-std::string ErrnoText(int err) {
-  const char* name = strerrorname_np(err);
-  return std::string(name ? name : "E?") + ": " + strerror(err);
-}
+using js::ErrnoText;
 
 // Map keys compared field by field (the struct has padding).
 struct RuleKeyLess {
@@ -45,13 +44,6 @@ struct RuleKeyLess {
   }
 };
 using RuleSet = std::map<ew_net_rule_key, ew_net_rule_value, RuleKeyLess>;
-
-struct WorkloadKeyLess {
-  bool operator()(const ew_workload_key& a, const ew_workload_key& b) const {
-    return std::tie(a.ns_kind, a.ns_inum) < std::tie(b.ns_kind, b.ns_inum);
-  }
-};
-using WorkloadSet = std::map<ew_workload_key, ew_workload_value, WorkloadKeyLess>;
 
 // Every program of the skeleton with its name, in attach order: the
 // use-time hooks first, creation last, so that once sockets can no longer be
@@ -106,32 +98,7 @@ class NetEnforcer {
 
   // Replaces the containers: new and changed entries first, then stale ones
   // deleted (a container that stays keeps its entry throughout).
-  void SetWorkloads(const WorkloadSet& workloads) {
-    if (workloads.size() > 2 * EW_MAX_WORKLOADS) {
-      throw std::range_error("NetEnforcer.setWorkloads: " + std::to_string(workloads.size() / 2) +
-                             " workloads, at most " + std::to_string(EW_MAX_WORKLOADS) + " are supported; nothing changed");
-    }
-    int fd = bpf_map__fd(skel_->maps.workloads);
-    for (const auto& [key, value] : workloads) {
-      if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0) {
-        throw std::runtime_error("NetEnforcer.setWorkloads: adding namespace " + std::to_string(key.ns_inum) +
-                                 " failed: " + ErrnoText(errno));
-      }
-    }
-    std::vector<ew_workload_key> stale;
-    ew_workload_key key = {}, next = {};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-      if (workloads.count(next) == 0) stale.push_back(next);
-      key = next;
-      prev = &key;
-    }
-    for (const ew_workload_key& k : stale) {
-      if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT) {
-        throw std::runtime_error("NetEnforcer.setWorkloads: removing a stale namespace failed: " + ErrnoText(errno));
-      }
-    }
-  }
+  void SetWorkloads(const WorkloadSet& workloads) { SyncWorkloads(bpf_map__fd(skel_->maps.workloads), workloads, "NetEnforcer"); }
 
   size_t RuleCount() { return Keys().size(); }
 
@@ -209,55 +176,19 @@ namespace {
 
 const char kUsage[] = "NetEnforcer(ring: EventRing, {cgroupPath: string})";
 
-class RuleReader {
- public:
-  RuleReader(Napi::Env env, uint32_t index, const std::string& list = "NetEnforcer.setRules: rules")
-      : env_(env), prefix_(list + "[" + std::to_string(index) + "].") {}
-
-  [[noreturn]] void Fail(const char* field, const std::string& what, Napi::Value got) const {
-    std::string shown = got.IsUndefined() ? "undefined" : got.ToString().Utf8Value();
-    throw Napi::TypeError::New(env_, prefix_ + field + " must be " + what + ", got " + shown);
-  }
-
-  uint32_t Uint32(Napi::Object o, const char* field, uint32_t min, uint32_t max, const std::string& what) const {
-    Napi::Value v = o.Get(field);
-    if (!v.IsNumber()) Fail(field, what, v);
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<uint64_t>(d))) Fail(field, what, v);
-    return static_cast<uint32_t>(d);
-  }
-
-  uint64_t BigUint64(Napi::Object o, const char* field) const {
-    Napi::Value v = o.Get(field);
-    const char* what = "a bigint in 0n..2n**64n-1n";
-    if (!v.IsBigInt()) Fail(field, what, v);
-    bool lossless = false;
-    uint64_t n = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (!lossless) Fail(field, what, v);
-    return n;
-  }
-
- private:
-  Napi::Env env_;
-  std::string prefix_;
-};
-
 // Validates one JS NativeNetRule into a map key and value.
 std::pair<ew_net_rule_key, ew_net_rule_value> ReadRule(Napi::Env env, Napi::Value item, uint32_t index) {
-  RuleReader r(env, index);
-  if (!item.IsObject()) {
-    throw Napi::TypeError::New(env, "NetEnforcer.setRules: rules[" + std::to_string(index) + "] must be an object");
-  }
-  Napi::Object o = item.As<Napi::Object>();
+  js::Reader r(env, "NetEnforcer.setRules: rules[" + std::to_string(index) + "]");
+  Napi::Object o = r.Object(item);
   ew_net_rule_key key = {};
   ew_net_rule_value value = {};
-  value.rule_id = r.Uint32(o, "ruleId", 0, UINT32_MAX, "an integer in 0..4294967295");
-  value.action = r.Uint32(o, "action", EW_ACTION_AUDIT, EW_ACTION_ALLOW, "1 (Audit), 2 (Block) or 3 (Allow)");
-  key.proto_class = r.Uint32(o, "protoClass", EW_NET_POSTURE_CLASS, EW_PROTO_RAW,
+  value.rule_id = r.U32(o, "ruleId", 0, UINT32_MAX, "an integer in 0..4294967295");
+  value.action = r.U32(o, "action", EW_ACTION_AUDIT, EW_ACTION_ALLOW, "1 (Audit), 2 (Block) or 3 (Allow)");
+  key.proto_class = r.U32(o, "protoClass", EW_NET_POSTURE_CLASS, EW_PROTO_RAW,
                              "an integer in 0..5 (0: the workload's posture; tcp, udp, icmp, icmpv6, raw)");
-  key.workload = r.BigUint64(o, "workload");
-  key.src_dev = r.BigUint64(o, "srcDev");
-  key.src_ino = r.BigUint64(o, "srcIno");
+  key.workload = r.BigU64(o, "workload");
+  key.src_dev = r.BigU64(o, "srcDev");
+  key.src_ino = r.BigU64(o, "srcIno");
   if (key.src_dev > UINT32_MAX) {
     r.Fail("srcDev", "a kernel dev_t (major << 20 | minor, below 2n**32n)", o.Get("srcDev"));
   }
@@ -299,11 +230,7 @@ class NetEnforcerWrap : public Napi::ObjectWrap<NetEnforcerWrap> {
     if (!path.IsString() || path.As<Napi::String>().Utf8Value().empty()) {
       throw Napi::TypeError::New(env, std::string(kUsage) + ": options.cgroupPath must be a non-empty string");
     }
-    try {
-      enforcer_ = std::make_unique<NetEnforcer>(ring, path.As<Napi::String>().Utf8Value());
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
-    }
+    js::Rethrown(env, [&] { enforcer_ = std::make_unique<NetEnforcer>(ring, path.As<Napi::String>().Utf8Value()); });
   }
 
  private:
@@ -332,58 +259,16 @@ class NetEnforcerWrap : public Napi::ObjectWrap<NetEnforcerWrap> {
       auto [it, inserted] = rules.emplace(key, value);
       if (!inserted && ActionRank(value.action) > ActionRank(it->second.action)) it->second = value;
     }
-    try {
-      enforcer.SetRules(rules);
-    } catch (const std::range_error& e) {
-      throw Napi::RangeError::New(env, e.what());
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
-    }
+    js::Rethrown(env, [&] { enforcer.SetRules(rules); });
     return env.Undefined();
   }
 
   Napi::Value SetWorkloads(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     NetEnforcer& enforcer = Open(env);
-    if (info.Length() < 1 || !info[0].IsArray()) {
-      throw Napi::TypeError::New(env, "NetEnforcer.setWorkloads(workloads: Array<{workload, mntNs, pidNs}>)");
-    }
-    Napi::Array arr = info[0].As<Napi::Array>();
-    if (arr.Length() > EW_MAX_WORKLOADS) {
-      throw Napi::RangeError::New(env, "NetEnforcer.setWorkloads: " + std::to_string(arr.Length()) + " workloads, at most " +
-                                           std::to_string(EW_MAX_WORKLOADS) + " are supported; nothing changed");
-    }
     // Every entry is validated before the map is touched.
-    WorkloadSet set;
-    for (uint32_t i = 0; i < arr.Length(); i++) {
-      const std::string what = "NetEnforcer.setWorkloads: workloads[" + std::to_string(i) + "]";
-      Napi::Value item = arr.Get(i);
-      if (!item.IsObject() || item.IsArray()) throw Napi::TypeError::New(env, what + " must be an object {workload, mntNs, pidNs}");
-      Napi::Object o = item.As<Napi::Object>();
-      RuleReader r(env, i, "NetEnforcer.setWorkloads: workloads");
-      ew_workload_value value = {};
-      value.workload = r.BigUint64(o, "workload");
-      if (value.workload == 0) r.Fail("workload", "a bigint other than 0n (0n is the host)", o.Get("workload"));
-      uint32_t mnt = r.Uint32(o, "mntNs", 1, UINT32_MAX, "a mount namespace inode number (1..4294967295)");
-      uint32_t pid = r.Uint32(o, "pidNs", 0, UINT32_MAX, "a pid namespace inode number (0: none)");
-      ew_workload_key mkey = {};
-      mkey.ns_inum = mnt;
-      mkey.ns_kind = EW_NS_MNT;
-      if (!set.emplace(mkey, value).second) r.Fail("mntNs", "named once only", o.Get("mntNs"));
-      if (pid != 0) {
-        ew_workload_key pkey = {};
-        pkey.ns_inum = pid;
-        pkey.ns_kind = EW_NS_PID;
-        set.emplace(pkey, value);  // shared pid namespace (--pid=container:): the first keeps it
-      }
-    }
-    try {
-      enforcer.SetWorkloads(set);
-    } catch (const std::range_error& e) {
-      throw Napi::RangeError::New(env, e.what());
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
-    }
+    WorkloadSet set = ParseWorkloads(env, info.Length() > 0 ? info[0] : env.Undefined(), "NetEnforcer");
+    js::Rethrown(env, [&] { enforcer.SetWorkloads(set); });
     return env.Undefined();
   }
 
