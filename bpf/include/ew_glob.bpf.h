@@ -26,6 +26,16 @@
  *   failed). The caller decides what an unknown answer means; fail-safe for
  *   Block/Audit rules is "treat anything but EW_GLOB_NOMATCH as a match".
  *
+ *   Include it after vmlinux.h and <bpf/bpf_helpers.h>. Example:
+ *
+ *     struct rule { __u32 pattern_len; __u8 pattern[EW_GLOB_PATTERN_MAX]; };
+ *     struct rule *r = bpf_map_lookup_elem(&rules, &key);      // map value
+ *     struct ew_lsm_exe_path *buf = bpf_map_lookup_elem(&lsm_exe_scratch, &zero);
+ *     __u32 len = ew_resolve_path(p, buf->path, &flags);       // or bpf_d_path() - 1
+ *     int m = (flags & EW_STR_TRUNCATED) ? EW_GLOB_TOO_COMPLEX  // a cut path: unknown
+ *             : ew_glob_match(r->pattern, r->pattern_len, (const __u8 *)buf->path, len);
+ *     if (m != EW_GLOB_NOMATCH) ... // Block/Audit: fail-safe
+ *
  *   Uses bpf_loop (kernel 5.17+) and one per-CPU array map of its own
  *   (ew_glob_state, 40 bytes), defined here: include this header once per
  *   object. Not reentrant on one CPU (no BPF program calling it can preempt
@@ -36,7 +46,15 @@
  *   At most EW_GLOB_MAX_STEPS (default 65536; define it before including to
  *   change it, <= 1 << 23) bpf_loop iterations per call, each O(1): one
  *   pattern op against one path character, or one backtrack. A class op
- *   checks up to EW_GLOB_CLASS_MAX_RANGES ranges in its one step.
+ *   checks up to EW_GLOB_CLASS_MAX_RANGES ranges in its one step. Measured on
+ *   this host (6.18, loaded): about 14 ns per step; a used-up budget costs
+ *   about 0.9 ms; pattern "/etc/" "*shadow*" on /etc/gshadow-: 0.8 us (16
+ *   steps); pattern "/" "**" "/" "*.log" on a 4095-byte path: 110 us (8,143
+ *   steps).
+ *   Verifier (glob_test.bpf.c): about 3,700 instructions processed per
+ *   program using it (6.18 syscall program 3,699; 6.1 syscall 3,657, LSM 3,702).
+ *   kernelGlobMatch() in glob_kernel.ts is a step-exact model: it tells what a
+ *   pattern/path pair costs and when the budget runs out.
  *
  * Encoding (bytes; mirrored in agent/src/policy/glob_kernel.ts)
  * --------
