@@ -52,6 +52,36 @@ struct {
 
 __u64 glob_lsm_matches;
 
+/*
+ * The matcher inside a global function with scalar arguments, the way
+ * lsm_enforcer.bpf.c decides paths (ew_path_decide): verified once, with
+ * unknown arguments.
+ */
+__noinline int glob_match_rule(__u32 key, __u32 path_len)
+{
+	__u32 zero = 0;
+	struct glob_rule *rule = bpf_map_lookup_elem(&glob_rules, &key);
+	struct glob_path_buf *buf = bpf_map_lookup_elem(&glob_scratch, &zero);
+	if (!rule || !buf)
+		return EW_GLOB_INVALID;
+	return ew_glob_match(rule->pattern, rule->len, (const __u8 *)buf->path, path_len);
+}
+
+int glob_result_global;
+
+/* The same through glob_match_rule(): userspace fills glob_rules[0] and glob_scratch. */
+SEC("syscall")
+int glob_test_global(void *ctx)
+{
+	glob_result_global = glob_match_rule(0, glob_path_len);
+	return 0;
+}
+
+/*
+ * Loaded (only with glob_runner --lsm), never attached: proves an LSM
+ * program holding the matcher, inline and through a global function,
+ * passes the verifier of a BPF-LSM kernel.
+ */
 SEC("lsm/file_open")
 int BPF_PROG(glob_lsm_file_open, struct file *file)
 {
@@ -64,6 +94,8 @@ int BPF_PROG(glob_lsm_file_open, struct file *file)
 	if (n <= 0)
 		return 0;
 	if (ew_glob_match(rule->pattern, rule->len, (const __u8 *)buf->path, (__u32)(n - 1)) != EW_GLOB_NOMATCH)
+		__sync_fetch_and_add(&glob_lsm_matches, 1);
+	if (glob_match_rule(0, (__u32)(n - 1)) != EW_GLOB_NOMATCH)
 		__sync_fetch_and_add(&glob_lsm_matches, 1);
 	return 0;
 }

@@ -3,6 +3,8 @@
  * Runs the kernel glob matcher (bpf/glob_test.bpf.c, ew_glob_match) on
  * stdin lines "<encoded pattern hex>\t<path hex>" and prints one verdict per
  * line: 1 match, 0 no match, 2 too complex (step budget), -1 invalid.
+ * Each line runs twice: glob_test (the matcher inlined) and glob_test_global
+ * (through a global function, inputs in maps); they must agree.
  * Hex so that any byte (tab, newline, invalid UTF-8) can be tested.
  *
  *   glob_runner [--log] [--lsm]
@@ -24,7 +26,17 @@
 
 #include "glob_test.skel.h"
 
+/* Map values of bpf/glob_test.bpf.c (sizes checked against the maps at start). */
+struct glob_rule {
+	__u32 len;
+	__u8 pattern[256]; /* EW_GLOB_PATTERN_MAX */
+};
+struct glob_path_buf {
+	char path[4096]; /* EW_PATH_MAX */
+};
+
 static char verifier_log[1 << 20];
+static char global_verifier_log[1 << 20];
 static char lsm_verifier_log[1 << 20];
 
 static int hexval(int c)
@@ -84,6 +96,8 @@ int main(int argc, char **argv)
 	if (show_log) {
 		bpf_program__set_log_buf(skel->progs.glob_test, verifier_log, sizeof verifier_log);
 		bpf_program__set_log_level(skel->progs.glob_test, 4); /* statistics */
+		bpf_program__set_log_buf(skel->progs.glob_test_global, global_verifier_log, sizeof global_verifier_log);
+		bpf_program__set_log_level(skel->progs.glob_test_global, 4);
 		bpf_program__set_log_buf(skel->progs.glob_lsm_file_open, lsm_verifier_log, sizeof lsm_verifier_log);
 		bpf_program__set_log_level(skel->progs.glob_lsm_file_open, 4);
 	}
@@ -94,11 +108,28 @@ int main(int argc, char **argv)
 	}
 	if (show_log) {
 		fprintf(stderr, "glob_test: %s", verifier_log);
+		fprintf(stderr, "glob_test_global: %s", global_verifier_log);
 		if (lsm)
 			fprintf(stderr, "glob_lsm_file_open: %s", lsm_verifier_log);
 	}
 
 	int prog_fd = bpf_program__fd(skel->progs.glob_test);
+	int global_fd = bpf_program__fd(skel->progs.glob_test_global);
+	int rules_fd = bpf_map__fd(skel->maps.glob_rules);
+	int scratch_fd = bpf_map__fd(skel->maps.glob_scratch);
+	int ncpus = libbpf_num_possible_cpus();
+	struct glob_rule rule;
+	struct glob_path_buf *scratch = ncpus > 0 ? calloc((size_t)ncpus, sizeof *scratch) : NULL;
+	if (bpf_map__value_size(skel->maps.glob_rules) != sizeof rule ||
+	    bpf_map__value_size(skel->maps.glob_scratch) != sizeof *scratch ||
+	    sizeof skel->bss->glob_pattern != sizeof rule.pattern || sizeof skel->bss->glob_path != sizeof scratch->path) {
+		fprintf(stderr, "glob_runner: struct glob_rule/glob_path_buf differ from bpf/glob_test.bpf.c\n");
+		return 1;
+	}
+	if (!scratch) {
+		fprintf(stderr, "glob_runner: no memory for %d per-CPU path buffers\n", ncpus);
+		return 1;
+	}
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
@@ -121,6 +152,7 @@ int main(int argc, char **argv)
 		skel->bss->glob_pattern_len = (__u32)plen;
 		skel->bss->glob_path_len = (__u32)slen;
 		skel->bss->glob_result = 99;
+		skel->bss->glob_result_global = 99;
 		LIBBPF_OPTS(bpf_test_run_opts, opts);
 		err = bpf_prog_test_run_opts(prog_fd, &opts);
 		if (err || opts.retval != 0) {
@@ -128,10 +160,34 @@ int main(int argc, char **argv)
 				strerror(err ? errno : 0), opts.retval);
 			return 1;
 		}
+
+		__u32 zero = 0;
+		memset(&rule, 0, sizeof rule);
+		rule.len = (__u32)plen;
+		memcpy(rule.pattern, skel->bss->glob_pattern, (size_t)plen);
+		for (int c = 0; c < ncpus; c++)
+			memcpy(scratch[c].path, skel->bss->glob_path, (size_t)slen);
+		if (bpf_map_update_elem(rules_fd, &zero, &rule, 0) || bpf_map_update_elem(scratch_fd, &zero, scratch, 0)) {
+			fprintf(stderr, "glob_runner: line %lu: map update failed: %s\n", lineno, strerror(errno));
+			return 1;
+		}
+		LIBBPF_OPTS(bpf_test_run_opts, gopts);
+		err = bpf_prog_test_run_opts(global_fd, &gopts);
+		if (err || gopts.retval != 0) {
+			fprintf(stderr, "glob_runner: line %lu: global test run failed: %s (retval %u)\n", lineno,
+				strerror(err ? errno : 0), gopts.retval);
+			return 1;
+		}
+		if (skel->bss->glob_result_global != skel->bss->glob_result) {
+			fprintf(stderr, "glob_runner: line %lu: inline matcher says %d, global function %d\n", lineno,
+				skel->bss->glob_result, skel->bss->glob_result_global);
+			return 1;
+		}
 		printf("%d\n", skel->bss->glob_result);
 	}
 	fflush(stdout);
 	free(line);
+	free(scratch);
 	glob_test__destroy(skel);
 	return 0;
 }
