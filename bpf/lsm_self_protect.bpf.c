@@ -12,8 +12,22 @@
  *   agent's binary, its state and install directories, its pin directory
  *   on bpffs, all below the protected directories) are written, removed,
  *   renamed, linked, truncated or chmod/chown'ed by the agent only.
- * - sb_umount: the filesystems holding protected state (bpffs with the
- *   pins) cannot be unmounted, which would drop the pinned programs.
+ * - inode_setattr/setxattr/removexattr/set_acl/remove_acl/file_setattr and
+ *   the inode-flag ioctls: times, xattrs, ACLs and flags (chattr) of
+ *   protected inodes change by the agent only.
+ * - sb_mount/move_mount: nothing is mounted on or below a protected inode
+ *   (a mount there would hide the protected tree); sb_umount: the
+ *   filesystems holding protected state (bpffs with the pins) and mounts
+ *   whose root is protected cannot be unmounted.
+ * - file_open on cgroup v2: the files of the agent's cgroup and of its
+ *   ancestors (cgroup.kill, cgroup.freeze, memory.max, cpu.max...) are
+ *   written by the agent and the stopper only (moving tasks, enabling
+ *   controllers and pressure triggers stay open); the agent's cgroup is
+ *   read through its task, so moving it elsewhere does not escape this.
+ * - file_open on procfs, task_setrlimit/setnice/setscheduler/setioprio:
+ *   /proc/<agent>/... (oom_score_adj, timerslack_ns...) are written, and its
+ *   rlimits (RLIMIT_CPU kills), nice, policy, affinity and io priority
+ *   changed, by the agent and the stopper only.
  * - bpf_map: write access to the agent's BPF maps (registered ids, and the
  *   rule maps of each generation, by name) is the agent's only.
  *
@@ -27,7 +41,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
-#include "ew_lsm_abi.h"
+#include "ew_self_protect_abi.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -36,6 +50,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define EW_O_TRUNC 01000
 #define EW_SIGHUP 1
 #define EW_PTRACE_MODE_ATTACH 0x02
+#define EW_CGROUP2_SUPER_MAGIC 0x63677270
+#define EW_PROC_SUPER_MAGIC 0x9fa0
+#define EW_FS_IOC_SETFLAGS 0x40086602
+#define EW_FS_IOC32_SETFLAGS 0x40046602
+#define EW_FS_IOC_FSSETXATTR 0x401c5820
 
 /* ew_sp_config[0]: who the agent is and who may stop it. */
 struct {
@@ -45,13 +64,24 @@ struct {
 	__type(value, struct ew_sp_config);
 } ew_sp_config SEC(".maps");
 
-/* Protected inodes (EW_SP_EXACT / EW_SP_TREE) and filesystems (ino 0, EW_SP_NO_UMOUNT). */
+/*
+ * Protected inodes (EW_SP_EXACT / EW_SP_TREE) and filesystems (ino 0:
+ * EW_SP_NO_UMOUNT, EW_SP_FS_HAS_PROTECTED).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, EW_SP_MAX_INODES);
 	__type(key, struct ew_sp_inode_key);
 	__type(value, __u32);
 } ew_sp_inodes SEC(".maps");
+
+/* The agent's thread group leader (struct ew_sp_agent). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ew_sp_agent);
+} ew_sp_agent SEC(".maps");
 
 /* Ids of the BPF maps only the agent may open for writing. */
 struct {
@@ -64,7 +94,7 @@ struct {
 /* Refusals by kind (enum ew_sp_refusal), per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, EW_SP_REFUSAL_KINDS);
+	__uint(max_entries, EW_SP_REFUSALS);
 	__type(key, __u32);
 	__type(value, __u64);
 } ew_sp_refused SEC(".maps");
@@ -126,17 +156,22 @@ int BPF_PROG(ew_sp_ptrace, struct task_struct *child, unsigned int mode, int ret
 /*
  * Whether `d` (a dentry; negative for a name being created) is a protected
  * inode or lies below a protected directory: d_parent is walked up to
- * EW_SP_WALK_MAX levels within its filesystem.
+ * EW_SP_WALK_MAX levels within its filesystem. A filesystem without
+ * protected inodes costs one lookup.
  */
 static __always_inline int ew_sp_protected(struct dentry *d)
 {
-	struct ew_sp_inode_key key = {};
+	if (!d)
+		return 0;
+	struct ew_sp_inode_key key = {.dev = BPF_CORE_READ(d, d_sb, s_dev), .ino = 0};
+	__u32 *fs = bpf_map_lookup_elem(&ew_sp_inodes, &key);
+	if (!fs || !(*fs & EW_SP_FS_HAS_PROTECTED))
+		return 0;
 	for (int i = 0; i < EW_SP_WALK_MAX; i++) {
 		if (!d)
 			return 0;
 		struct inode *inode = BPF_CORE_READ(d, d_inode);
 		if (inode) {
-			key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 			key.ino = BPF_CORE_READ(inode, i_ino);
 			__u32 *flags = bpf_map_lookup_elem(&ew_sp_inodes, &key);
 			if (flags && (*flags & (i == 0 ? (EW_SP_EXACT | EW_SP_TREE) : EW_SP_TREE)))
@@ -150,12 +185,98 @@ static __always_inline int ew_sp_protected(struct dentry *d)
 	return 0;
 }
 
-static __always_inline int ew_sp_path_write(struct dentry *d)
+/* `kind` refused when `d` is protected and the caller is not the agent. */
+static __always_inline int ew_sp_change(struct dentry *d, __u32 kind)
 {
 	struct ew_sp_config *c = ew_sp_cfg();
 	if (!c || ew_sp_current_tgid() == c->agent_tgid)
 		return 0;
-	return ew_sp_protected(d) ? ew_sp_refuse(EW_SP_REFUSED_PATH) : 0;
+	return ew_sp_protected(d) ? ew_sp_refuse(kind) : 0;
+}
+
+static __always_inline int ew_sp_path_write(struct dentry *d)
+{
+	return ew_sp_change(d, EW_SP_REFUSED_PATH);
+}
+
+static __always_inline struct task_struct *ew_sp_agent_task(void)
+{
+	__u32 zero = 0;
+	struct ew_sp_agent *a = bpf_map_lookup_elem(&ew_sp_agent, &zero);
+	return a ? (struct task_struct *)a->task : 0;
+}
+
+/* Whether `dir` (a cgroup v2 directory) is the agent's current cgroup or one of its ancestors. */
+static __always_inline int ew_sp_agent_cgroup_or_ancestor(struct dentry *dir)
+{
+	struct task_struct *agent = ew_sp_agent_task();
+	if (!agent || !dir)
+		return 0;
+	struct kernfs_node *kn = BPF_CORE_READ(dir, d_inode, i_private);
+	if (!kn)
+		return 0;
+	struct cgroup *target = BPF_CORE_READ(kn, priv);
+	if (!target)
+		return 0;
+	struct cgroup *cg = BPF_CORE_READ(agent, cgroups, dfl_cgrp);
+	for (int i = 0; i < EW_SP_CGROUP_DEPTH && cg; i++) {
+		if (cg == target)
+			return 1;
+		cg = BPF_CORE_READ(cg, self.parent, cgroup); /* the root's is NULL */
+	}
+	return 0;
+}
+
+static __always_inline int ew_sp_name_is(const char *name, long len, const char *lit, int size)
+{
+	if (len != size) /* both count the NUL */
+		return 0;
+#pragma unroll
+	for (int i = 0; i < size; i++)
+		if (name[i] != lit[i])
+			return 0;
+	return 1;
+}
+#define EW_SP_NAME_IS(name, len, lit) ew_sp_name_is(name, len, lit, sizeof(lit))
+
+/*
+ * cgroup files others may still write in the agent's cgroups: moving tasks
+ * (the agent's own move has no LSM hook at all), enabling controllers for
+ * children, PSI triggers (monitoring daemons open *.pressure for writing).
+ */
+static __always_inline int ew_sp_cgroup_file_open_to_all(struct dentry *d)
+{
+	char name[32] = {};
+	long len = bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(d, d_name.name));
+	if (EW_SP_NAME_IS(name, len, "cgroup.procs") || EW_SP_NAME_IS(name, len, "cgroup.threads") ||
+	    EW_SP_NAME_IS(name, len, "cgroup.subtree_control"))
+		return 1;
+	const char suffix[] = ".pressure";
+	if (len < (long)sizeof(suffix) || len > (long)sizeof(name))
+		return 0;
+#pragma unroll
+	for (int i = 0; i < (int)sizeof(suffix) - 1; i++)
+		if (name[(len - (long)sizeof(suffix) + i) & (sizeof(name) - 1)] != suffix[i])
+			return 0;
+	return 1;
+}
+
+/* Whether `d` (a procfs dentry) is below /proc/<pid> of one of the agent's threads. */
+static __always_inline int ew_sp_proc_of_agent(struct dentry *d, __u32 agent_tgid)
+{
+	struct inode *inode = BPF_CORE_READ(d, d_inode);
+	if (!inode)
+		return 0;
+	/* every procfs inode is the vfs_inode of a struct proc_inode; pid is set below /proc/<pid> */
+	struct proc_inode *pi = (void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode);
+	struct pid *pid = BPF_CORE_READ(pi, pid);
+	if (!pid)
+		return 0;
+	struct hlist_node *first = BPF_CORE_READ(pid, tasks[PIDTYPE_PID].first);
+	if (!first)
+		return 0; /* exited */
+	struct task_struct *t = (void *)first - bpf_core_field_offset(struct task_struct, pid_links);
+	return BPF_CORE_READ(t, tgid) == agent_tgid;
 }
 
 SEC("lsm/file_open")
@@ -167,7 +288,26 @@ int BPF_PROG(ew_sp_file_open, struct file *file, int ret)
 	__u32 flags = BPF_CORE_READ(file, f_flags);
 	if (!(mode & EW_FMODE_WRITE) && !(flags & EW_O_TRUNC))
 		return 0;
-	return ew_sp_path_write(BPF_CORE_READ(file, f_path.dentry));
+	struct ew_sp_config *c = ew_sp_cfg();
+	__u32 me = ew_sp_current_tgid();
+	if (!c || me == c->agent_tgid)
+		return 0;
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	unsigned long magic = BPF_CORE_READ(d, d_sb, s_magic);
+	if (magic == EW_CGROUP2_SUPER_MAGIC) {
+		/* cgroup.kill kills without a signal syscall, cgroup.freeze stops it, limits starve it */
+		if (me == c->stopper_tgid || !ew_sp_agent_cgroup_or_ancestor(BPF_CORE_READ(d, d_parent)) ||
+		    ew_sp_cgroup_file_open_to_all(d))
+			return 0;
+		return ew_sp_refuse(EW_SP_REFUSED_CGROUP);
+	}
+	if (magic == EW_PROC_SUPER_MAGIC) {
+		/* oom_score_adj (first OOM victim), timerslack_ns, comm, attr/... */
+		if (me == c->stopper_tgid || !ew_sp_proc_of_agent(d, c->agent_tgid))
+			return 0;
+		return ew_sp_refuse(EW_SP_REFUSED_PROCESS);
+	}
+	return ew_sp_protected(d) ? ew_sp_refuse(EW_SP_REFUSED_PATH) : 0;
 }
 
 SEC("lsm/path_unlink")
@@ -240,6 +380,99 @@ int BPF_PROG(ew_sp_path_chown, const struct path *path, unsigned long uid, unsig
 	return ret ? ret : ew_sp_path_write(BPF_CORE_READ(path, dentry));
 }
 
+/* Attributes ----------------------------------------------------------------- */
+
+/*
+ * inode_setattr (utimes, and chmod/chown/truncate again) changed shape in
+ * 6.8: mnt_idmap first. Userspace loads the variant the kernel has.
+ */
+SEC("lsm/inode_setattr")
+int BPF_PROG(ew_sp_inode_setattr, void *idmap, struct dentry *dentry, struct iattr *attr, int ret)
+{
+	return ret ? ret : ew_sp_change(dentry, EW_SP_REFUSED_ATTR);
+}
+
+SEC("lsm/inode_setattr")
+int BPF_PROG(ew_sp_inode_setattr_nomnt, struct dentry *dentry, struct iattr *attr, int ret)
+{
+	return ret ? ret : ew_sp_change(dentry, EW_SP_REFUSED_ATTR);
+}
+
+/* first argument: user_namespace (6.1) or mnt_idmap (6.3+); dentry second in both */
+SEC("lsm/inode_setxattr")
+int BPF_PROG(ew_sp_inode_setxattr, void *idmap, struct dentry *dentry, const char *name, const void *value,
+	     size_t size, int flags, int ret)
+{
+	return ret ? ret : ew_sp_change(dentry, EW_SP_REFUSED_ATTR);
+}
+
+SEC("lsm/inode_removexattr")
+int BPF_PROG(ew_sp_inode_removexattr, void *idmap, struct dentry *dentry, const char *name, int ret)
+{
+	return ret ? ret : ew_sp_change(dentry, EW_SP_REFUSED_ATTR);
+}
+
+/* 6.2+: POSIX ACLs no longer pass through the xattr hooks */
+SEC("lsm/inode_set_acl")
+int BPF_PROG(ew_sp_inode_set_acl, void *idmap, struct dentry *dentry, const char *acl_name, void *kacl, int ret)
+{
+	return ret ? ret : ew_sp_change(dentry, EW_SP_REFUSED_ATTR);
+}
+
+SEC("lsm/inode_remove_acl")
+int BPF_PROG(ew_sp_inode_remove_acl, void *idmap, struct dentry *dentry, const char *acl_name, int ret)
+{
+	return ret ? ret : ew_sp_change(dentry, EW_SP_REFUSED_ATTR);
+}
+
+/* 6.17+: inode flags (chattr) through file_setattr(2) and the ioctls */
+SEC("lsm/inode_file_setattr")
+int BPF_PROG(ew_sp_inode_file_setattr, struct dentry *dentry, void *fa, int ret)
+{
+	return ret ? ret : ew_sp_change(dentry, EW_SP_REFUSED_ATTR);
+}
+
+/* chattr (+i makes its state unwritable for the agent too, -a...) on a descriptor opened read-only */
+static __always_inline int ew_sp_ioctl(struct file *file, unsigned int cmd)
+{
+	if (cmd != EW_FS_IOC_SETFLAGS && cmd != EW_FS_IOC32_SETFLAGS && cmd != EW_FS_IOC_FSSETXATTR)
+		return 0;
+	return ew_sp_change(BPF_CORE_READ(file, f_path.dentry), EW_SP_REFUSED_ATTR);
+}
+
+SEC("lsm/file_ioctl")
+int BPF_PROG(ew_sp_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
+{
+	return ret ? ret : ew_sp_ioctl(file, cmd);
+}
+
+SEC("lsm/file_ioctl_compat")
+int BPF_PROG(ew_sp_file_ioctl_compat, struct file *file, unsigned int cmd, unsigned long arg, int ret)
+{
+	return ret ? ret : ew_sp_ioctl(file, cmd);
+}
+
+/* Mounts --------------------------------------------------------------------- */
+
+/*
+ * A mount on or below a protected inode hides the protected tree behind
+ * another one (a bind of attacker files, a tmpfs). sb_mount's path is the
+ * target for every kind (new, bind, move, remount, propagation change).
+ */
+SEC("lsm/sb_mount")
+int BPF_PROG(ew_sp_sb_mount, const char *dev_name, const struct path *path, const char *type, unsigned long flags,
+	     void *data, int ret)
+{
+	return ret ? ret : ew_sp_change(BPF_CORE_READ(path, dentry), EW_SP_REFUSED_MOUNT);
+}
+
+/* move_mount(2): open_tree/fsmount results attached somewhere */
+SEC("lsm/move_mount")
+int BPF_PROG(ew_sp_move_mount, const struct path *from_path, const struct path *to_path, int ret)
+{
+	return ret ? ret : ew_sp_change(BPF_CORE_READ(to_path, dentry), EW_SP_REFUSED_MOUNT);
+}
+
 SEC("lsm/sb_umount")
 int BPF_PROG(ew_sp_sb_umount, struct vfsmount *mnt, int flags, int ret)
 {
@@ -250,7 +483,50 @@ int BPF_PROG(ew_sp_sb_umount, struct vfsmount *mnt, int flags, int ret)
 		return 0;
 	struct ew_sp_inode_key key = {.dev = BPF_CORE_READ(mnt, mnt_sb, s_dev), .ino = 0};
 	__u32 *f = bpf_map_lookup_elem(&ew_sp_inodes, &key);
-	return f && (*f & EW_SP_NO_UMOUNT) ? ew_sp_refuse(EW_SP_REFUSED_UMOUNT) : 0;
+	if (f && (*f & EW_SP_NO_UMOUNT))
+		return ew_sp_refuse(EW_SP_REFUSED_UMOUNT);
+	/* a mount of the protected tree (a state directory on its own filesystem) would uncover what is below it */
+	return ew_sp_protected(BPF_CORE_READ(mnt, mnt_root)) ? ew_sp_refuse(EW_SP_REFUSED_UMOUNT) : 0;
+}
+
+/* Process attributes --------------------------------------------------------- */
+
+/* `p` (any thread of a process) is the agent and the caller neither the agent nor the stopper */
+static __always_inline int ew_sp_task_change(struct task_struct *p)
+{
+	struct ew_sp_config *c = ew_sp_cfg();
+	if (!c || BPF_CORE_READ(p, tgid) != c->agent_tgid)
+		return 0;
+	__u32 me = ew_sp_current_tgid();
+	if (me == c->agent_tgid || (c->stopper_tgid && me == c->stopper_tgid))
+		return 0;
+	return ew_sp_refuse(EW_SP_REFUSED_PROCESS);
+}
+
+/* prlimit(2) on it: RLIMIT_CPU has the kernel kill it, RLIMIT_NOFILE/AS starve it */
+SEC("lsm/task_setrlimit")
+int BPF_PROG(ew_sp_task_setrlimit, struct task_struct *p, unsigned int resource, struct rlimit *new_rlim, int ret)
+{
+	return ret ? ret : ew_sp_task_change(p);
+}
+
+SEC("lsm/task_setnice")
+int BPF_PROG(ew_sp_task_setnice, struct task_struct *p, int nice, int ret)
+{
+	return ret ? ret : ew_sp_task_change(p);
+}
+
+/* sched_setscheduler/sched_setattr (SCHED_IDLE) and sched_setaffinity (onto a CPU a SCHED_FIFO hog holds) */
+SEC("lsm/task_setscheduler")
+int BPF_PROG(ew_sp_task_setscheduler, struct task_struct *p, int ret)
+{
+	return ret ? ret : ew_sp_task_change(p);
+}
+
+SEC("lsm/task_setioprio")
+int BPF_PROG(ew_sp_task_setioprio, struct task_struct *p, int ioprio, int ret)
+{
+	return ret ? ret : ew_sp_task_change(p);
 }
 
 /* BPF objects ---------------------------------------------------------------- */
@@ -272,10 +548,18 @@ int BPF_PROG(ew_sp_bpf_map, struct bpf_map *map, fmode_t fmode, int ret)
 {
 	if (ret)
 		return ret;
-	if (!(fmode & EW_FMODE_WRITE))
-		return 0;
 	struct ew_sp_config *c = ew_sp_cfg();
-	if (!c || ew_sp_current_tgid() == c->agent_tgid)
+	if (!c)
+		return 0;
+	if (ew_sp_current_tgid() == c->agent_tgid) {
+		/* the agent opens a map of its own once its configuration is written: note who it is */
+		__u32 zero = 0;
+		struct ew_sp_agent *a = bpf_map_lookup_elem(&ew_sp_agent, &zero);
+		if (a && !a->task)
+			a->task = (__u64)BPF_CORE_READ((struct task_struct *)bpf_get_current_task_btf(), group_leader);
+		return 0;
+	}
+	if (!(fmode & EW_FMODE_WRITE))
 		return 0;
 	__u32 id = BPF_CORE_READ(map, id);
 	char name[16] = {};

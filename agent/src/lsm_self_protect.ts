@@ -4,21 +4,40 @@
 //   SIGUSR1) by anyone but itself and the stopper, the service manager
 //   (pid 1: `systemctl stop` is the escape hatch); signal 0 and SIGHUP pass;
 // - nobody else can ptrace it, write its memory or take its descriptors;
+// - the files of its cgroup v2 and of that cgroup's ancestors are written by
+//   the agent and the stopper only: no cgroup.kill (a kill without a
+//   signal), cgroup.freeze, memory.max, cpu.max... (cgroup.procs,
+//   cgroup.threads, cgroup.subtree_control and *.pressure stay open); the
+//   cgroup is the agent's current one, so moving it does not escape this;
+// - /proc/<agent>/... (oom_score_adj, timerslack_ns...) are not written, nor
+//   its rlimits (RLIMIT_CPU), nice value, scheduling policy/affinity or io
+//   priority changed, by anyone but the agent and the stopper;
 // - its protected files and directories (binary, state and install
 //   directories, the pin root on bpffs) are written, removed, renamed,
-//   linked, truncated or chmod/chown'ed by the agent only;
-// - the filesystem holding its pins cannot be unmounted;
+//   linked, truncated, chmod/chown'ed, touched (utimes), given xattrs, ACLs
+//   or inode flags (chattr) by the agent only;
+// - nothing is mounted on or below them (a bind or tmpfs there would hide
+//   them), mounts of them are not unmounted, and the filesystem holding its
+//   pins cannot be unmounted;
 // - only the agent may open its rule maps for writing.
 // The programs are not pinned: they end with the agent (a stop through the
 // service manager, or a crash), after which `edgeward unload`, upgrades and
 // edits work again. Escape hatch: stop the agent with the service manager
 // (or set stopperPid to the pid allowed to signal it).
 //
-// Known gaps: a cgroup.kill or cgroup.freeze write on a cgroup containing
-// the agent, or moving it into one (no LSM hook on cgroup attach); the OOM
-// killer and other kernel-sent signals; a mount over a protected directory
-// (hides, does not change it); utimes()/setxattr on protected files; root
-// loading its own BPF-LSM program or rebooting with another lsm= list.
+// Known gaps (what root can still do while the agent runs):
+// - move the agent into a cgroup it prepared (memory.max tiny: the OOM
+//   killer then kills it; cpu.max tiny: starved): no LSM hook sees which
+//   pid a cgroup.procs write moves. The same for cgroup v1 hierarchies
+//   (freezer.state, tasks): only cgroup v2 files are checked;
+// - mount over an ancestor of a protected directory (tmpfs on /var/lib hides
+//   /var/lib/edgeward), pivot_root, or `mount --move` of a mount holding the
+//   protected tree (mount(2)'s move source is a path string the hook cannot
+//   resolve); unmounting a mount that sits above the protected tree;
+// - the OOM killer and other kernel-sent signals; memory pressure from
+//   outside its cgroup;
+// - descriptors opened for writing before the agent protected itself;
+// - load its own BPF-LSM program, or reboot with another lsm= list.
 import * as fs from 'fs';
 
 import { targetResolver } from './lsm_enforcer';
@@ -33,7 +52,21 @@ export interface NativeSelfProtectSet {
 
 export interface NativeSelfProtectStats {
   /** refusals since load, by kind */
-  refused: { signal: number; ptrace: number; path: number; umount: number; map: number };
+  refused: {
+    signal: number;
+    ptrace: number;
+    path: number;
+    umount: number;
+    map: number;
+    /** write opens of its cgroups' files */
+    cgroup: number;
+    /** mounts on or below protected inodes */
+    mount: number;
+    /** utimes, xattrs, ACLs, inode flags of protected inodes */
+    attr: number;
+    /** /proc/<agent> writes, rlimits, nice, scheduling, io priority */
+    process: number;
+  };
   inodes: number;
   mapIds: number;
 }

@@ -6,6 +6,7 @@
 // process's tgid) and the stopper (the service manager) are named at
 // construction.
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
@@ -20,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "ew_lsm_abi.h"
+#include "ew_self_protect_abi.h"
 #include "lsm_self_protect.skel.h"
 #include "modules.h"
 
@@ -36,7 +37,11 @@ std::string ErrnoText(int err) {
 struct Hook {
   const char* hook;
   bpf_program* prog;
-  bool optional;  // path_* hooks exist only with CONFIG_SECURITY_PATH
+  // path_* hooks exist only with CONFIG_SECURITY_PATH, others only on newer kernels
+  bool optional;
+  // the hook's argument count this program is written for (0: any); the
+  // variant for another count is not loaded
+  int args = 0;
 };
 
 std::vector<Hook> Hooks(lsm_self_protect* skel) {
@@ -55,11 +60,46 @@ std::vector<Hook> Hooks(lsm_self_protect* skel) {
       {"path_chmod", skel->progs.ew_sp_path_chmod, true},
       {"path_chown", skel->progs.ew_sp_path_chown, true},
       {"sb_umount", skel->progs.ew_sp_sb_umount, false},
+      {"sb_mount", skel->progs.ew_sp_sb_mount, false},
+      {"move_mount", skel->progs.ew_sp_move_mount, false},
+      {"inode_setattr", skel->progs.ew_sp_inode_setattr, false, 3},        // 6.8+: idmap, dentry, attr
+      {"inode_setattr", skel->progs.ew_sp_inode_setattr_nomnt, false, 2},  // dentry, attr
+      {"inode_setxattr", skel->progs.ew_sp_inode_setxattr, false},
+      {"inode_removexattr", skel->progs.ew_sp_inode_removexattr, false},
+      {"inode_set_acl", skel->progs.ew_sp_inode_set_acl, true},          // 6.2+
+      {"inode_remove_acl", skel->progs.ew_sp_inode_remove_acl, true},    // 6.2+
+      {"inode_file_setattr", skel->progs.ew_sp_inode_file_setattr, true},  // 6.17+
+      {"file_ioctl", skel->progs.ew_sp_file_ioctl, false},
+      {"file_ioctl_compat", skel->progs.ew_sp_file_ioctl_compat, true},  // 6.8+, backported to 6.1.y
+      {"task_setrlimit", skel->progs.ew_sp_task_setrlimit, false},
+      {"task_setnice", skel->progs.ew_sp_task_setnice, false},
+      {"task_setscheduler", skel->progs.ew_sp_task_setscheduler, false},
+      {"task_setioprio", skel->progs.ew_sp_task_setioprio, false},
       {"bpf_map", skel->progs.ew_sp_bpf_map, false},
   };
 }
 
-bool KernelHasHook(const char* hook) { return libbpf_find_vmlinux_btf_id(hook, BPF_LSM_MAC) > 0; }
+// The running kernel's LSM hooks: name -> argument count (bpf_lsm_<hook>'s prototype in its BTF).
+class KernelHooks {
+ public:
+  KernelHooks() : btf_(btf__load_vmlinux_btf()) {
+    if (btf_ == nullptr) throw std::runtime_error("LsmSelfProtect: reading the kernel's BTF failed: " + ErrnoText(errno));
+  }
+  ~KernelHooks() { btf__free(btf_); }
+  KernelHooks(const KernelHooks&) = delete;
+  KernelHooks& operator=(const KernelHooks&) = delete;
+
+  // -1: the kernel has no such hook
+  int Args(const char* hook) const {
+    int id = btf__find_by_name_kind(btf_, (std::string("bpf_lsm_") + hook).c_str(), BTF_KIND_FUNC);
+    if (id <= 0) return -1;
+    const btf_type* proto = btf__type_by_id(btf_, btf__type_by_id(btf_, id)->type);
+    return proto != nullptr && btf_is_func_proto(proto) ? btf_vlen(proto) : -1;
+  }
+
+ private:
+  btf* btf_;
+};
 
 struct InodeKeyLess {
   bool operator()(const ew_sp_inode_key& a, const ew_sp_inode_key& b) const {
@@ -121,8 +161,16 @@ class LsmSelfProtectWrap : public Napi::ObjectWrap<LsmSelfProtectWrap> {
   void Open() {
     skel_ = lsm_self_protect::open();
     if (skel_ == nullptr) throw std::runtime_error("LsmSelfProtect: opening the BPF object failed: " + ErrnoText(errno));
-    for (const Hook& h : Hooks(skel_)) {
-      if (h.optional && !KernelHasHook(h.hook)) bpf_program__set_autoload(h.prog, false);
+    {
+      KernelHooks kernel;
+      for (const Hook& h : Hooks(skel_)) {
+        int args = kernel.Args(h.hook);
+        if ((args < 0 && h.optional) || (args >= 0 && h.args != 0 && args != h.args)) {
+          bpf_program__set_autoload(h.prog, false);
+        } else if (args < 0) {
+          throw std::runtime_error(std::string("LsmSelfProtect: the kernel has no LSM hook ") + h.hook);
+        }
+      }
     }
     int err = lsm_self_protect::load(skel_);
     if (err != 0) {
@@ -139,7 +187,7 @@ class LsmSelfProtectWrap : public Napi::ObjectWrap<LsmSelfProtectWrap> {
       links_.emplace_back(h.hook, link);
     }
     // its own maps are protected like the enforcer's
-    for (bpf_map* m : {skel_->maps.ew_sp_config, skel_->maps.ew_sp_inodes, skel_->maps.ew_sp_map_ids}) {
+    for (bpf_map* m : {skel_->maps.ew_sp_config, skel_->maps.ew_sp_inodes, skel_->maps.ew_sp_map_ids, skel_->maps.ew_sp_agent}) {
       bpf_map_info mi = {};
       uint32_t len = sizeof(mi);
       if (bpf_obj_get_info_by_fd(bpf_map__fd(m), &mi, &len) != 0) {
@@ -152,6 +200,21 @@ class LsmSelfProtectWrap : public Napi::ObjectWrap<LsmSelfProtectWrap> {
     const uint32_t zero = 0;
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.ew_sp_config), &zero, &config_, BPF_ANY) != 0) {
       throw std::runtime_error("LsmSelfProtect: writing its configuration failed: " + ErrnoText(errno));
+    }
+    NoteAgentTask();
+  }
+
+  // The bpf_map hook notes the agent's task when the agent opens a map fd:
+  // open one (when this process is the agent), and check it was noted.
+  void NoteAgentTask() {
+    if (config_.agent_tgid != static_cast<uint32_t>(getpid())) return;  // a test protecting another process
+    int fd = bpf_map_get_fd_by_id(own_map_ids_[0]);
+    if (fd < 0) throw std::runtime_error("LsmSelfProtect: reopening its own map failed: " + ErrnoText(errno));
+    close(fd);
+    const uint32_t zero = 0;
+    ew_sp_agent agent = {};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.ew_sp_agent), &zero, &agent) != 0 || agent.task == 0) {
+      throw std::runtime_error("LsmSelfProtect: the bpf_map hook did not note the agent's task (cgroup protection would be off)");
     }
   }
 
@@ -209,6 +272,7 @@ class LsmSelfProtectWrap : public Napi::ObjectWrap<LsmSelfProtectWrap> {
       if (k.ino == 0) throw Napi::TypeError::New(env, "LsmSelfProtect.protect: " + where + ".ino must not be 0n");
       if (!o.Get("tree").IsBoolean()) throw Napi::TypeError::New(env, "LsmSelfProtect.protect: " + where + ".tree must be a boolean");
       wanted[k] |= o.Get("tree").As<Napi::Boolean>().Value() ? EW_SP_TREE : EW_SP_EXACT;
+      wanted[ew_sp_inode_key{k.dev, 0}] |= EW_SP_FS_HAS_PROTECTED;  // the hooks' first lookup
     }
     Napi::Array fa = fss.As<Napi::Array>();
     for (uint32_t i = 0; i < fa.Length(); i++) {
@@ -246,10 +310,11 @@ class LsmSelfProtectWrap : public Napi::ObjectWrap<LsmSelfProtectWrap> {
     lsm_self_protect& skel = Skel(env);
     int ncpu = libbpf_num_possible_cpus();
     if (ncpu <= 0) throw Napi::Error::New(env, "LsmSelfProtect.stats: the number of CPUs is unknown");
-    const char* names[EW_SP_REFUSAL_KINDS] = {"signal", "ptrace", "path", "umount", "map"};
+    static_assert(EW_SP_REFUSAL_KINDS == 5 && EW_SP_REFUSED_CGROUP == 5 && EW_SP_REFUSALS == 9, "refusal names out of date");
+    const char* names[EW_SP_REFUSALS] = {"signal", "ptrace", "path", "umount", "map", "cgroup", "mount", "attr", "process"};
     Napi::Object refused = Napi::Object::New(env);
     std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpu));
-    for (uint32_t k = 0; k < EW_SP_REFUSAL_KINDS; k++) {
+    for (uint32_t k = 0; k < EW_SP_REFUSALS; k++) {
       uint64_t sum = 0;
       if (bpf_map_lookup_elem(bpf_map__fd(skel.maps.ew_sp_refused), &k, per_cpu.data()) == 0) {
         for (uint64_t n : per_cpu) sum += n;
