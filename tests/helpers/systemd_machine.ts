@@ -100,8 +100,16 @@ export async function startSystemdMachine(opts: {
     '-v', `${opts.tarball}:/tmp/edgeward.tar.gz:ro`,
     ensureDebianImage(), '/lib/systemd/systemd',
   );
-  if (run.status !== 0) throw new Error(`docker run of the systemd machine ${name} failed: ${run.stderr}`);
-  await machine.waitBooted();
+  if (run.status !== 0) {
+    machine.remove(); // docker leaves a created container behind when the start fails
+    throw new Error(`docker run of the systemd machine ${name} failed: ${run.stderr}`);
+  }
+  try {
+    await machine.waitBooted();
+  } catch (e) {
+    machine.remove();
+    throw e;
+  }
   return machine;
 }
 
