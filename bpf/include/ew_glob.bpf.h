@@ -22,8 +22,8 @@
  *
  *   Returns EW_GLOB_MATCH (1), EW_GLOB_NOMATCH (0), EW_GLOB_TOO_COMPLEX (2:
  *   the step budget ran out, the answer is unknown) or EW_GLOB_INVALID (-1:
- *   a length over its limit, a malformed encoding, or the scratch map lookup
- *   failed). The caller decides what an unknown answer means; fail-safe for
+ *   a length over its limit, a malformed encoding, the scratch map lookup
+ *   failed, or another match ran on this CPU meanwhile, see below). The caller decides what an unknown answer means; fail-safe for
  *   Block/Audit rules is "treat anything but EW_GLOB_NOMATCH as a match".
  *
  *   Include it after vmlinux.h and <bpf/bpf_helpers.h>. Example:
@@ -38,8 +38,12 @@
  *
  *   Uses bpf_loop (kernel 5.17+) and one per-CPU array map of its own
  *   (ew_glob_state, 40 bytes), defined here: include this header once per
- *   object. Not reentrant on one CPU (no BPF program calling it can preempt
- *   another one that does: LSM and syscall programs do not nest).
+ *   object. That state is per CPU: should a preemptible kernel (preempt=full,
+ *   PREEMPT_RT) run another match on the same CPU in the middle of one, the
+ *   interrupted one notices (a call number) and returns EW_GLOB_INVALID, never
+ *   a verdict from mixed state. (Per-CPU path buffers the caller fills have
+ *   the same exposure; Debian's default voluntary preemption does not preempt
+ *   BPF programs.)
  *
  * Bounds
  * ------
@@ -122,7 +126,7 @@ struct ew_glob_regs {
 	__u32 gp, gs;	/* last `**`: same */
 	__u32 plen, slen;
 	__s32 result;
-	__u32 pad;
+	__u32 call;	/* number of the match using these registers */
 };
 
 struct {
@@ -134,6 +138,7 @@ struct {
 
 struct ew_glob_ctx {
 	struct ew_glob_regs *r;
+	__u64 call;
 	const __u8 *pattern;
 	const __u8 *path;
 };
@@ -220,7 +225,14 @@ static long ew_glob_step(__u64 index, void *ctx)
 	struct ew_glob_ctx *c = ctx;
 	struct ew_glob_regs *r = c->r;
 	const __u8 *pat = c->pattern, *path = c->path;
-	__u32 plen = r->plen, slen = r->slen, pi = r->pi, si = r->si, cp, len;
+	__u32 plen, slen, pi, si, cp, len;
+
+	if (r->call != c->call)
+		return 1; /* another match took the registers over: see ew_glob_match */
+	plen = r->plen;
+	slen = r->slen;
+	pi = r->pi;
+	si = r->si;
 
 	if (pi < plen) {
 		__u32 op = pat[pi & EW_GLOB_PMASK];
@@ -321,6 +333,8 @@ static __always_inline int ew_glob_match(const __u8 *pattern, __u32 pattern_len,
 	r = bpf_map_lookup_elem(&ew_glob_state, &zero);
 	if (!r)
 		return EW_GLOB_INVALID;
+	__u32 call = r->call + 1;
+	r->call = call;
 	r->pi = 0;
 	r->si = 0;
 	r->sp = EW_GLOB_NONE;
@@ -331,10 +345,13 @@ static __always_inline int ew_glob_match(const __u8 *pattern, __u32 pattern_len,
 	r->slen = path_len;
 	r->result = EW_GLOB_RUNNING;
 	c.r = r;
+	c.call = call;
 	c.pattern = pattern;
 	c.path = path;
 	bpf_loop(EW_GLOB_MAX_STEPS, ew_glob_step, &c, 0);
 	int res = r->result;
+	if (r->call != call)
+		return EW_GLOB_INVALID; /* preempted by another match on this CPU */
 	if (res == EW_GLOB_RUNNING)
 		return EW_GLOB_TOO_COMPLEX;
 	return res;
