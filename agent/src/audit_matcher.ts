@@ -15,6 +15,11 @@ export interface ObservedTask {
   ppid: number;
   uid: number;
   comm: string;
+  /** the task's namespaces (which container) and its pids in its own pid namespace, as the record carries them */
+  mntNs?: number;
+  pidNs?: number;
+  nsPid?: number;
+  nsPpid?: number;
 }
 
 const AF_INET = 2;
@@ -200,6 +205,10 @@ export class AuditMatcher {
       ppid: task.ppid,
       uid: task.uid,
       comm: task.comm,
+      mntNs: task.mntNs,
+      pidNs: task.pidNs,
+      nsPid: task.nsPid,
+      nsPpid: task.nsPpid,
       ruleId,
       action: action === 'Block' ? Action.Block : Action.Audit,
       operation,

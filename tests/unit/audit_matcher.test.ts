@@ -146,4 +146,10 @@ describe('allow-list, patterns and execname (audit-only backend)', () => {
     expect(m.matchSocket(task, 2, 1, 0, '/bin/x')).toBeUndefined();
     expect(m.matchSocket(task, 2, 2, 0, '/bin/x')).toMatchObject({ ruleId: 7, resource: 'udp', flags: ProtoClass.Udp });
   });
+
+  test("a decision keeps the task's namespaces and namespace pids (container identity and PID of an exited process)", () => {
+    const m = new AuditMatcher(set([pathRule({})]));
+    const inContainer = { ...task, mntNs: 4026532000, pidNs: 4026532001, nsPid: 7, nsPpid: 1 };
+    expect(m.matchOpen(inContainer, '/etc/shadow', 0, '/bin/cat')).toMatchObject({ pid: 10, mntNs: 4026532000, pidNs: 4026532001, nsPid: 7, nsPpid: 1 });
+  });
 });
