@@ -16,9 +16,12 @@
  *   the inode-flag ioctls: times, xattrs, ACLs and flags (chattr) of
  *   protected inodes change by the agent only.
  * - sb_mount/move_mount: nothing is mounted on or below a protected inode
- *   (a mount there would hide the protected tree); sb_umount: the
- *   filesystems holding protected state (bpffs with the pins) and mounts
- *   whose root is protected cannot be unmounted.
+ *   (a mount there would hide the protected tree), nor on a directory above
+ *   one where the agent would see it (its mount namespace, or a shared
+ *   mount propagating there); sb_umount: the
+ *   filesystems holding protected state (bpffs with the pins), mounts whose
+ *   root is protected and those of directories above (as for mounts) cannot
+ *   be unmounted.
  * - file_open on cgroup v2: the files of the agent's cgroup and of its
  *   ancestors (cgroup.kill, cgroup.freeze, memory.max, cpu.max...) are
  *   written by the agent and the stopper only (moving tasks, enabling
@@ -55,6 +58,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define EW_FS_IOC_SETFLAGS 0x40086602
 #define EW_FS_IOC32_SETFLAGS 0x40046602
 #define EW_FS_IOC_FSSETXATTR 0x401c5820
+#define EW_MS_REMOUNT 32
+#define EW_MS_PROPAGATION ((1 << 17) | (1 << 18) | (1 << 19) | (1 << 20)) /* UNBINDABLE PRIVATE SLAVE SHARED */
 
 /* ew_sp_config[0]: who the agent is and who may stop it. */
 struct {
@@ -455,22 +460,65 @@ int BPF_PROG(ew_sp_file_ioctl_compat, struct file *file, unsigned int cmd, unsig
 /* Mounts --------------------------------------------------------------------- */
 
 /*
+ * Whether something mounted on `target`, a directory above protected
+ * inodes (EW_SP_ANCESTOR), would hide them from the agent: the caller is in
+ * the agent's mount namespace, or the target mount is shared (its peers,
+ * perhaps in the agent's namespace, get a copy without any hook call).
+ */
+static __always_inline int ew_sp_hides_from_agent(struct dentry *d, struct vfsmount *vfsmnt)
+{
+	struct inode *inode = BPF_CORE_READ(d, d_inode);
+	if (!inode)
+		return 0;
+	struct ew_sp_inode_key key = {.dev = BPF_CORE_READ(d, d_sb, s_dev), .ino = BPF_CORE_READ(inode, i_ino)};
+	__u32 *f = bpf_map_lookup_elem(&ew_sp_inodes, &key);
+	if (!f || !(*f & EW_SP_ANCESTOR))
+		return 0;
+	struct mount *m = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
+	if (BPF_CORE_READ(m, mnt_group_id)) /* non-zero: shared */
+		return 1;
+	struct task_struct *agent = ew_sp_agent_task();
+	struct task_struct *me = bpf_get_current_task_btf();
+	return agent && BPF_CORE_READ(me, nsproxy, mnt_ns) == BPF_CORE_READ(agent, nsproxy, mnt_ns);
+}
+
+/*
  * A mount on or below a protected inode hides the protected tree behind
- * another one (a bind of attacker files, a tmpfs). sb_mount's path is the
- * target for every kind (new, bind, move, remount, propagation change).
+ * another one (a bind of attacker files, a tmpfs): refused for every kind
+ * (new, bind, move, remount, propagation change; sb_mount's path is the
+ * target of each). On a directory above one, new mounts and moves are
+ * refused where the agent would see them.
  */
 SEC("lsm/sb_mount")
 int BPF_PROG(ew_sp_sb_mount, const char *dev_name, const struct path *path, const char *type, unsigned long flags,
 	     void *data, int ret)
 {
-	return ret ? ret : ew_sp_change(BPF_CORE_READ(path, dentry), EW_SP_REFUSED_MOUNT);
+	if (ret)
+		return ret;
+	struct ew_sp_config *c = ew_sp_cfg();
+	if (!c || ew_sp_current_tgid() == c->agent_tgid)
+		return 0;
+	if (ew_sp_protected(BPF_CORE_READ(path, dentry)))
+		return ew_sp_refuse(EW_SP_REFUSED_MOUNT);
+	if (flags & (EW_MS_REMOUNT | EW_MS_PROPAGATION))
+		return 0; /* nothing new on top */
+	return ew_sp_hides_from_agent(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt)) ? ew_sp_refuse(EW_SP_REFUSED_MOUNT)
+												     : 0;
 }
 
 /* move_mount(2): open_tree/fsmount results attached somewhere */
 SEC("lsm/move_mount")
 int BPF_PROG(ew_sp_move_mount, const struct path *from_path, const struct path *to_path, int ret)
 {
-	return ret ? ret : ew_sp_change(BPF_CORE_READ(to_path, dentry), EW_SP_REFUSED_MOUNT);
+	if (ret)
+		return ret;
+	struct ew_sp_config *c = ew_sp_cfg();
+	if (!c || ew_sp_current_tgid() == c->agent_tgid)
+		return 0;
+	struct dentry *to = BPF_CORE_READ(to_path, dentry);
+	if (ew_sp_protected(to) || ew_sp_hides_from_agent(to, BPF_CORE_READ(to_path, mnt)))
+		return ew_sp_refuse(EW_SP_REFUSED_MOUNT);
+	return 0;
 }
 
 SEC("lsm/sb_umount")
@@ -485,8 +533,14 @@ int BPF_PROG(ew_sp_sb_umount, struct vfsmount *mnt, int flags, int ret)
 	__u32 *f = bpf_map_lookup_elem(&ew_sp_inodes, &key);
 	if (f && (*f & EW_SP_NO_UMOUNT))
 		return ew_sp_refuse(EW_SP_REFUSED_UMOUNT);
-	/* a mount of the protected tree (a state directory on its own filesystem) would uncover what is below it */
-	return ew_sp_protected(BPF_CORE_READ(mnt, mnt_root)) ? ew_sp_refuse(EW_SP_REFUSED_UMOUNT) : 0;
+	/*
+	 * a mount of the protected tree (a state directory on its own
+	 * filesystem), or one above it (/var), would uncover what is below it
+	 */
+	struct dentry *root = BPF_CORE_READ(mnt, mnt_root);
+	if (ew_sp_protected(root) || ew_sp_hides_from_agent(root, mnt))
+		return ew_sp_refuse(EW_SP_REFUSED_UMOUNT);
+	return 0;
 }
 
 /* Process attributes --------------------------------------------------------- */

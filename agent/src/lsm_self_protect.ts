@@ -17,8 +17,11 @@
 //   linked, truncated, chmod/chown'ed, touched (utimes), given xattrs, ACLs
 //   or inode flags (chattr) by the agent only;
 // - nothing is mounted on or below them (a bind or tmpfs there would hide
-//   them), mounts of them are not unmounted, and the filesystem holding its
-//   pins cannot be unmounted;
+//   them), nor on a directory above them where the agent would see it (from
+//   its mount namespace, or onto a shared mount: other namespaces, such as
+//   systemd's sandboxes and containers, mount there freely); mounts of them
+//   and of such directories are not unmounted, and the filesystem holding
+//   its pins cannot be unmounted;
 // - only the agent may open its rule maps for writing.
 // The programs are not pinned: they end with the agent (a stop through the
 // service manager, or a crash), after which `edgeward unload`, upgrades and
@@ -30,21 +33,24 @@
 //   killer then kills it; cpu.max tiny: starved): no LSM hook sees which
 //   pid a cgroup.procs write moves. The same for cgroup v1 hierarchies
 //   (freezer.state, tasks): only cgroup v2 files are checked;
-// - mount over an ancestor of a protected directory (tmpfs on /var/lib hides
-//   /var/lib/edgeward), pivot_root, or `mount --move` of a mount holding the
-//   protected tree (mount(2)'s move source is a path string the hook cannot
-//   resolve); unmounting a mount that sits above the protected tree;
+// - pivot_root(2) in the agent's mount namespace; `mount --move` of a mount
+//   holding the protected tree elsewhere (mount(2)'s move source is a path
+//   string the hook cannot resolve), uncovering the directory below it;
+//   mounts made before the agent protected itself;
 // - the OOM killer and other kernel-sent signals; memory pressure from
 //   outside its cgroup;
 // - descriptors opened for writing before the agent protected itself;
 // - load its own BPF-LSM program, or reboot with another lsm= list.
 import * as fs from 'fs';
+import * as path from 'path';
 
 import { targetResolver } from './lsm_enforcer';
 import type { NativeAddon } from './native';
 
 export interface NativeSelfProtectSet {
   inodes: Array<{ dev: bigint; ino: bigint; tree: boolean }>;
+  /** directories above protected inodes: nothing new is mounted on them where the agent would see it */
+  ancestors: Array<{ dev: bigint; ino: bigint }>;
   /** kernel devs of filesystems that cannot be unmounted */
   filesystems: bigint[];
   mapIds: number[];
@@ -128,7 +134,8 @@ export class SelfProtection {
     const native = this.open();
     const resolve = targetResolver();
     const errors: string[] = [];
-    const set: NativeSelfProtectSet = { inodes: [], filesystems: [], mapIds: [...targets.mapIds] };
+    const set: NativeSelfProtectSet = { inodes: [], ancestors: [], filesystems: [], mapIds: [...targets.mapIds] };
+    const above = new Set<string>();
     const add = (p: string, tree: boolean) => {
       try {
         const t = resolve(p);
@@ -137,6 +144,15 @@ export class SelfProtection {
           tree = false;
         }
         set.inodes.push({ dev: t.dev, ino: t.ino, tree });
+        // a mount on any directory above it (tmpfs on /var/lib) would hide it as well
+        for (let dir = path.dirname(fs.realpathSync(p)); ; dir = path.dirname(dir)) {
+          if (!above.has(dir)) {
+            above.add(dir);
+            const a = resolve(dir);
+            set.ancestors.push({ dev: a.dev, ino: a.ino });
+          }
+          if (dir === '/') break;
+        }
       } catch (err) {
         errors.push(`self-protection: ${p} not protected: ${(err as Error).message}`);
       }

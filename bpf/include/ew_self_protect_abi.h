@@ -27,6 +27,15 @@ struct ew_sp_agent {
  * lookup instead of walking up the directory tree.
  */
 #define EW_SP_FS_HAS_PROTECTED 0x8
+/*
+ * ew_sp_inodes value: a directory above a protected inode ("/", "/var",
+ * "/var/lib"). Nothing new is mounted on it where the agent would see it:
+ * from the agent's mount namespace, or onto a shared mount (a peer in
+ * another namespace propagates to the agent's). Namespaces of their own
+ * whose mounts do not propagate back (systemd's sandboxes, containers:
+ * slave or private) mount there freely.
+ */
+#define EW_SP_ANCESTOR 0x10
 
 /* More ew_sp_refused kinds, after enum ew_sp_refusal's (ew_lsm_abi.h). */
 #define EW_SP_REFUSED_CGROUP 5  /* a write open of the agent's cgroup's (or an ancestor's) files */

@@ -256,11 +256,12 @@ class LsmSelfProtectWrap : public Napi::ObjectWrap<LsmSelfProtectWrap> {
     Napi::Env env = info.Env();
     lsm_self_protect& skel = Skel(env);
     const char* usage =
-        "LsmSelfProtect.protect(set: {inodes: {dev: bigint, ino: bigint, tree: boolean}[], filesystems: bigint[], mapIds: number[]})";
+        "LsmSelfProtect.protect(set: {inodes: {dev: bigint, ino: bigint, tree: boolean}[], ancestors: {dev: bigint, ino: bigint}[], "
+        "filesystems: bigint[], mapIds: number[]})";
     if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, usage);
     Napi::Object set = info[0].As<Napi::Object>();
-    Napi::Value inodes = set.Get("inodes"), fss = set.Get("filesystems"), ids = set.Get("mapIds");
-    if (!inodes.IsArray() || !fss.IsArray() || !ids.IsArray()) throw Napi::TypeError::New(env, usage);
+    Napi::Value inodes = set.Get("inodes"), ancestors = set.Get("ancestors"), fss = set.Get("filesystems"), ids = set.Get("mapIds");
+    if (!inodes.IsArray() || !ancestors.IsArray() || !fss.IsArray() || !ids.IsArray()) throw Napi::TypeError::New(env, usage);
     std::map<ew_sp_inode_key, uint32_t, InodeKeyLess> wanted;
     Napi::Array ia = inodes.As<Napi::Array>();
     for (uint32_t i = 0; i < ia.Length(); i++) {
@@ -273,6 +274,16 @@ class LsmSelfProtectWrap : public Napi::ObjectWrap<LsmSelfProtectWrap> {
       if (!o.Get("tree").IsBoolean()) throw Napi::TypeError::New(env, "LsmSelfProtect.protect: " + where + ".tree must be a boolean");
       wanted[k] |= o.Get("tree").As<Napi::Boolean>().Value() ? EW_SP_TREE : EW_SP_EXACT;
       wanted[ew_sp_inode_key{k.dev, 0}] |= EW_SP_FS_HAS_PROTECTED;  // the hooks' first lookup
+    }
+    Napi::Array aa = ancestors.As<Napi::Array>();
+    for (uint32_t i = 0; i < aa.Length(); i++) {
+      std::string where = "ancestors[" + std::to_string(i) + "]";
+      Napi::Value e = aa.Get(i);
+      if (!e.IsObject()) throw Napi::TypeError::New(env, "LsmSelfProtect.protect: " + where + " must be an object");
+      Napi::Object o = e.As<Napi::Object>();
+      ew_sp_inode_key k = {BigU64(env, o.Get("dev"), where + ".dev"), BigU64(env, o.Get("ino"), where + ".ino")};
+      if (k.ino == 0) throw Napi::TypeError::New(env, "LsmSelfProtect.protect: " + where + ".ino must not be 0n");
+      wanted[k] |= EW_SP_ANCESTOR;
     }
     Napi::Array fa = fss.As<Napi::Array>();
     for (uint32_t i = 0; i < fa.Length(); i++) {

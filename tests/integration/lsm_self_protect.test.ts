@@ -36,9 +36,13 @@ def attempt(fn):
     print(r, flush=True)
 `;
 
-/** Results ("ok" or errno names) of the attempt() calls of a python snippet run as another root process. */
-function py(code: string, args: string[] = []): string[] {
-  const r = spawnSync(PYTHON, ['-c', PY_PRELUDE + code, ...args], { encoding: 'utf8', timeout: 60_000 });
+/**
+ * Results ("ok" or errno names) of the attempt() calls of a python snippet run as another root process
+ * (under `prefix`, e.g. unshare, when given).
+ */
+function py(code: string, args: string[] = [], prefix: string[] = []): string[] {
+  const argv = [...prefix, PYTHON, '-c', PY_PRELUDE + code, ...args];
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`python failed (${r.status}): ${r.stderr}`);
   return r.stdout.trim().split('\n');
 }
@@ -59,6 +63,8 @@ describe('bpf-lsm self-protection on a BPF-LSM kernel', () => {
   let cgAgent: string; // cgParent/agent: the agent starts here
   let cgOther: string; // cgParent/other: a sibling
   let view = ''; // a bind mount of state/policies made before the agent protects itself
+  let sharedFs = ''; // a shared tmpfs mount holding `deep`, a protected directory
+  let deep: string;
 
   /** Asks the stand-in agent to do something and returns its answer line. */
   async function ask(command: string): Promise<string> {
@@ -109,6 +115,12 @@ describe('bpf-lsm self-protection on a BPF-LSM kernel', () => {
     fs.mkdirSync(view);
     execFileSync('mount', ['--bind', path.join(state, 'policies'), view]);
     fs.mkdirSync(path.join(work, 'mnt-src'));
+    sharedFs = path.join(work, 'fs');
+    fs.mkdirSync(sharedFs);
+    execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', sharedFs]);
+    execFileSync('mount', ['--make-shared', sharedFs]);
+    deep = path.join(sharedFs, 'deep');
+    fs.mkdirSync(deep);
 
     // its cgroups, with the memory controller for memory.max
     cgParent = path.join(cg2, `edgeward-sp-${process.pid}`);
@@ -137,7 +149,7 @@ const sink = new a.EventSink(() => {});
 const ring = new a.EventRing(sink, { ringBufferBytes: 1 << 20, pollIntervalMs: 1000 });
 const enforcer = new LsmEnforcer(a, ring, { pin: { root: ${JSON.stringify(pinRoot)} } });
 const sp = new SelfProtection(a, { stopperPid: ${process.pid} });
-const r = sp.protect({ directories: [${JSON.stringify(state)}, ${JSON.stringify(pinRoot)}], files: [${JSON.stringify(binary)}],
+const r = sp.protect({ directories: [${JSON.stringify(state)}, ${JSON.stringify(pinRoot)}, ${JSON.stringify(deep)}], files: [${JSON.stringify(binary)}],
   keepMounted: [${JSON.stringify(pinRoot)}], mapIds: enforcer.mapIds() });
 process.on('SIGHUP', () => console.log('hup'));
 process.on('SIGTERM', () => { sp.close(); enforcer.close(); process.exit(0); });
@@ -180,6 +192,7 @@ console.log(JSON.stringify({ ready: true, attached: sp.attached(), mapIds: sp.ma
       await agentExited;
     }
     if (view) spawnSync('umount', [view]);
+    if (sharedFs) spawnSync('umount', [sharedFs]);
     if (bpffs) spawnSync('umount', [bpffs]);
     for (const d of [cgAgent, cgOther, cgParent]) if (d && fs.existsSync(d)) fs.rmdirSync(d);
     if (work) fs.rmSync(work, { recursive: true, force: true });
@@ -452,17 +465,45 @@ attempt(lambda: umount(src))`,
     expect(fs.readdirSync(view)).toContain('p.yaml');
   });
 
+  test('nothing new is mounted on directories above them where the agent would see it; own namespaces mount there freely', () => {
+    const code = `
+target_dirs = sys.argv[1:]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+def mount(source, target, fstype, flags):
+    if libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags, None) != 0:
+        raise OSError(ctypes.get_errno(), 'mount')
+for t in target_dirs:
+    attempt(lambda: mount('none', t, 'tmpfs', 0))`;
+    const umount = `
+libc = ctypes.CDLL(None, use_errno=True)
+def umount(target):
+    if libc.umount2(target.encode(), 0) != 0:
+        raise OSError(ctypes.get_errno(), 'umount')
+attempt(lambda: umount(sys.argv[1]))`;
+    // the agent's mount namespace: work is above state, sharedFs above deep
+    expect(py(code, [work, sharedFs])).toEqual(['EPERM', 'EPERM']);
+    expect(py(umount, [sharedFs])).toEqual(['EPERM']);
+    // propagation changes hide nothing
+    expect(spawnSync('mount', ['--make-shared', sharedFs]).status).toBe(0);
+    // a namespace of its own: onto the shared mount (its peer is the agent's) refused, private copies free
+    expect(py(code, [sharedFs], ['unshare', '-m', '--propagation', 'unchanged'])).toEqual(['EPERM']);
+    expect(py(code, [sharedFs, work], ['unshare', '-m', '--propagation', 'private'])).toEqual(['ok', 'ok']);
+    expect(fs.readdirSync(sharedFs)).toEqual(['deep']);
+    expect(fs.readdirSync(work)).toContain('state');
+  });
+
   test('refusals are counted by kind', async () => {
     const stats = JSON.parse(await ask('stats'));
     expect(stats.refused.signal).toBeGreaterThanOrEqual(5);
     expect(stats.refused.ptrace).toBeGreaterThanOrEqual(1);
     expect(stats.refused.path).toBeGreaterThanOrEqual(15);
     expect(stats.refused.map).toBeGreaterThanOrEqual(1);
-    expect(stats.refused.umount).toBeGreaterThanOrEqual(2);
+    expect(stats.refused.umount).toBeGreaterThanOrEqual(3);
     expect(stats.refused.cgroup).toBeGreaterThanOrEqual(8);
     expect(stats.refused.process).toBeGreaterThanOrEqual(9); // /proc/<pid>/mem too
     expect(stats.refused.attr).toBeGreaterThanOrEqual(9);
-    expect(stats.refused.mount).toBeGreaterThanOrEqual(6);
+    expect(stats.refused.mount).toBeGreaterThanOrEqual(9);
   });
 
   test('the escape hatch: the stopper stops it, and then everything is allowed again', async () => {
@@ -474,6 +515,10 @@ attempt(lambda: umount(src))`,
     ).toEqual(['ok', 'ok', 'ok']);
     expect(spawnSync('umount', [view]).status).toBe(0);
     view = '';
+    expect(spawnSync('mount', ['-t', 'tmpfs', 'tmpfs', work]).status).toBe(0); // above state: free again
+    expect(spawnSync('umount', [work]).status).toBe(0);
+    expect(spawnSync('umount', [sharedFs]).status).toBe(0);
+    sharedFs = '';
     expect(fs.existsSync(pinRoot) ? fs.readdirSync(pinRoot) : []).toEqual([]); // its close() removed the pins
     expect(spawnSync('umount', [bpffs]).status).toBe(0);
     bpffs = '';
