@@ -6,14 +6,12 @@
 // when the agent says READY=1, the watchdog is fed, SIGKILL is followed by a
 // restart that enforces again, stop leaves nothing enforcing, uninstall cleans up.
 //
-// Container: `--cap-add ALL --cap-drop SYS_RESOURCE` (--privileged fails on
-// this host), `--cgroupns private` (systemd runs in its own cgroup tree, and
-// the agent's cgroup-bpf programs stay inside the container), tmpfs on /run.
+// The machine and how it is run: tests/helpers/systemd_machine.ts.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { docker, DockerdHandle, ensureDockerd } from '../helpers/docker';
-import { ensureDebianImage } from '../helpers/rootfs';
+import { DockerdHandle, ensureDockerd } from '../helpers/docker';
+import { installRelease, packRelease, startSystemdMachine, SystemdMachine } from '../helpers/systemd_machine';
 import { REPO, waitFor } from '../helpers/system';
 
 /** The tree packed and installed: this checkout (EDGEWARD_DEPLOY_TREE: another built tree). */
@@ -52,29 +50,11 @@ alerts:
     path: /var/log/edgeward/alerts.jsonl
 `;
 
-function exec(...cmd: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync('docker', ['exec', NAME, ...cmd], { encoding: 'utf8', timeout: 180_000 });
-  return { status: r.status, stdout: (r.stdout ?? '').trim(), stderr: (r.stderr ?? '').trim() };
-}
-
-function sh(script: string): { status: number | null; stdout: string; stderr: string } {
-  return exec('sh', '-c', script);
-}
-
-function mustSh(script: string): string {
-  const r = sh(script);
-  if (r.status !== 0) throw new Error(`in the container, "${script}" failed (${r.status}):\n${r.stdout}\n${r.stderr}\n${journal()}`);
-  return r.stdout;
-}
-
-function journal(): string {
-  return sh('journalctl -u edgeward --no-pager -n 40 2>&1').stdout;
-}
-
-/** systemctl show -p NAME --value */
-function prop(name: string): string {
-  return sh(`systemctl show edgeward -p ${name} --value`).stdout;
-}
+let machine: SystemdMachine;
+const sh = (script: string) => machine.sh(script);
+const mustSh = (script: string) => machine.mustSh(script);
+/** systemctl show edgeward -p NAME --value */
+const prop = (name: string) => machine.prop(name);
 
 describe('edgeward.service under systemd (PID 1 in a container)', () => {
   let dockerd: DockerdHandle | undefined;
@@ -86,35 +66,13 @@ describe('edgeward.service under systemd (PID 1 in a container)', () => {
     }
     if (spawnSync('which', ['systemd-analyze']).status !== 0) throw new Error('systemd-analyze is missing: apt-get install systemd');
     dockerd = await ensureDockerd();
-    ensureDebianImage();
     fs.mkdirSync(WORK, { recursive: true });
-    const pack = spawnSync('bash', [path.join(TREE, 'scripts', 'install.sh'), '--pack', TARBALL, '--with-node'], {
-      encoding: 'utf8',
-      timeout: 300_000,
-    });
-    if (pack.status !== 0) throw new Error(`install.sh --pack failed: ${pack.stderr}`);
-    docker('rm', '-f', NAME);
-    const run = docker(
-      'run', '-d', '--name', NAME, '--hostname', 'board-systemd',
-      '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE',
-      '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
-      '--cgroupns', 'private', '--tmpfs', '/run', '--tmpfs', '/run/lock',
-      '-v', `${TARBALL}:/tmp/edgeward.tar.gz:ro`,
-      ensureDebianImage(), '/lib/systemd/systemd',
-    );
-    if (run.status !== 0) throw new Error(`docker run of the systemd container failed: ${run.stderr}`);
-    await waitFor(
-      'systemd in the container to finish booting',
-      () => {
-        const s = sh('systemctl is-system-running').stdout;
-        return s === 'running' || s === 'degraded' ? s : undefined;
-      },
-      120_000,
-    );
+    packRelease(TREE, TARBALL);
+    machine = await startSystemdMachine({ name: NAME, hostname: 'board-systemd', tarball: TARBALL });
   }, 45 * 60_000);
 
   afterAll(async () => {
-    docker('rm', '-f', NAME);
+    machine?.remove();
     await dockerd?.stop();
   }, 120_000);
 
@@ -131,7 +89,7 @@ describe('edgeward.service under systemd (PID 1 in a container)', () => {
   });
 
   test('install.sh installs the release tarball; systemd-analyze verify accepts the unit', () => {
-    mustSh('mkdir -p /tmp/rel && tar -C /tmp/rel -xzf /tmp/edgeward.tar.gz && bash /tmp/rel/edgeward-*/scripts/install.sh --from /tmp/edgeward.tar.gz');
+    installRelease(machine);
     for (const p of ['/opt/edgeward/bin/edgeward', '/opt/edgeward/node/bin/node', '/etc/edgeward/config.yaml', '/etc/systemd/system/edgeward.service', '/usr/local/bin/edgeward']) {
       expect(sh(`test -e ${p}`).status).toBe(0);
     }
