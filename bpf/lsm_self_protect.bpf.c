@@ -6,6 +6,8 @@
  *   refused unless they come from the agent itself or from the configured
  *   stopper (the service manager, pid 1 by default): its stop path is the
  *   escape hatch. Signal 0 (is it alive?) and SIGHUP (reload) pass.
+ * - file_send_sigiotask: no signal-driven I/O signal (F_SETOWN/F_SETSIG,
+ *   which can be SIGKILL and skips task_kill) reaches the agent.
  * - ptrace_access_check: nobody else may attach to the agent (ptrace,
  *   /proc/<pid>/mem writes, process_vm_writev, pidfd_getfd of its fds).
  * - file_open for writing and the path_* hooks: protected inodes (the
@@ -18,12 +20,14 @@
  * - sb_mount/move_mount: nothing is mounted on or below a protected inode
  *   (a mount there would hide the protected tree), nor on a directory above
  *   one where the agent would see it (its mount namespace, or a shared
- *   mount propagating there); sb_umount: the
+ *   mount propagating there); sb_pivotroot: no pivot_root in the agent's
+ *   mount namespace; sb_umount: the
  *   filesystems holding protected state (bpffs with the pins), mounts whose
  *   root is protected and those of directories above (as for mounts) cannot
  *   be unmounted.
- * - file_open on cgroup v2: the files of the agent's cgroup and of its
- *   ancestors (cgroup.kill, cgroup.freeze, memory.max, cpu.max...) are
+ * - file_open on cgroup v2 and v1: the files of the agent's cgroup and of
+ *   its ancestors (cgroup.kill, cgroup.freeze, memory.max, cpu.max, v1
+ *   freezer.state and memory.limit_in_bytes...) are
  *   written by the agent and the stopper only (moving tasks, enabling
  *   controllers and pressure triggers stay open); the agent's cgroup is
  *   read through its task, so moving it elsewhere does not escape this.
@@ -54,6 +58,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define EW_SIGHUP 1
 #define EW_PTRACE_MODE_ATTACH 0x02
 #define EW_CGROUP2_SUPER_MAGIC 0x63677270
+#define EW_CGROUP_SUPER_MAGIC 0x27e0eb
 #define EW_PROC_SUPER_MAGIC 0x9fa0
 #define EW_FS_IOC_SETFLAGS 0x40086602
 #define EW_FS_IOC32_SETFLAGS 0x40046602
@@ -143,6 +148,24 @@ int BPF_PROG(ew_sp_task_kill, struct task_struct *p, struct kernel_siginfo *info
 	return ew_sp_refuse(EW_SP_REFUSED_SIGNAL);
 }
 
+/*
+ * SIGIO/SIGURG (or any signal chosen with F_SETSIG, SIGKILL included) sent
+ * by the kernel to the owner set with F_SETOWN, when I/O happens on a file:
+ * no task_kill check on that path. The agent never asks for signal-driven
+ * I/O, so none reaches it. Runs in any context (softirq for sockets):
+ * `current` says nothing here.
+ */
+SEC("lsm/file_send_sigiotask")
+int BPF_PROG(ew_sp_file_send_sigiotask, struct task_struct *tsk, struct fown_struct *fown, int sig, int ret)
+{
+	if (ret)
+		return ret;
+	struct ew_sp_config *c = ew_sp_cfg();
+	if (!c || BPF_CORE_READ(tsk, tgid) != c->agent_tgid)
+		return 0;
+	return ew_sp_refuse(EW_SP_REFUSED_SIGNAL);
+}
+
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(ew_sp_ptrace, struct task_struct *child, unsigned int mode, int ret)
 {
@@ -211,8 +234,35 @@ static __always_inline struct task_struct *ew_sp_agent_task(void)
 	return a ? (struct task_struct *)a->task : 0;
 }
 
-/* Whether `dir` (a cgroup v2 directory) is the agent's current cgroup or one of its ancestors. */
-static __always_inline int ew_sp_agent_cgroup_or_ancestor(struct dentry *dir)
+/*
+ * The agent's current cgroup in the v1 hierarchy of `target`: through the
+ * first controller bound to it (a hierarchy without one, name=systemd, has
+ * no control file that stops or starves the agent).
+ */
+static __always_inline struct cgroup *ew_sp_agent_v1_cgroup(struct task_struct *agent, struct cgroup *target)
+{
+	__u32 mask = BPF_CORE_READ(target, root, subsys_mask);
+	struct css_set *cset = BPF_CORE_READ(agent, cgroups);
+	__u32 n = bpf_core_field_size(struct css_set, subsys) / sizeof(void *);
+	for (__u32 i = 0; i < 32; i++) {
+		if (i >= n)
+			break;
+		if (!(mask & (1u << i)))
+			continue;
+		struct cgroup_subsys_state *css = 0;
+		bpf_probe_read_kernel(&css, sizeof(css),
+				      (void *)cset + bpf_core_field_offset(struct css_set, subsys) + i * sizeof(void *));
+		return BPF_CORE_READ(css, cgroup);
+	}
+	return 0;
+}
+
+/*
+ * Whether `dir` (a cgroup directory; v2, or v1 when `v1`) is the agent's
+ * current cgroup or one of its ancestors (freezing, killing or limiting
+ * one reaches every descendant).
+ */
+static __always_inline int ew_sp_agent_cgroup_or_ancestor(struct dentry *dir, int v1)
 {
 	struct task_struct *agent = ew_sp_agent_task();
 	if (!agent || !dir)
@@ -223,13 +273,17 @@ static __always_inline int ew_sp_agent_cgroup_or_ancestor(struct dentry *dir)
 	struct cgroup *target = BPF_CORE_READ(kn, priv);
 	if (!target)
 		return 0;
-	struct cgroup *cg = BPF_CORE_READ(agent, cgroups, dfl_cgrp);
-	for (int i = 0; i < EW_SP_CGROUP_DEPTH && cg; i++) {
-		if (cg == target)
-			return 1;
-		cg = BPF_CORE_READ(cg, self.parent, cgroup); /* the root's is NULL */
-	}
-	return 0;
+	struct cgroup *cg = v1 ? ew_sp_agent_v1_cgroup(agent, target) : BPF_CORE_READ(agent, cgroups, dfl_cgrp);
+	if (!cg)
+		return 0;
+	/* cg->ancestors[l] is cg's ancestor at level l (itself at its own level): no walk, no depth limit */
+	int level = BPF_CORE_READ(target, level);
+	if (level < 0 || level > BPF_CORE_READ(cg, level))
+		return 0;
+	struct cgroup *at_level = 0;
+	bpf_probe_read_kernel(&at_level, sizeof(at_level),
+			      (void *)cg + bpf_core_field_offset(struct cgroup, ancestors) + (__u64)level * sizeof(at_level));
+	return at_level == target;
 }
 
 static __always_inline int ew_sp_name_is(const char *name, long len, const char *lit, int size)
@@ -246,15 +300,17 @@ static __always_inline int ew_sp_name_is(const char *name, long len, const char 
 
 /*
  * cgroup files others may still write in the agent's cgroups: moving tasks
- * (the agent's own move has no LSM hook at all), enabling controllers for
- * children, PSI triggers (monitoring daemons open *.pressure for writing).
+ * (the agent's own move has no LSM hook at all; v1: tasks too), enabling
+ * controllers for children, PSI triggers and v1 memory events (monitoring
+ * daemons open *.pressure and cgroup.event_control for writing).
  */
 static __always_inline int ew_sp_cgroup_file_open_to_all(struct dentry *d)
 {
 	char name[32] = {};
 	long len = bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(d, d_name.name));
 	if (EW_SP_NAME_IS(name, len, "cgroup.procs") || EW_SP_NAME_IS(name, len, "cgroup.threads") ||
-	    EW_SP_NAME_IS(name, len, "cgroup.subtree_control"))
+	    EW_SP_NAME_IS(name, len, "cgroup.subtree_control") || EW_SP_NAME_IS(name, len, "tasks") ||
+	    EW_SP_NAME_IS(name, len, "cgroup.event_control"))
 		return 1;
 	const char suffix[] = ".pressure";
 	if (len < (long)sizeof(suffix) || len > (long)sizeof(name))
@@ -299,9 +355,13 @@ int BPF_PROG(ew_sp_file_open, struct file *file, int ret)
 		return 0;
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	unsigned long magic = BPF_CORE_READ(d, d_sb, s_magic);
-	if (magic == EW_CGROUP2_SUPER_MAGIC) {
-		/* cgroup.kill kills without a signal syscall, cgroup.freeze stops it, limits starve it */
-		if (me == c->stopper_tgid || !ew_sp_agent_cgroup_or_ancestor(BPF_CORE_READ(d, d_parent)) ||
+	if (magic == EW_CGROUP2_SUPER_MAGIC || magic == EW_CGROUP_SUPER_MAGIC) {
+		/*
+		 * cgroup.kill kills without a signal syscall, cgroup.freeze (v1:
+		 * freezer.state) stops it, limits starve it
+		 */
+		if (me == c->stopper_tgid ||
+		    !ew_sp_agent_cgroup_or_ancestor(BPF_CORE_READ(d, d_parent), magic == EW_CGROUP_SUPER_MAGIC) ||
 		    ew_sp_cgroup_file_open_to_all(d))
 			return 0;
 		return ew_sp_refuse(EW_SP_REFUSED_CGROUP);
@@ -504,6 +564,22 @@ int BPF_PROG(ew_sp_sb_mount, const char *dev_name, const struct path *path, cons
 		return 0; /* nothing new on top */
 	return ew_sp_hides_from_agent(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt)) ? ew_sp_refuse(EW_SP_REFUSED_MOUNT)
 												     : 0;
+}
+
+/* pivot_root(2) in the agent's mount namespace would swap the agent's root for another tree */
+SEC("lsm/sb_pivotroot")
+int BPF_PROG(ew_sp_sb_pivotroot, const struct path *old_path, const struct path *new_path, int ret)
+{
+	if (ret)
+		return ret;
+	struct ew_sp_config *c = ew_sp_cfg();
+	if (!c || ew_sp_current_tgid() == c->agent_tgid)
+		return 0;
+	struct task_struct *agent = ew_sp_agent_task();
+	struct task_struct *me = bpf_get_current_task_btf();
+	if (agent && BPF_CORE_READ(me, nsproxy, mnt_ns) == BPF_CORE_READ(agent, nsproxy, mnt_ns))
+		return ew_sp_refuse(EW_SP_REFUSED_MOUNT);
+	return 0;
 }
 
 /* move_mount(2): open_tree/fsmount results attached somewhere */

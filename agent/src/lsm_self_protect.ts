@@ -3,12 +3,16 @@
 // - it cannot be signalled (killed, stopped, its inspector opened with
 //   SIGUSR1) by anyone but itself and the stopper, the service manager
 //   (pid 1: `systemctl stop` is the escape hatch); signal 0 and SIGHUP pass;
+//   no signal-driven I/O signal (F_SETOWN + F_SETSIG, SIGKILL included,
+//   sent by the kernel without a kill check) reaches it;
 // - nobody else can ptrace it, write its memory or take its descriptors;
-// - the files of its cgroup v2 and of that cgroup's ancestors are written by
-//   the agent and the stopper only: no cgroup.kill (a kill without a
-//   signal), cgroup.freeze, memory.max, cpu.max... (cgroup.procs,
-//   cgroup.threads, cgroup.subtree_control and *.pressure stay open); the
-//   cgroup is the agent's current one, so moving it does not escape this;
+// - the files of its cgroup and of that cgroup's ancestors (cgroup v2, and
+//   v1 hierarchies with a controller) are written by the agent and the
+//   stopper only: no cgroup.kill (a kill without a signal), cgroup.freeze,
+//   v1 freezer.state, memory.max, cpu.max... (cgroup.procs, cgroup.threads,
+//   tasks, cgroup.subtree_control, cgroup.event_control and *.pressure stay
+//   open); the cgroup is the agent's current one, however deep, so moving it
+//   does not escape this;
 // - /proc/<agent>/... (oom_score_adj, timerslack_ns...) are not written, nor
 //   its rlimits (RLIMIT_CPU), nice value, scheduling policy/affinity or io
 //   priority changed, by anyone but the agent and the stopper;
@@ -21,7 +25,7 @@
 //   its mount namespace, or onto a shared mount: other namespaces, such as
 //   systemd's sandboxes and containers, mount there freely); mounts of them
 //   and of such directories are not unmounted, and the filesystem holding
-//   its pins cannot be unmounted;
+//   its pins cannot be unmounted; nobody pivot_roots its mount namespace;
 // - only the agent may open its rule maps for writing.
 // The programs are not pinned: they end with the agent (a stop through the
 // service manager, or a crash), after which `edgeward unload`, upgrades and
@@ -29,18 +33,19 @@
 // (or set stopperPid to the pid allowed to signal it).
 //
 // Known gaps (what root can still do while the agent runs):
-// - move the agent into a cgroup it prepared (memory.max tiny: the OOM
-//   killer then kills it; cpu.max tiny: starved): no LSM hook sees which
-//   pid a cgroup.procs write moves. The same for cgroup v1 hierarchies
-//   (freezer.state, tasks): only cgroup v2 files are checked;
-// - pivot_root(2) in the agent's mount namespace; `mount --move` of a mount
-//   holding the protected tree elsewhere (mount(2)'s move source is a path
-//   string the hook cannot resolve), uncovering the directory below it;
-//   mounts made before the agent protected itself;
+// - move the agent into a cgroup prepared beforehand (memory.max tiny: the
+//   OOM killer kills it; cpu.max tiny: starved): no LSM hook sees which pid
+//   a cgroup.procs/tasks write moves;
+// - `mount --move` of a mount holding the protected tree elsewhere (the move
+//   source of mount(2) is a path string the hook cannot resolve), which
+//   uncovers the directory below it; mounts, descriptors opened for writing
+//   and fcntl(F_SETOWN) owners set before the agent protected itself (the
+//   latter get no signal through, though);
 // - the OOM killer and other kernel-sent signals; memory pressure from
 //   outside its cgroup;
-// - descriptors opened for writing before the agent protected itself;
-// - load its own BPF-LSM program, or reboot with another lsm= list.
+// - load its own BPF programs (bpf_send_signal() from a tracing program, its
+//   own BPF-LSM program), load a kernel module, kexec, reboot with another
+//   lsm= list.
 import * as fs from 'fs';
 import * as path from 'path';
 

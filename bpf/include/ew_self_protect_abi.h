@@ -44,7 +44,4 @@ struct ew_sp_agent {
 #define EW_SP_REFUSED_PROCESS 8 /* writes below /proc/<agent>, rlimits, nice, scheduling, io priority */
 #define EW_SP_REFUSALS 9        /* entries of ew_sp_refused */
 
-/* cgroup levels walked up from the agent's cgroup (cgroup v2 nests at most this deep here) */
-#define EW_SP_CGROUP_DEPTH 32
-
 #endif /* EW_SELF_PROTECT_ABI_H */

@@ -48,6 +48,7 @@ std::vector<Hook> Hooks(lsm_self_protect* skel) {
   return {
       {"task_kill", skel->progs.ew_sp_task_kill, false},
       {"ptrace_access_check", skel->progs.ew_sp_ptrace, false},
+      {"file_send_sigiotask", skel->progs.ew_sp_file_send_sigiotask, false},
       {"file_open", skel->progs.ew_sp_file_open, false},
       {"path_unlink", skel->progs.ew_sp_path_unlink, true},
       {"path_rmdir", skel->progs.ew_sp_path_rmdir, true},
@@ -62,6 +63,7 @@ std::vector<Hook> Hooks(lsm_self_protect* skel) {
       {"sb_umount", skel->progs.ew_sp_sb_umount, false},
       {"sb_mount", skel->progs.ew_sp_sb_mount, false},
       {"move_mount", skel->progs.ew_sp_move_mount, false},
+      {"sb_pivotroot", skel->progs.ew_sp_sb_pivotroot, false},
       {"inode_setattr", skel->progs.ew_sp_inode_setattr, false, 3},        // 6.8+: idmap, dentry, attr
       {"inode_setattr", skel->progs.ew_sp_inode_setattr_nomnt, false, 2},  // dentry, attr
       {"inode_setxattr", skel->progs.ew_sp_inode_setxattr, false},

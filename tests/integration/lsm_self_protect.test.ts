@@ -62,6 +62,8 @@ describe('bpf-lsm self-protection on a BPF-LSM kernel', () => {
   let cgParent = ''; // <cgroup2>/edgeward-sp-<pid>: the agent's parent cgroup
   let cgAgent: string; // cgParent/agent: the agent starts here
   let cgOther: string; // cgParent/other: a sibling
+  let deepCgroup = ''; // cgOther/n/n/...: 40 levels
+  let v1Mount = ''; // a cgroup v1 freezer hierarchy
   let view = ''; // a bind mount of state/policies made before the agent protects itself
   let sharedFs = ''; // a shared tmpfs mount holding `deep`, a protected directory
   let deep: string;
@@ -192,8 +194,10 @@ console.log(JSON.stringify({ ready: true, attached: sp.attached(), mapIds: sp.ma
       await agentExited;
     }
     if (view) spawnSync('umount', [view]);
+    if (v1Mount) spawnSync('umount', [v1Mount]);
     if (sharedFs) spawnSync('umount', [sharedFs]);
     if (bpffs) spawnSync('umount', [bpffs]);
+    for (let d = deepCgroup; d && d !== cgOther; d = path.dirname(d)) if (fs.existsSync(d)) fs.rmdirSync(d);
     for (const d of [cgAgent, cgOther, cgParent]) if (d && fs.existsSync(d)) fs.rmdirSync(d);
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
@@ -201,7 +205,7 @@ console.log(JSON.stringify({ ready: true, attached: sp.attached(), mapIds: sp.ma
   test('every hook is attached and every target resolved', () => {
     expect(info.errors).toEqual([]);
     // hooks of every supported kernel (6.1 on), then those of newer ones
-    const always = ['bpf_map', 'file_open', 'path_chmod', 'path_chown', 'path_link', 'path_mkdir', 'path_mknod', 'path_rename', 'path_rmdir',
+    const always = ['bpf_map', 'file_open', 'file_send_sigiotask', 'sb_pivotroot', 'path_chmod', 'path_chown', 'path_link', 'path_mkdir', 'path_mknod', 'path_rename', 'path_rmdir',
       'path_symlink', 'path_truncate', 'path_unlink', 'ptrace_access_check', 'sb_umount', 'task_kill', 'sb_mount', 'move_mount', 'inode_setattr',
       'inode_setxattr', 'inode_removexattr', 'file_ioctl', 'task_setrlimit', 'task_setnice', 'task_setscheduler', 'task_setioprio'];
     const newer = ['inode_set_acl', 'inode_remove_acl', 'inode_file_setattr', 'file_ioctl_compat'];
@@ -226,6 +230,26 @@ attempt(lambda: os.kill(pid, signal.SIGHUP))`,
       ),
     ).toEqual(['EPERM', 'EPERM', 'EPERM', 'EPERM', 'EPERM', 'ok', 'ok']);
     await waitFor('the agent to note SIGHUP', () => (agentOut.includes('hup') ? true : undefined), 30_000);
+    expect(agent!.exitCode).toBeNull();
+  });
+
+  test('signal-driven I/O (F_SETOWN + F_SETSIG SIGKILL) does not reach it; it still reaches another process', async () => {
+    const code = `
+import fcntl
+pid = int(sys.argv[1])
+r, w = os.pipe()
+fcntl.fcntl(r, fcntl.F_SETOWN, pid)
+fcntl.fcntl(r, 10, signal.SIGKILL)  # F_SETSIG
+fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)
+attempt(lambda: os.write(w, b'x'))`;
+    const victim = spawn('/bin/sleep', ['60']);
+    const victimExit = new Promise<NodeJS.Signals | null>((r) => victim.on('exit', (_c, sig) => r(sig)));
+    expect(py(code, [String(victim.pid)])).toEqual(['ok']);
+    expect(await victimExit).toBe('SIGKILL'); // the mechanism works
+    const before = JSON.parse(await ask('stats')).refused.signal;
+    expect(py(code, [String(agent!.pid)])).toEqual(['ok']); // the write succeeds; the signal is dropped
+    const after = JSON.parse(await ask('stats')).refused.signal;
+    expect(after).toBeGreaterThan(before);
     expect(agent!.exitCode).toBeNull();
   });
 
@@ -346,6 +370,24 @@ attempt(lambda: write(other + '/cgroup.freeze', '1'))`,
       ),
     ).toEqual(['ok', 'EPERM', 'EPERM']);
     expect(await ask('stats')).toMatch(/^\{/);
+    // nested deeper than any walk would go, its top ancestors are still its ancestors
+    let nested = cgOther;
+    for (let i = 0; i < 40; i++) fs.mkdirSync((nested = path.join(nested, 'n')));
+    deepCgroup = nested;
+    expect(
+      py(
+        `
+pid, nested, top = sys.argv[1:4]
+def write(f, v):
+    with open(f, 'w') as fh:
+        fh.write(v)
+attempt(lambda: write(nested + '/cgroup.procs', pid))
+attempt(lambda: write(top + '/cgroup.kill', '1'))
+attempt(lambda: write(top + '/cgroup.freeze', '1'))`,
+        [String(agent!.pid), nested, cgOther],
+      ),
+    ).toEqual(['ok', 'EPERM', 'EPERM']);
+    expect(await ask('stats')).toMatch(/^\{/);
     fs.writeFileSync(path.join(cgAgent, 'cgroup.procs'), String(agent!.pid)); // back
     expect(fs.readFileSync(`/proc/${agent!.pid}/cgroup`, 'utf8')).toContain(`/edgeward-sp-${process.pid}/agent`);
   });
@@ -358,6 +400,50 @@ attempt(lambda: write(other + '/cgroup.freeze', '1'))`,
     fs.writeFileSync(path.join(cgAgent, 'cgroup.freeze'), '0');
     await waitFor('the agent to be thawed', () => (/frozen 0/.test(events()) ? true : undefined), 60_000);
     expect(await ask('stats')).toMatch(/^\{/);
+  });
+
+  test('cgroup v1: freezer.state of its freezer cgroup is not written by others; the stopper freezes and thaws it', async () => {
+    const v1 = path.join(work, 'freezer-v1');
+    fs.mkdirSync(v1);
+    const m = spawnSync('mount', ['-t', 'cgroup', '-o', 'freezer', 'freezer', v1], { encoding: 'utf8' });
+    if (m.status !== 0) throw new Error(`cgroup v1 tests need a freezer hierarchy: mount -t cgroup -o freezer failed: ${m.stderr}`);
+    v1Mount = v1;
+    const frozenIn = path.join(v1, 'agent');
+    const sibling = path.join(v1, 'sibling');
+    fs.mkdirSync(frozenIn);
+    fs.mkdirSync(sibling);
+    try {
+      // moving it is open (the v2 gap again); freezing where it is is not
+      const write = `
+def write(f, v):
+    with open(f, 'w') as fh:
+        fh.write(v)
+`;
+      expect(
+        py(
+          write +
+            `
+pid, frozen_in, sibling = sys.argv[1:4]
+attempt(lambda: write(frozen_in + '/cgroup.procs', pid))
+attempt(lambda: write(frozen_in + '/freezer.state', 'FROZEN'))
+attempt(lambda: write(sibling + '/freezer.state', 'FROZEN'))
+attempt(lambda: write(sibling + '/freezer.state', 'THAWED'))`,
+          [String(agent!.pid), frozenIn, sibling],
+        ),
+      ).toEqual(['ok', 'EPERM', 'ok', 'ok']);
+      expect(fs.readFileSync(path.join(frozenIn, 'freezer.state'), 'utf8').trim()).toBe('THAWED');
+      expect(await ask('stats')).toMatch(/^\{/);
+      fs.writeFileSync(path.join(frozenIn, 'freezer.state'), 'FROZEN'); // the stopper may
+      await waitFor('the agent to be frozen (v1)', () => (fs.readFileSync(path.join(frozenIn, 'freezer.state'), 'utf8').trim() === 'FROZEN' ? true : undefined), 60_000);
+      fs.writeFileSync(path.join(frozenIn, 'freezer.state'), 'THAWED');
+      expect(await ask('stats')).toMatch(/^\{/);
+    } finally {
+      fs.writeFileSync(path.join(v1, 'cgroup.procs'), String(agent!.pid));
+      fs.rmdirSync(frozenIn);
+      fs.rmdirSync(sibling);
+      expect(spawnSync('umount', [v1]).status).toBe(0);
+      v1Mount = '';
+    }
   });
 
   test('its /proc files, rlimits, nice value, scheduling and io priority are not changed by others', () => {
@@ -489,21 +575,30 @@ attempt(lambda: umount(sys.argv[1]))`;
     // a namespace of its own: onto the shared mount (its peer is the agent's) refused, private copies free
     expect(py(code, [sharedFs], ['unshare', '-m', '--propagation', 'unchanged'])).toEqual(['EPERM']);
     expect(py(code, [sharedFs, work], ['unshare', '-m', '--propagation', 'private'])).toEqual(['ok', 'ok']);
+    // pivot_root: refused in its namespace only (elsewhere the kernel's own checks answer)
+    const pivot = `
+libc = ctypes.CDLL(None, use_errno=True)
+def pivot_root(new, old):
+    if libc.syscall(155, new.encode(), old.encode()) != 0:
+        raise OSError(ctypes.get_errno(), 'pivot_root')
+attempt(lambda: pivot_root(sys.argv[1], sys.argv[2]))`;
+    expect(py(pivot, [sharedFs, deep])).toEqual(['EPERM']);
+    expect(py(pivot, [sharedFs, deep], ['unshare', '-m', '--propagation', 'private'])).not.toEqual(['EPERM']);
     expect(fs.readdirSync(sharedFs)).toEqual(['deep']);
     expect(fs.readdirSync(work)).toContain('state');
   });
 
   test('refusals are counted by kind', async () => {
     const stats = JSON.parse(await ask('stats'));
-    expect(stats.refused.signal).toBeGreaterThanOrEqual(5);
+    expect(stats.refused.signal).toBeGreaterThanOrEqual(6);
     expect(stats.refused.ptrace).toBeGreaterThanOrEqual(1);
     expect(stats.refused.path).toBeGreaterThanOrEqual(15);
     expect(stats.refused.map).toBeGreaterThanOrEqual(1);
     expect(stats.refused.umount).toBeGreaterThanOrEqual(3);
-    expect(stats.refused.cgroup).toBeGreaterThanOrEqual(8);
+    expect(stats.refused.cgroup).toBeGreaterThanOrEqual(11);
     expect(stats.refused.process).toBeGreaterThanOrEqual(9); // /proc/<pid>/mem too
     expect(stats.refused.attr).toBeGreaterThanOrEqual(9);
-    expect(stats.refused.mount).toBeGreaterThanOrEqual(9);
+    expect(stats.refused.mount).toBeGreaterThanOrEqual(10);
   });
 
   test('the escape hatch: the stopper stops it, and then everything is allowed again', async () => {
