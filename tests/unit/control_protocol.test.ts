@@ -141,5 +141,23 @@ describe('formatting', () => {
     expect(text).toMatch(/^alerts: +5 since start, 2 summarised by the throttle$/m);
     expect(text).toMatch(/^error: +bad\.yaml: broken$/m);
     expect(text).toMatch(/^warning: +rule not in force$/m);
+    expect(text).not.toMatch(/self-protection/);
+  });
+
+  test('status shows self-protection refusals by kind when it is in force', () => {
+    const text = formatStatus({
+      pid: 1,
+      startedAt: 'S',
+      socket: '/run/x.sock',
+      backend: 'bpf-lsm',
+      policyDirectories: ['/a'],
+      rulesInForce: 0,
+      alerts: 0,
+      alertsSuppressed: 0,
+      processes: 1,
+      containers: [],
+      selfProtection: { refused: { signal: 2, cgroup: 1 } },
+    });
+    expect(text).toMatch(/^self-protection: in force, refused signal 2, cgroup 1$/m);
   });
 });

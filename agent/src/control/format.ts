@@ -101,6 +101,10 @@ export function formatStatus(s: StatusReport): string {
   if (s.ruleKinds) lines.push(`rule kinds:  ${Object.entries(s.ruleKinds).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   for (const e of s.lastLoad?.errors ?? []) lines.push(`error:       ${e}`);
   for (const w of s.lastLoad?.warnings ?? []) lines.push(`warning:     ${w}`);
+  if (s.selfProtection) {
+    const refused = Object.entries(s.selfProtection.refused).map(([k, v]) => `${k} ${v}`).join(', ');
+    lines.push(`self-protection: in force, refused ${refused}`);
+  }
   if (s.hub !== undefined) lines.push(`hub:         ${JSON.stringify(s.hub)}`);
   return lines.join('\n');
 }

@@ -230,4 +230,6 @@ export interface StatusReport {
   containers: ContainerSummary[];
   lastLoad?: { files: number; policies: number; rules: number; errors: string[]; warnings: string[] };
   hub?: unknown;
+  /** present while self-protection is in force (bpf-lsm): refusals since it started, by kind */
+  selfProtection?: { refused: Record<string, number> };
 }
