@@ -235,4 +235,70 @@ describe('telemetry logs (visibility) on the real agent', () => {
       expect(status.alertsSuppressed).toBe(0); // logs do not use the alerts' allowance
     });
   });
+
+  describe('per-container visibility: the kubearmor-visibility label overrides the node-wide config for its container', () => {
+    const P = `ew-vis-${process.pid}-p`;
+    const N = `ew-vis-${process.pid}-n`;
+    const U = `ew-vis-${process.pid}-u`;
+    const T = `ew-vis-${process.pid}-t`;
+    const ids: Record<string, string> = {};
+    const execLogs = (name: string): Rec[] => agent!.alerts().filter((a) => a.Type === 'ContainerLog' && a.ContainerName === name && a.Resource === TOOL);
+
+    /** runs the tool in each container in turn, then waits for the last one's record: the ring keeps order */
+    async function execEverywhere(last: string, others: string[]): Promise<void> {
+      for (const name of [...others, last]) expect(dockerd.docker('exec', name, TOOL, 'true').status).toBe(0);
+      await waitFor(`the ContainerLog of ${last}`, () => (execLogs(last).length > 0 ? true : undefined), 10_000);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+
+    beforeAll(async () => {
+      // the agent of the block before (its control socket is this block's too)
+      await agent?.stop();
+      agent = undefined;
+      const start = (name: string, label?: string) => {
+        const r = dockerd.docker('run', '-d', '--network', 'none', '--name', name, ...(label === undefined ? [] : ['--label', `kubearmor-visibility=${label}`]), IMAGE, 'sleep', '3600');
+        if (r.status !== 0) throw new Error(`docker run ${name}: ${r.stderr}`);
+        ids[name] = r.stdout;
+      };
+      start(P, 'process');
+      start(N, 'none');
+      start(U);
+      start(T, 'proccess'); // a typo: reported, follows the node
+    }, 120_000);
+
+    afterAll(async () => {
+      await agent?.stop();
+      agent = undefined;
+      dockerd.docker('rm', '-f', P, N, U, T);
+    }, 60_000);
+
+    test('node-wide off: only the container labelled process gives ContainerLog records; "none", unlabelled and a bad label give none; the bad label is reported', async () => {
+      agent = await startWith('labels-off', 'alerts:\n  throttle: {maxAlerts: 5000, windowMs: 1000}\n');
+      await execEverywhere(P, [N, U, T]);
+      expect(execLogs(P)[0]).toMatchObject({ Type: 'ContainerLog', ContainerID: ids[P], ContainerName: P, Operation: 'Process', ProcessName: TOOL, Result: 'Passed' });
+      for (const name of [N, U, T]) expect(execLogs(name)).toEqual([]);
+      // no HostLog either: the node-wide setting is off
+      expect(agent.alerts().filter((a) => a.Type === 'HostLog')).toEqual([]);
+      expect(agent.alerts().filter((a) => a.Type === 'ContainerLog' && a.ContainerName !== P)).toEqual([]);
+      const warning = agent.logs().find((l) => String(l.message).includes(`container ${T} (`));
+      expect(String(warning?.message)).toMatch(/visibility: container .* label kubearmor-visibility="proccess": unknown group "proccess" .*follows the node-wide visibility config/);
+      expect(warning?.level).toBe('warn');
+      expect(JSON.parse(edgeward('status', '--json').stdout).visibility).toEqual([]);
+      await agent.stop();
+      agent = undefined;
+    }, 120_000);
+
+    test('node-wide process on: the unlabelled container and the bad label follow it, "none" silences its container', async () => {
+      agent = await startWith('labels-on', 'visibility:\n  process: true\nalerts:\n  throttle: {maxAlerts: 5000, windowMs: 1000}\n');
+      await execEverywhere(P, [N, U, T]);
+      expect(execLogs(U)[0]).toMatchObject({ ContainerID: ids[U], ContainerName: U, Operation: 'Process' });
+      expect(execLogs(T)[0]).toMatchObject({ ContainerID: ids[T], ContainerName: T });
+      expect(execLogs(P)[0]).toMatchObject({ ContainerID: ids[P] });
+      expect(agent.alerts().filter((a) => a.ContainerName === N)).toEqual([]);
+      // the host follows the node-wide setting
+      const child = spawn(hostTool, ['true']);
+      await new Promise((resolve) => child.on('exit', resolve));
+      await waitFor('the HostLog of the host exec', () => agent!.alerts().find((a) => a.Type === 'HostLog' && a.HostPID === child.pid), 10_000);
+    }, 120_000);
+  });
 });
