@@ -12,17 +12,24 @@
 // WorkloadBinding: re-applied whenever containers come and go); the set's
 // `workloads` (every running container) tell the kernel which processes are
 // which container's, so host rules stay on the host.
+//
+// Capability rules have their own program (agent/src/lsm_capable.ts), with
+// allow-list mode (default posture) decided in the kernel. Pinned (the agent
+// always pins), both programs and their rules outlive the agent; a restart
+// adopts them. When pinning or adoption fails the rules are enforced unpinned
+// (they end with the agent) and every apply() names the path and the reason.
 import * as fs from 'fs';
 import * as path from 'path';
 
 import type { ApplyResult, EnforcementBackend, RuleKindSupport } from './backend';
-import { LsmEnforcer, LsmEnforcerOptions, NativeLsmStats, PIN_ROOT, unloadPinnedLsm } from './lsm_enforcer';
+import { LsmEnforcer, LsmEnforcerOptions, lsmAddon, lsmPinDir, NativeLsmStats, PIN_ROOT, unloadPinnedLsm } from './lsm_enforcer';
 import type { NativeAddon, NativeEventRing } from './native';
-import { LsmCapable } from './lsm_capable';
+import { acquireInstanceLock, InstanceLock, InstanceLockedError } from './instance_lock';
+import { capablePinDir, LsmCapable, unloadPinnedCapable } from './lsm_capable';
 import { allowListModes } from './policy/posture';
 import type { CompiledPolicySet } from './policy/types';
 
-/** bpf-lsm: exec, open and sockets in the kernel; capabilities not yet. */
+/** bpf-lsm: exec, open, sockets and capabilities in the kernel. */
 export const LSM_SUPPORT: RuleKindSupport = {
   process: 'enforce',
   file: 'enforce',
@@ -40,6 +47,13 @@ export interface LsmBackendOptions {
   onReapply?: (result: ApplyResult & { trigger: string }) => void;
   /** watch rule targets and sources for new inodes (default true) */
   watchTargets?: boolean;
+  /** the lock file guarding the pins (default pinLockPath(root)) */
+  lockPath?: string;
+}
+
+/** Where the lock guarding the pins under `root` is: one agent at a time adopts and writes them. */
+export function pinLockPath(root = PIN_ROOT): string {
+  return root === PIN_ROOT ? '/run/edgeward/bpf-lsm-pins.lock' : `/run/edgeward/bpf-lsm-pins${root.replace(/[^A-Za-z0-9]+/g, '-')}.lock`;
 }
 
 export class LsmBackend implements EnforcementBackend {
@@ -47,6 +61,10 @@ export class LsmBackend implements EnforcementBackend {
   readonly support = LSM_SUPPORT;
   private readonly enforcer: LsmEnforcer;
   private readonly capable: LsmCapable;
+  /** why some rules are not pinned (pinning or adoption failed): named in every apply() */
+  readonly pinWarnings: string[] = [];
+  /** held while pinned: a second agent must not adopt (and rewrite) the same pins */
+  private pinLock: InstanceLock | undefined;
   private last: CompiledPolicySet | undefined;
   private watchers = new Map<string, fs.FSWatcher>(); // by directory
   private watchedNames = new Map<string, Set<string>>(); // directory -> base names
@@ -60,14 +78,91 @@ export class LsmBackend implements EnforcementBackend {
     ring: NativeEventRing,
     private readonly options: LsmBackendOptions = {},
   ) {
-    this.enforcer = new LsmEnforcer(native, ring, { pin: options.pin });
-    // capability rules: their own program (bpf/lsm_capable.bpf.c), not pinned (they end with the agent)
-    this.capable = new LsmCapable(native, ring);
+    const root = typeof options.pin === 'object' ? options.pin.root : PIN_ROOT;
+    // the lock before any adoption; held by another agent: refused (never two agents on the same pins)
+    const pin = options.pin ? this.lockPins(native, options.lockPath ?? pinLockPath(root)) : undefined;
+    try {
+      this.enforcer = this.pinnedOrNot(
+        pin,
+        () => new LsmEnforcer(native, ring, { pin }),
+        () => new LsmEnforcer(native, ring),
+        () => lsmPinDir(lsmAddon(native).lsmLimits.layoutVersion, root),
+        'path and network rules',
+      );
+    } catch (err) {
+      this.pinLock?.release();
+      throw err;
+    }
+    try {
+      // capability rules: their own program (bpf/lsm_capable.bpf.c), pinned beside the others
+      this.capable = this.pinnedOrNot(
+        pin,
+        () => new LsmCapable(native, ring, { pin }),
+        () => new LsmCapable(native, ring),
+        () => capablePinDir(native.capableLimits?.layoutVersion ?? 0, root),
+        'capability rules',
+      );
+    } catch (err) {
+      this.enforcer.release(); // pinned rules an earlier agent left stay in force
+      this.pinLock?.release();
+      throw err;
+    }
+  }
+
+  /**
+   * Takes the pin lock: the pin option when taken; undefined (unpinned, with
+   * a warning) when the lock cannot be used at all. Throws
+   * InstanceLockedError when another agent holds it.
+   */
+  private lockPins(native: NativeAddon, lockPath: string): LsmBackendOptions['pin'] {
+    try {
+      if (typeof native.tryLockFile !== 'function') throw new Error('the native addon has no tryLockFile (rebuild it: npm run build)');
+      this.pinLock = acquireInstanceLock(lockPath, (fd) => native.tryLockFile!(fd), 'edgeward agent (bpf-lsm, pinned rules)');
+      return this.options.pin;
+    } catch (err) {
+      if (err instanceof InstanceLockedError) throw err;
+      this.pinWarnings.push(
+        `bpf-lsm: rules not pinned: the pin lock ${lockPath} cannot be taken: ${(err as Error).message}; enforced unpinned instead: ` +
+          'they end with the agent (a crash or stop leaves them unenforced until the next start)',
+      );
+      return undefined;
+    }
+  }
+
+  /**
+   * Makes the pinned enforcer when pinning is asked for; when that fails
+   * (pin directory unusable, pinned state that cannot be adopted), the
+   * unpinned one, with a warning naming the pin directory and the reason.
+   * A failure of the unpinned one (the kernel refuses the programs) throws.
+   */
+  private pinnedOrNot<T>(pin: LsmBackendOptions['pin'], pinned: () => T, unpinned: () => T, dir: () => string, what: string): T {
+    if (!pin) return unpinned();
+    try {
+      return pinned();
+    } catch (err) {
+      let where: string;
+      try {
+        where = dir();
+      } catch {
+        where = typeof pin === 'object' ? pin.root : PIN_ROOT;
+      }
+      const made = unpinned();
+      this.pinWarnings.push(
+        `bpf-lsm: ${what} not pinned at ${where}: ${(err as Error).message}; enforced unpinned instead: ` +
+          'they end with the agent (a crash or stop leaves them unenforced until the next start)',
+      );
+      return made;
+    }
   }
 
   /** Whether rules pinned by an earlier agent were adopted (in force before the first apply()). */
   adopted(): boolean {
     return this.enforcer.adopted();
+  }
+
+  /** Whether capability rules pinned by an earlier agent were adopted. */
+  capabilitiesAdopted(): boolean {
+    return this.capable.adopted();
   }
 
   apply(set: CompiledPolicySet): ApplyResult {
@@ -76,10 +171,11 @@ export class LsmBackend implements EnforcementBackend {
     const result = this.enforcer.apply(set.pathRules, set.networkRules, undefined, set.workloads ?? []);
     if (this.options.watchTargets !== false) this.watch(result.watchPaths);
     // not silently dropped: what this backend cannot enforce yet is named in the policy status
-    const caps = this.capable.apply(set.capabilityRules ?? [], set.workloads ?? []);
+    // capabilities allow-list: the workloads' postures are decided in the kernel
+    const caps = this.capable.apply(set.capabilityRules ?? [], set.workloads ?? [], allowListModes(set));
     const notEnforced = notEnforcedByLsm(set);
     return {
-      errors: [...result.errors, ...caps.errors, ...notEnforced],
+      errors: [...this.pinWarnings, ...result.errors, ...caps.errors, ...notEnforced],
       rules: set.pathRules.length + set.networkRules.length + (set.capabilityRules?.length ?? 0),
     };
   }
@@ -103,6 +199,8 @@ export class LsmBackend implements EnforcementBackend {
     this.stopWatching();
     this.enforcer.close();
     this.capable.close();
+    this.pinLock?.release();
+    this.pinLock = undefined;
   }
 
   /** Exits without detaching: pinned programs and rules keep enforcing (--detach-on-exit not given). */
@@ -110,6 +208,8 @@ export class LsmBackend implements EnforcementBackend {
     this.stopWatching();
     this.enforcer.release();
     this.capable.release();
+    this.pinLock?.release();
+    this.pinLock = undefined;
   }
 
   private stopWatching(): void {
@@ -190,7 +290,8 @@ export function notEnforcedByLsm(set: CompiledPolicySet): string[] {
 
 /**
  * `edgeward unload`: removes every pinned bpf-lsm state under `root` (the
- * rules an agent left in force when it stopped or crashed). Once no process
+ * path, network and capability rules an agent left in force when it stopped
+ * or crashed). Once no process
  * holds them any more, the programs detach and nothing is enforced by them.
  * A running agent keeps its own programs attached until it stops; stop it
  * first. Returns the directories removed; throws naming the path that could
@@ -198,7 +299,7 @@ export function notEnforcedByLsm(set: CompiledPolicySet): string[] {
  */
 export function unloadPinned(root = PIN_ROOT): string[] {
   try {
-    return unloadPinnedLsm(root);
+    return [...unloadPinnedLsm(root), ...unloadPinnedCapable(root)];
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EPERM') {
       // self-protection (agent/src/lsm_self_protect.ts) keeps the pins while the agent runs
