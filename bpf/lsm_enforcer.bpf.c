@@ -397,11 +397,22 @@ static __always_inline struct ew_lsm_gen_info *ew_gen_info(__u32 gen)
 	return bpf_map_lookup_elem(&lsm_gen_info, &gen);
 }
 
-/* Whether the current task is the agent (exempt from postures, not from rules). */
+/* /proc/<pid>/stat's starttime unit: nanoseconds per USER_HZ (100) tick */
+#define EW_NSEC_PER_USER_TICK 10000000ULL
+
+/*
+ * Whether the current task is the agent (exempt from postures, not from
+ * rules): its tgid, started when the agent did (pinned rules outlive the
+ * agent; its pid may go to another process later).
+ */
 static __always_inline int ew_is_agent(const struct ew_lsm_gen_info *info)
 {
 	__u32 agent = info->agent_tgid;
-	return agent && (bpf_get_current_pid_tgid() >> 32) == agent;
+	if (!agent || (bpf_get_current_pid_tgid() >> 32) != agent)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 start = BPF_CORE_READ(task, group_leader, start_boottime);
+	return start / EW_NSEC_PER_USER_TICK == info->agent_start_ticks;
 }
 
 /* How ew_path_decide() is asked (its `how` argument). */

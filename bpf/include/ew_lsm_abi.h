@@ -102,6 +102,10 @@ struct ew_lsm_gen_info {
 	/* the agent's tgid: exempt from postures (not from rules), it must
 	 * reach its own files and sockets; 0: none */
 	__u32 agent_tgid;
+	/* and its start (/proc/<pid>/stat starttime: clock ticks of
+	 * boottime, USER_HZ 100): a process given the pid of a dead agent is
+	 * not the agent */
+	__u64 agent_start_ticks;
 };
 
 /*

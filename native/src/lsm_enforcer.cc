@@ -144,6 +144,30 @@ void Fill(int fd, const std::vector<std::pair<K, V>>& entries, const char* what)
 
 }  // namespace
 
+namespace {
+
+// This process's start (/proc/self/stat field 22, clock ticks since boot):
+// with the pid, what tells the agent from a later process given its pid.
+uint64_t SelfStartTicks() {
+  FILE* f = fopen("/proc/self/stat", "r");
+  if (f == nullptr) throw std::runtime_error("LsmEnforcer: reading /proc/self/stat failed: " + ErrnoText(errno));
+  char buf[1024];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char* p = strrchr(buf, ')');  // the command name may hold spaces and parentheses
+  if (p == nullptr) throw std::runtime_error("LsmEnforcer: /proc/self/stat has no command name");
+  p++;
+  for (int field = 3; field <= 22 && p != nullptr; field++) {
+    p = strchr(p, ' ');
+    if (p != nullptr) p++;
+  }
+  if (p == nullptr) throw std::runtime_error("LsmEnforcer: /proc/self/stat has no starttime field");
+  return strtoull(p, nullptr, 10);
+}
+
+}  // namespace
+
 ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets) {
   ew_lsm_gen_info info = {};
   for (const auto& [key, value] : paths) {
@@ -178,6 +202,7 @@ ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::ve
   }
   // the agent reaches its own files and sockets whatever the postures say
   info.agent_tgid = static_cast<uint32_t>(getpid());
+  info.agent_start_ticks = SelfStartTicks();
   return info;
 }
 
@@ -393,6 +418,7 @@ void LsmEnforcer::ReadAdoptedState() {
     ew_lsm_gen_info g = {};
     if (bpf_map_lookup_elem(MapFd("info"), &gen, &g) != 0) continue;
     g.agent_tgid = static_cast<uint32_t>(getpid());
+    g.agent_start_ticks = SelfStartTicks();
     if (bpf_map_update_elem(MapFd("info"), &gen, &g, BPF_ANY) != 0) {
       throw std::runtime_error("LsmEnforcer: taking over the adopted rules (agent tgid) failed: " + ErrnoText(errno));
     }

@@ -209,7 +209,7 @@ describe('bpf-lsm allow-list mode (default posture) on a BPF-LSM kernel', () => 
       const alias = path.join(work, 'alias');
       fs.mkdirSync(alias);
       fs.linkSync(bin('other'), path.join(alias, 'true')); // a hard link named like something harmless
-      fs.linkSync(bin('allowed'), path.join(alias, 'allowed-link'));
+      fs.linkSync(bin('allowed'), path.join(alias, 'echo')); // busybox: the applet is the name
       fs.symlinkSync(bin('other'), path.join(alias, 'other-sym'));
       fs.copyFileSync(bin('allowed'), path.join(alias, 'allowed-copy'));
       fs.chmodSync(path.join(alias, 'allowed-copy'), 0o755);
@@ -222,7 +222,7 @@ describe('bpf-lsm allow-list mode (default posture) on a BPF-LSM kernel', () => 
         expect(exec(path.join(alias, 'other-sym'))).toBe('EPERM');
         expect(exec(path.join(bind, 'busybox'))).toBe('EPERM');
         expect(exec(path.join(alias, 'allowed-copy'))).toBe('EPERM');
-        expect(exec(path.join(alias, 'allowed-link'), ['echo', 'same inode'])).toBe('ok:same inode\n');
+        expect(exec(path.join(alias, 'echo'), ['same inode'])).toBe('ok:same inode\n');
         // the allowed program's bytes in a memfd, run from there: not the allowed inode
         const memfd = exec(PYTHON, [
           '-c',
@@ -231,6 +231,7 @@ describe('bpf-lsm allow-list mode (default posture) on a BPF-LSM kernel', () => 
         expect(memfd).toBe('ok:1\n');
         await decisionFor(path.join(alias, 'true'), posture);
       } finally {
+        enforcer.apply([], [], undefined, [], []); // umount is a program too
         spawnSync('umount', [bind]);
       }
     });
@@ -350,16 +351,33 @@ describe('bpf-lsm allow-list mode (default posture) on a BPF-LSM kernel', () => 
     test('a file deeper than the kernel walks is outside every recursive Allow (fail-safe: the posture)', async () => {
       // EW_LSM_WALK_MAX directory levels and more, made relative (a path that long exceeds PATH_MAX)
       const top = data('deep');
-      // python's own files (libraries, modules) are allowed too: only the deep file is in question
-      const system = ['/usr/', '/etc/', '/proc/', '/dev/', '/sys/'].map((dir) => ({ dir, recursive: true }));
-      const made = spawnSync(PYTHON, ['-c', `import os\nos.chdir(${JSON.stringify(top)})\nfor _ in range(2100):\n  os.mkdir("d"); os.chdir("d")\nopen("f", "w").write("x")`]);
+      const made = spawnSync(PYTHON, ['-c', `import os\nos.chdir(${JSON.stringify(top)})\nfor i in range(2100):\n  os.mkdir("d"); os.chdir("d")\n  if i == 99: open("g", "w").write("shallow")\nopen("f", "w").write("x")`]);
       if (made.status !== 0) throw new Error(`cannot make the deep tree: ${made.stderr}`);
-      const set = compile([hostPolicy('dir', { file: { matchDirectories: [{ dir: `${top}/`, recursive: true }, ...system] }, action: 'Allow' })], BLOCK);
+      const set = compile([hostPolicy('dir', { file: { matchDirectories: [{ dir: `${top}/`, recursive: true }] }, action: 'Allow' })], BLOCK);
+      const posture = postureOf(set, 'file');
       apply(set);
-      expect(exec(PYTHON, ['-c', `print(open(${JSON.stringify(data('deep/a/b/public'))}).read())`])).toBe('ok:public\n');
-      const read = exec(PYTHON, ['-c', `import os\nos.chdir(${JSON.stringify(top)})\nfor _ in range(2100):\n  os.chdir("d")\ntry:\n  print(open("f").read())\nexcept OSError as e:\n  print(e.errno)`]);
-      expect(read).toBe('ok:1\n');
-      expect(cat(data('deep/a/b/public'))).toBe('ok:public');
+      // the static busybox climbs down relatively (chdir is no open) and reads there
+      // 50 levels per cd: the shell looks its working directory up after each
+      const hop = Array.from({ length: 50 }, () => 'd').join('/');
+      const loop = (levels: number, file: string) => `i=0; while [ $i -lt ${levels / 50} ]; do cd -P ${hop} || exit 9; i=$((i+1)); done; cat ${file}`;
+      try {
+        expect(cat(data('deep/a/b/public'))).toBe('ok:public');
+        // 100 levels down: walked, inside the allowed directory
+        expect(run(bin('tools'), ['sh', '-c', loop(100, 'g')], { cwd: top })).toMatchObject({ status: 0, stdout: 'shallow' });
+        const deep = run(bin('tools'), ['sh', '-c', loop(2100, 'f')], { cwd: top });
+        expect(deep.status).toBe(1);
+        expect(deep.stderr).toMatch(DENIED);
+        const d = await waitFor('the posture decision on the deep file', () => decisions.find((x) => x.ruleId === posture));
+        expect(d).toMatchObject({ action: Action.Block, operation: OperationCode.File, ret: -1 });
+      } finally {
+        enforcer.apply([], [], undefined, [], []);
+        // removed from the bottom up, relatively: the tree's paths are longer than PATH_MAX
+        const rm = spawnSync(PYTHON, [
+          '-c',
+          `import os\nos.chdir(${JSON.stringify(top)})\nn = 0\nwhile os.path.isdir("d"):\n  os.chdir("d"); n += 1\nfor _ in range(n):\n  for f in os.listdir("."): os.unlink(f)\n  os.chdir(".."); os.rmdir("d")`,
+        ]);
+        if (rm.status !== 0) throw new Error(`cannot remove the deep tree: ${rm.stderr}`);
+      }
     });
 
     test('default posture audit: everything opens; the unallowed open is reported', async () => {
@@ -385,7 +403,7 @@ except OSError as e:
     const socket = (proto: string) => run(PYTHON, ['-c', SOCKET_PY, proto]).stdout.trim();
 
     test('default posture block: only tcp is allowed; udp is refused and reported as DefaultPosture; unix sockets are not classified', async () => {
-      const set = compile([hostPolicy('tcp-only', { network: { matchProtocols: [{ protocol: 'tcp' }] }, action: 'Allow' })], BLOCK);
+      const set = compile([hostPolicy('tcp-only', { network: { matchProtocols: [{ protocol: 'tcp', fromSource: [] }] }, action: 'Allow' })], BLOCK);
       const posture = postureOf(set, 'network');
       apply(set);
       expect(socket('tcp')).toBe('ok');
@@ -397,8 +415,8 @@ except OSError as e:
     test('Block wins over Allow; posture audit lets everything else through, reported', async () => {
       const set = compile(
         [
-          hostPolicy('allow-all', { network: { matchProtocols: [{ protocol: 'tcp' }, { protocol: 'icmp' }] }, action: 'Allow' }),
-          hostPolicy('no-tcp', { network: { matchProtocols: [{ protocol: 'tcp' }] }, action: 'Block' }),
+          hostPolicy('allow-all', { network: { matchProtocols: [{ protocol: 'tcp', fromSource: [] }, { protocol: 'icmp', fromSource: [] }] }, action: 'Allow' }),
+          hostPolicy('no-tcp', { network: { matchProtocols: [{ protocol: 'tcp', fromSource: [] }] }, action: 'Block' }),
         ],
         AUDIT,
       );
@@ -424,6 +442,8 @@ except OSError as e:
       fs.chmodSync(path.join(root, 'opt', 'busybox'), 0o755);
       fs.writeFileSync(path.join(root, 'ok.txt'), 'ok');
       fs.writeFileSync(path.join(root, 'secret'), `${name} secret`);
+      // a mount point, as a container's root is (unshare -m inside it changes its propagation)
+      if (spawnSync('mount', ['--bind', root, root]).status !== 0) throw new Error(`cannot bind-mount ${root} onto itself`);
       const holder = spawn(UNSHARE, ['-m', '-p', '-f', CHROOT, root, '/bin/busybox', 'sleep', '600'], { stdio: 'ignore' });
       const init = await waitFor(`the chrooted sleeper of ${name}`, () => {
         try {
@@ -450,7 +470,8 @@ except OSError as e:
       }));
 
     function inside(c: StandIn, args: string[], chroot = true): string {
-      const r = run(NSENTER, ['-t', String(c.init), '-m', '-p', ...(chroot ? ['-r'] : []), ...args]);
+      // -w: the working directory is opened before entering (a file allow-list there would refuse it)
+      const r = run(NSENTER, ['-t', String(c.init), '-m', '-p', '-w', ...(chroot ? ['-r'] : []), ...args]);
       return r.status === 0 ? `ok:${r.stdout}` : r.stderr.trim() || `status ${r.status}`;
     }
 
@@ -468,6 +489,7 @@ except OSError as e:
           // gone already
         }
         c.holder.kill('SIGKILL');
+        spawnSync('umount', ['-l', c.root]);
       }
     });
 
@@ -483,8 +505,9 @@ except OSError as e:
       expect(inside(b, ['/opt/busybox', 'echo', 'b'])).toBe('ok:b\n');
       expect(exec(bin('other'))).toBe('ok:');
       // unshared again inside A (a new mount namespace, by the allowed busybox): still A, by its pid namespace
-      expect(inside(a, ['/bin/busybox', 'unshare', '-m', '/bin/busybox', 'echo', 'u'])).toBe('ok:u\n');
-      expect(inside(a, ['/bin/busybox', 'unshare', '-m', '/opt/busybox', 'true'])).toMatch(DENIED);
+      const unshare = ['/bin/busybox', 'unshare', '-m'];
+      expect(inside(a, [...unshare, '/bin/busybox', 'echo', 'u'])).toBe('ok:u\n');
+      expect(inside(a, [...unshare, '/opt/busybox', 'true'])).toMatch(DENIED);
       const d = await waitFor('the posture decision', () => decisions.find((x) => x.ruleId === posture));
       expect(d).toMatchObject({ action: Action.Block, operation: OperationCode.Process, mntNs: a.target.mntNs });
     });
