@@ -37,6 +37,7 @@ import type { CompiledPolicySet, RuleMeta } from './policy/types';
 import { probe, ProbeReport } from './probe';
 import { ProcessTable } from './process_table';
 import { KubeArmorLog, KubeArmorRecord, LogBuilder, LogThrottle, visibilityEnabled } from './visibility';
+import { ContainerVisibility, VisibilityGroup } from './visibility_labels';
 
 const HOUSEKEEPING_MS = 10_000;
 const DOCKER_WAIT_MS = 3_000;
@@ -104,8 +105,10 @@ export class Agent {
   private lastLoad: PolicyLoadSummary | undefined;
   private report: ProbeReport | undefined;
   private readonly onAlert: Array<(a: KubeArmorRecord) => void> = [];
-  /** visibility: builds telemetry log records; undefined when every group is off (nothing to do per event) */
+  /** visibility: builds telemetry log records (node-wide config, or a container's kubearmor-visibility label) */
   private logBuilder: LogBuilder | undefined;
+  /** which records are wanted: per container label, else the node-wide config */
+  private visibility: ContainerVisibility | undefined;
   private readonly logThrottle: LogThrottle;
   /** visibility.logFile; absent: logs go to the alert outputs */
   private readonly logOutput: winston.Logger | undefined;
@@ -170,8 +173,15 @@ export class Agent {
     };
     const builder = new AlertBuilder(this.hostName(), clock, this.processes, (id) => this.lookupMeta(id), resolveContainer);
     const visibility = this.config.visibility;
+    // visibility logs what the monitor sees: its groups on (fixed at start; a container label cannot add one)
+    const monitored = {
+      process: this.config.monitor.process || auditOnly || visibility.process,
+      file: this.config.monitor.file || auditOnly || visibility.file,
+      network: this.config.monitor.network || auditOnly || visibility.network,
+    };
+    this.logBuilder = new LogBuilder(this.hostName(), clock, this.processes, resolveContainer);
+    this.visibility = new ContainerVisibility(visibility, monitored, (m) => this.log.warn(`visibility: ${m}`));
     if (visibilityEnabled(visibility)) {
-      this.logBuilder = new LogBuilder(this.hostName(), clock, this.processes, resolveContainer);
       this.log.info(`visibility: telemetry logs of ${this.visibilityGroups().join(', ')} events (HostLog / ContainerLog)`);
     }
     this.pipeline = new EventPipeline(
@@ -179,10 +189,7 @@ export class Agent {
       {
         ringBufferBytes: this.config.monitor.ringBufferBytes,
         pollIntervalMs: this.config.monitor.pollIntervalMs,
-        // visibility logs what the monitor sees: its groups on
-        process: this.config.monitor.process || auditOnly || visibility.process,
-        file: this.config.monitor.file || auditOnly || visibility.file,
-        network: this.config.monitor.network || auditOnly || visibility.network,
+        ...monitored,
       },
       (events) => this.onEvents(events, builder),
       (err) => this.log.error(`event handling failed: ${(err as Error)?.stack ?? err}`),
@@ -340,7 +347,11 @@ export class Agent {
     this.dockerSocketWatch?.close();
     this.dockerSocketWatch = undefined;
     this.containers = new ContainerRegistry({ socketPath: socket.path, log: (level, message) => this.log[level](message) });
-    this.containers.on(() => this.workloads?.containersChanged());
+    this.containers.on((event, c) => {
+      if (event === 'removed') this.visibility?.containerRemoved(c.id);
+      else this.visibility?.containerAdded(c);
+      this.workloads?.containersChanged();
+    });
     void this.containers.start();
     return true;
   }
@@ -550,16 +561,16 @@ export class Agent {
 
   private onEvents(events: EwEvent[], builder: AlertBuilder): void {
     const matcher = this.auditOnly?.matcher();
-    // visibility off: one undefined check per event, nothing else
+    // visibility off everywhere: one check per event and group, nothing else
     const logs = this.logBuilder;
-    const visible = this.config.visibility;
+    const visible = this.visibility;
     const self = process.pid;
     for (const ev of events) {
       switch (ev.kind) {
         case EventKind.Exec:
           // the table still holds the caller's image: KubeArmor's fromSource for an exec
           if (matcher) this.emit(builder, matcher.matchExec(ev, ev.path, this.processes.get(ev.pid)?.exe));
-          if (logs && visible.process && ev.pid !== self) this.emitLog(logs.exec(ev, this.processes.get(ev.pid)?.exe));
+          if (logs && visible?.anyWants('process') && ev.pid !== self) this.emitVisible('process', logs.exec(ev, this.processes.get(ev.pid)?.exe));
           this.processes.onExec(ev.pid, ev.ppid, ev.uid, ev.path, ev.comm);
           break;
         case EventKind.Fork:
@@ -572,13 +583,13 @@ export class Agent {
         case EventKind.FileOpen:
           if (matcher && ev.ret >= 0) this.emit(builder, matcher.matchOpen(ev, ev.path, ev.flags, this.processes.get(ev.pid)?.exe));
           // not the agent's own opens: each log it writes would log again
-          if (logs && visible.file && ev.pid !== self) this.emitLog(logs.open(ev));
+          if (logs && visible?.anyWants('file') && ev.pid !== self) this.emitVisible('file', logs.open(ev));
           break;
         case EventKind.Net:
           if (matcher && ev.op === NetOp.Socket) {
             this.emit(builder, matcher.matchSocket(ev, ev.family, ev.sockType, ev.protocol, this.processes.get(ev.pid)?.exe));
           }
-          if (logs && visible.network && ev.pid !== self) this.emitLog(logs.net(ev));
+          if (logs && visible?.anyWants('network') && ev.pid !== self) this.emitVisible('network', logs.net(ev));
           break;
         case EventKind.Decision:
           this.emit(builder, ev);
@@ -608,6 +619,11 @@ export class Agent {
     }
     this.alertCount++;
     this.throttle.offer(alert);
+  }
+
+  /** A log record of `group`, when the node (host, unlabelled containers) or the container's label wants that group. */
+  private emitVisible(group: VisibilityGroup, log: KubeArmorLog): void {
+    if (this.visibility?.wants(group, log.ContainerID)) this.emitLog(log);
   }
 
   private emitLog(log: KubeArmorLog): void {
