@@ -64,6 +64,19 @@ function readNamespace(link: string): number | undefined {
   }
 }
 
+function sameIdentity(a: ContainerIdentity, b: ContainerIdentity): boolean {
+  const la = Object.entries(a.labels);
+  return (
+    a.pid === b.pid &&
+    a.mntNs === b.mntNs &&
+    a.pidNs === b.pidNs &&
+    a.name === b.name &&
+    a.image === b.image &&
+    la.length === Object.keys(b.labels).length &&
+    la.every(([k, v]) => b.labels[k] === v)
+  );
+}
+
 type ContainerListener = (event: 'added' | 'removed' | 'renamed', c: ContainerIdentity) => void;
 
 export class ContainerRegistry {
@@ -80,6 +93,7 @@ export class ContainerRegistry {
   private unreachableReported = false;
   private readonly procRoot: string;
   private readonly hostPidNs: number | undefined;
+  private readonly hostMntNs: number | undefined;
 
   constructor(private readonly opts: ContainerRegistryOptions = {}) {
     // Loaded here, not at import: dockerode (through ssh2) costs ~23 MiB of RSS,
@@ -90,6 +104,7 @@ export class ContainerRegistry {
     this.reconnectDelay = opts.reconnectMs ?? 500;
     this.procRoot = opts.procRoot ?? '/proc';
     this.hostPidNs = readNamespace(`${this.procRoot}/self/ns/pid`);
+    this.hostMntNs = readNamespace(`${this.procRoot}/self/ns/mnt`);
   }
 
   /** Connects, lists running containers, follows events; never throws: retries while dockerd is away. */
@@ -189,7 +204,8 @@ export class ContainerRegistry {
         await this.inspectAndAdd(c.Id);
       }
       // containers that stopped while we were disconnected
-      for (const id of [...this.byId.keys()]) if (!seen.has(id)) this.remove(id);
+      // (one the runtime hook added while dockerd starts it is not listed yet: kept while its init runs)
+      for (const [id, c] of [...this.byId]) if (!seen.has(id) && !this.initAlive(c)) this.remove(id);
       this.connected = true;
       this.stopPruning();
       this.reconnectDelay = this.opts.reconnectMs ?? 500;
@@ -263,7 +279,14 @@ export class ContainerRegistry {
     const id = ev.Actor?.ID ?? ev.id;
     if (!id) return;
     if (action === 'start' || action === 'restart' || action === 'unpause') await this.inspectAndAdd(id);
-    else if (action === 'die' || action === 'destroy') this.remove(id);
+    else if (action === 'die') {
+      // `docker restart`: the runtime hook may add the new run before the old
+      // run's die arrives here; a die while the known init still runs in its
+      // namespace is the earlier run's
+      const c = this.byId.get(id);
+      if (c && this.initAlive(c)) return;
+      this.remove(id);
+    } else if (action === 'destroy') this.remove(id);
     else if (action === 'rename') {
       const c = this.byId.get(id);
       const name = ev.Actor?.Attributes?.name;
@@ -282,28 +305,64 @@ export class ContainerRegistry {
       const mntNs = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/mnt`));
       const pidNs = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/pid`));
       if (mntNs === undefined || pidNs === undefined) return;
-      const labels = info.Config?.Labels ?? {};
-      const previous = this.byId.get(id);
-      if (previous) this.byMnt.delete(previous.mntNs);
-      const c: ContainerIdentity = {
-        id: info.Id,
-        name: info.Name.replace(/^\//, ''),
-        image: info.Config?.Image ?? '',
-        labels,
-        namespaceName: labels[NAMESPACE_LABEL] ?? DEFAULT_NAMESPACE,
-        pid,
-        mntNs,
-        // --pid host: the host's pid namespace is not the container's; naming it would make
-        // every host process "this container" for the enforcers (host policies would stop applying)
-        pidNs: pidNs === this.hostPidNs ? 0 : pidNs,
-      };
-      this.byId.set(c.id, c);
-      this.byMnt.set(mntNs, c);
-      for (const l of this.listeners) l('added', c);
+      this.add({ id: info.Id, name: info.Name, image: info.Config?.Image ?? '', labels: info.Config?.Labels ?? {}, pid }, mntNs, pidNs);
     } catch (err) {
       // exited between the event and the inspect: nothing to follow
       this.opts.log?.('warn', `docker: cannot inspect ${id.slice(0, 12)}: ${(err as Error).message}`);
     }
+  }
+
+  /**
+   * A container the runtime hook reports at `runc create` (its init blocked
+   * before exec'ing the entrypoint), before dockerd's `start` event: from
+   * its identity as read from the bundle and dockerd's config.v2.json, no
+   * Docker API (dockerd holds the container's lock then). The namespaces are
+   * read here from /proc/<pid>, not taken from the caller. Throws saying why
+   * when the pid cannot be a container's init. Idempotent with the later
+   * `start` event: the same identity is not added twice.
+   */
+  addStarted(c: { id: string; name: string; image: string; labels: Record<string, string>; pid: number }): ContainerIdentity {
+    const mntNs = readNamespace(`${this.procRoot}/${c.pid}/ns/mnt`);
+    const pidNs = readNamespace(`${this.procRoot}/${c.pid}/ns/pid`);
+    if (mntNs === undefined || pidNs === undefined) throw new Error(`pid ${c.pid} of container ${c.id.slice(0, 12)} is not running`);
+    // A container in the host's mount namespace would make every host process
+    // "this container" for the enforcers: host policies would stop applying.
+    if (mntNs === this.hostMntNs) throw new Error(`pid ${c.pid} is in the host's mount namespace: not a container's init`);
+    return this.add(c, mntNs, pidNs);
+  }
+
+  /** Adds (or replaces) container `c` with its namespaces; nothing when the same identity is known already. */
+  private add(
+    c: { id: string; name: string; image: string; labels: Record<string, string>; pid: number },
+    mntNs: number,
+    pidNs: number,
+  ): ContainerIdentity {
+    const labels = c.labels;
+    const next: ContainerIdentity = {
+      id: c.id,
+      name: c.name.replace(/^\//, ''),
+      image: c.image,
+      labels,
+      namespaceName: labels[NAMESPACE_LABEL] ?? DEFAULT_NAMESPACE,
+      pid: c.pid,
+      mntNs,
+      // --pid host: the host's pid namespace is not the container's; naming it would make
+      // every host process "this container" for the enforcers (host policies would stop applying)
+      pidNs: pidNs === this.hostPidNs ? 0 : pidNs,
+    };
+    const previous = this.byId.get(c.id);
+    // the hook added it, then dockerd's start event: same container, nothing to re-bind
+    if (previous && sameIdentity(previous, next)) return previous;
+    if (previous && this.byMnt.get(previous.mntNs) === previous) this.byMnt.delete(previous.mntNs);
+    this.byId.set(next.id, next);
+    this.byMnt.set(mntNs, next);
+    for (const l of this.listeners) l('added', next);
+    return next;
+  }
+
+  /** Whether container `c`'s init still runs in its mount namespace. */
+  private initAlive(c: ContainerIdentity): boolean {
+    return readNamespace(`${this.procRoot}/${c.pid}/ns/mnt`) === c.mntNs;
   }
 
   private remove(id: string): void {

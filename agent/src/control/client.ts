@@ -1,7 +1,16 @@
 // The CLI's end of the control socket: one request, one response (and for
 // `logs --follow`, the stream after it).
 import * as net from 'net';
-import { ControlError, ControlRequest, ControlResponse, encodeLine, PROTOCOL_VERSION, StreamLine } from './protocol';
+import {
+  ContainerStartedResult,
+  ControlError,
+  ControlRequest,
+  ControlResponse,
+  encodeLine,
+  PROTOCOL_VERSION,
+  StartedContainer,
+  StreamLine,
+} from './protocol';
 
 /** Why the request did not get an answer; `notRunning`: nobody listens (exit code 3). */
 export class ControlUnavailable extends Error {
@@ -147,4 +156,13 @@ export async function follow(
     // no end(): a half-closed connection would end the stream on the agent's side
     conn.write(encodeLine(req));
   });
+}
+
+/**
+ * The runtime hook's `container.started`: resolves once the agent has the
+ * container's rules in force; rejects with ControlUnavailable (no agent, no
+ * answer within timeoutMs) or ControlFailed (the agent could not take it).
+ */
+export function containerStarted(socketPath: string, container: StartedContainer, timeoutMs: number): Promise<ContainerStartedResult> {
+  return request<ContainerStartedResult>(socketPath, { version: PROTOCOL_VERSION, op: 'container.started', container }, timeoutMs);
 }

@@ -43,7 +43,38 @@ export type ControlRequest =
   | { version: number; op: 'policy.list' }
   | { version: number; op: 'policy.apply'; files: PolicyFileText[] }
   | { version: number; op: 'policy.delete'; names: string[] }
-  | { version: number; op: 'logs'; follow: boolean; filter: LogFilter; limit?: number };
+  | { version: number; op: 'logs'; follow: boolean; filter: LogFilter; limit?: number }
+  /** from the runtime hook (scripts/edgeward-runc): a container created, its init blocked before exec */
+  | { version: number; op: 'container.started'; container: StartedContainer };
+
+/**
+ * A container as the runtime hook reads it at `runc create`, without the
+ * Docker API (dockerd holds the container's lock then). The agent reads the
+ * namespaces from /proc/<pid> itself.
+ */
+export interface StartedContainer {
+  id: string;
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  /** host pid of the container's init (blocked in runc's exec fifo) */
+  pid: number;
+}
+
+/** `container.started`'s result: sent once the container's rules are in force. */
+export interface ContainerStartedResult {
+  id: string;
+  name: string;
+  mntNs: number;
+  pidNs: number;
+  /** rules in force after the re-binding (absent: no binding, e.g. the audit-only backend) */
+  rules?: number;
+}
+
+/** container ids: Docker's 64 hex digits, or a runtime's own (runc accepts [\w+-.]) */
+const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$/;
+const MAX_LABELS = 1024;
+const MAX_TEXT = 4096;
 
 export type ControlOp = ControlRequest['op'];
 
@@ -56,6 +87,7 @@ export type ControlErrorCode =
   | 'conflict' // the name belongs to a policy from another place
   | 'not-found'
   | 'refused' // the agent refused the new set when loading it; the previous one stays
+  | 'unavailable' // the agent cannot do it now (e.g. container.started while it follows no Docker)
   | 'internal';
 
 export interface ControlError {
@@ -171,9 +203,34 @@ export function parseRequest(line: string): Parsed<ControlRequest> {
         value: { version, op: raw.op, follow: raw.follow === true, filter: filter.value, ...(limit !== undefined ? { limit } : {}) },
       };
     }
+    case 'container.started': {
+      const extra = unknownKeys(raw, ['version', 'op', 'container'], raw.op);
+      if (extra) return fail('malformed', extra);
+      const c = parseStartedContainer(raw.container);
+      return c.ok ? { ok: true, value: { version, op: raw.op, container: c.value } } : c;
+    }
     default:
       return fail('malformed', `unknown op ${JSON.stringify(raw.op)}`);
   }
+}
+
+function parseStartedContainer(v: unknown): Parsed<StartedContainer> {
+  const where = 'container.started: container';
+  if (!isObject(v)) return fail('malformed', `${where} must be an object`);
+  const extra = unknownKeys(v, ['id', 'name', 'image', 'labels', 'pid'], where);
+  if (extra) return fail('malformed', extra);
+  if (!isString(v.id) || !CONTAINER_ID.test(v.id)) return fail('malformed', `${where}.id must be a container id ([A-Za-z0-9_.+-], at most 128), got ${JSON.stringify(v.id)}`);
+  if (!isString(v.name) || v.name.length === 0 || v.name.length > MAX_TEXT) return fail('malformed', `${where}.name must be a non-empty string`);
+  if (!isString(v.image) || v.image.length > MAX_TEXT) return fail('malformed', `${where}.image must be a string`);
+  if (typeof v.pid !== 'number' || !Number.isInteger(v.pid) || v.pid <= 1) return fail('malformed', `${where}.pid must be a pid above 1, got ${JSON.stringify(v.pid)}`);
+  const labels = v.labels;
+  if (!isObject(labels)) return fail('malformed', `${where}.labels must be an object of strings`);
+  const entries = Object.entries(labels);
+  if (entries.length > MAX_LABELS) return fail('malformed', `${where}.labels: at most ${MAX_LABELS} labels`);
+  for (const [k, val] of entries) {
+    if (!isString(val) || k.length > MAX_TEXT || val.length > MAX_TEXT) return fail('malformed', `${where}.labels[${JSON.stringify(k)}] must be a string`);
+  }
+  return { ok: true, value: { id: v.id, name: v.name.replace(/^\//, ''), image: v.image, labels: { ...(labels as Record<string, string>) }, pid: v.pid } };
 }
 
 /** Does the alert or log record pass the `edgeward logs` filter? */

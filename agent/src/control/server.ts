@@ -9,6 +9,7 @@ import { isLogRecord, KubeArmorRecord } from '../visibility';
 import type { AppliedPolicyStore } from './applied_store';
 import { applyPolicies, deletePolicies, listPolicies, PolicyHost } from './policy_ops';
 import {
+  ContainerStartedResult,
   ControlRequest,
   ControlResponse,
   encodeLine,
@@ -19,6 +20,7 @@ import {
   okResponse,
   PROTOCOL_VERSION,
   RECENT_ALERTS,
+  StartedContainer,
   RECENT_LOGS,
   parseRequest,
 } from './protocol';
@@ -35,6 +37,13 @@ export interface ControlHost extends PolicyHost {
   /** every alert and log record the agent emits (after throttling); returns the unsubscribe function */
   subscribe(listener: (record: KubeArmorRecord) => void): () => void;
   log: { info(m: string): void; warn(m: string): void };
+  /**
+   * The runtime hook's `container.started`: add the container and resolve
+   * once its rules are in force (the hook holds the container's start until
+   * then). Rejects with the reason when the agent cannot (the hook then lets
+   * the container start: fail-open). Absent: the op is answered 'unavailable'.
+   */
+  containerStarted?(container: StartedContainer): Promise<ContainerStartedResult>;
 }
 
 export class ControlServer {
@@ -109,6 +118,12 @@ export class ControlServer {
         this.follow(conn, req.filter);
         return;
       }
+      if (req.op === 'container.started') {
+        void this.containerStarted(req.container, peer).then((r) => {
+          if (!conn.destroyed) conn.end(encodeLine(r));
+        });
+        return;
+      }
       let response: ControlResponse;
       try {
         response = this.handle(req, peer);
@@ -142,6 +157,9 @@ export class ControlServer {
         this.host.log.info(`control: policy delete from ${who}: ${r.value.deleted.map((d) => d.name).join(', ')}`);
         return okResponse(r.value);
       }
+      case 'container.started':
+        // answered asynchronously (serve)
+        return errorResponse({ code: 'internal', message: 'container.started is answered asynchronously' });
       case 'logs': {
         // `alerts`: the matching records (alerts and/or logs, as filter.type asks), oldest first
         const type = req.filter.type ?? 'alert';
@@ -152,6 +170,21 @@ export class ControlServer {
         if (pools.length > 1) matching.sort((a, b) => (a.UpdatedTime < b.UpdatedTime ? -1 : a.UpdatedTime > b.UpdatedTime ? 1 : 0));
         return okResponse({ alerts: matching.slice(-(req.limit ?? RECENT_ALERTS)), kept: RECENT_ALERTS, keptLogs: RECENT_LOGS });
       }
+    }
+  }
+
+  private async containerStarted(c: StartedContainer, peer: PeerCredentials): Promise<ControlResponse> {
+    const who = `pid ${peer.pid} (uid ${peer.uid})`;
+    const started = this.host.containerStarted?.bind(this.host);
+    if (!started) return errorResponse({ code: 'unavailable', message: 'this agent does not take container.started (no container support wired)' });
+    try {
+      const r = await started(c);
+      this.host.log.info(`control: container ${r.name} (${r.id.slice(0, 12)}) started, from runtime hook ${who}: rules in force${r.rules !== undefined ? ` (${r.rules})` : ''}`);
+      return okResponse(r);
+    } catch (e) {
+      const message = (e as Error)?.message ?? String(e);
+      this.host.log.warn(`control: container.started for ${c.name} (${c.id.slice(0, 12)}) from ${who} not taken: ${message}`);
+      return errorResponse({ code: 'unavailable', message });
     }
   }
 
