@@ -38,6 +38,11 @@ export interface PrivateDockerd {
 export interface PrivateDockerdOptions {
   /** --live-restore (default true): containers outlive the daemon */
   liveRestore?: boolean;
+  /**
+   * An OCI runtime registered and made the default (--add-runtime NAME=PATH
+   * --default-runtime NAME), e.g. scripts/edgeward-runc. Absent: dockerd's own (runc).
+   */
+  defaultRuntime?: { name: string; path: string };
 }
 
 /** Starts a private dockerd in `dir` (created). Fails with a clear message when dockerd is missing. */
@@ -55,6 +60,7 @@ export async function startPrivateDockerd(dir: string, opts: PrivateDockerdOptio
     '--bridge=none',
     '--iptables=false',
     ...(opts.liveRestore === false ? [] : ['--live-restore']),
+    ...(opts.defaultRuntime ? ['--add-runtime', `${opts.defaultRuntime.name}=${opts.defaultRuntime.path}`, '--default-runtime', opts.defaultRuntime.name] : []),
     '--containerd-namespace', `ew-${tag}`,
     '--containerd-plugins-namespace', `ew-${tag}-plugins`,
   ];
