@@ -27,6 +27,7 @@ import { hubPolicyDirectory } from './hub/options';
 import { formatHubError } from './hub/result';
 import { ensureKernelFilesystems } from './kernel_fs';
 import { createAlertLogger, createLogger } from './logger';
+import { acquireInstanceLock, InstanceLock } from './instance_lock';
 import { EventPipeline } from './monitor';
 import { loadNative, NativeAddon } from './native';
 import { CompileOptions, compilePolicies, formatCompileError } from './policy/compiler';
@@ -86,6 +87,7 @@ export class Agent {
   private pipeline: EventPipeline | undefined;
   private backend: EnforcementBackend | undefined;
   private selfProtection: SelfProtection | undefined;
+  private instanceLock: InstanceLock | undefined;
   private meta = new Map<number, RuleMeta>();
   /** the previous rule set's metadata, for decisions taken just before a switch */
   private previousMeta = new Map<number, RuleMeta>();
@@ -150,6 +152,9 @@ export class Agent {
 
   /** Everything up to "enforcing". Throws when the agent cannot run at all. */
   async start(): Promise<void> {
+    // one agent per state directory: two would fight over the applied store, the spool and the pins
+    if (typeof this.native.tryLockFile !== 'function') throw new Error('the native addon has no tryLockFile (rebuild it: npm run build)');
+    this.instanceLock = acquireInstanceLock(path.join(this.config.stateDirectory, 'agent.lock'), (fd) => this.native.tryLockFile!(fd));
     for (const problem of ensureKernelFilesystems()) this.log.warn(problem);
     const report = probe(this.native, this.config.backend);
     this.report = report;
@@ -538,6 +543,8 @@ export class Agent {
     this.backend = undefined;
     this.pipeline?.close();
     this.pipeline = undefined;
+    this.instanceLock?.release();
+    this.instanceLock = undefined;
     await Promise.all(
       [this.alertLog, this.logOutput].map(
         (out) =>

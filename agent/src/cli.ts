@@ -94,6 +94,35 @@ async function runAgent(argv: string[]): Promise<number> {
   const agent = new Agent(config, { detachOnExit: options['detach-on-exit'] === true });
   // systemd (Type=notify): READY only once the rules are in force; watchdog pings from the event loop
   const service = new ServiceManager({ onError: (e) => agent.log.warn(`sd_notify: ${e.message}`) });
+  // Signal handlers before start(): a SIGTERM while starting (rules already
+  // partly in force) must still stop the agent cleanly, once start() is done.
+  let started = false;
+  let stopping = false;
+  let pendingStop: string | undefined;
+  let finish: (code: number) => void = () => undefined;
+  const stop = (signal: string) => {
+    if (!started) {
+      pendingStop ??= signal;
+      return;
+    }
+    if (stopping) return;
+    stopping = true;
+    agent.log.info(`${signal}: stopping`);
+    service.notifyStopping(`${signal}: stopping`);
+    agent.stop().then(
+      () => finish(0),
+      () => finish(1),
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (!started || stopping) return; // start() loads the policies anyway
+    agent.log.info('SIGHUP: reloading policies');
+    service.notifyReloading('reloading policies');
+    agent.reload();
+    service.notifyReady(readyStatus(agent));
+  });
   try {
     await agent.start();
   } catch (err) {
@@ -102,28 +131,14 @@ async function runAgent(argv: string[]): Promise<number> {
     await agent.stop();
     return 1;
   }
-  service.notifyReady(readyStatus(agent));
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      agent.log.info(`${signal}: stopping`);
-      service.notifyStopping(`${signal}: stopping`);
-      agent.stop().then(
-        () => resolve(0),
-        () => resolve(1),
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
-      agent.log.info('SIGHUP: reloading policies');
-      service.notifyReloading('reloading policies');
-      agent.reload();
-      service.notifyReady(readyStatus(agent));
-    });
-  });
+  started = true;
+  const exit = new Promise<number>((resolve) => (finish = resolve));
+  if (pendingStop) {
+    stop(pendingStop);
+  } else {
+    service.notifyReady(readyStatus(agent));
+  }
+  return exit;
 }
 
 async function runProbe(argv: string[]): Promise<number> {

@@ -257,8 +257,11 @@ attempt(lambda: os.unlink(os.path.join(sys.argv[3], 'link_file_open')))`,
       // fully started before the second one comes
       await startedFully(first);
       let refused: Error | undefined;
+      // its own state directory and socket: the pin lock, not the state directory's, must refuse it
+      const own = path.join(work, 'second-agent.yaml');
+      fs.writeFileSync(own, `stateDirectory: ${path.join(work, 'second-state')}\ncontrol:\n  socket: ${path.join(work, 'second-run', 'control.sock')}\n`);
       try {
-        await agent();
+        await agent(['--config', own]);
       } catch (err) {
         refused = err as Error;
       }

@@ -104,7 +104,7 @@ describe('toNativeCapRules', () => {
     expect(r.errors).toEqual(['capability rule 7 (#0): fromSource /gone is not enforced: /gone: ENOENT']);
   });
 
-  it('names unknown capabilities, Allow rules and bad actions or ids, per rule', () => {
+  it('converts Allow rules; names unknown capabilities and bad actions or ids, per rule', () => {
     const r = toNativeCapRules(
       [
         rule({ ruleId: 1, capability: 'net_rawr' }),
@@ -115,11 +115,13 @@ describe('toNativeCapRules', () => {
       ],
       resolve,
     );
-    expect(r.rules).toEqual([{ ruleId: 5, action: Action.Block, cap: 5, workload: 0n, srcDev: 0n, srcIno: 0n }]);
+    expect(r.rules).toEqual([
+      { ruleId: 2, action: Action.Allow, cap: 13, workload: 0n, srcDev: 0n, srcIno: 0n },
+      { ruleId: 5, action: Action.Block, cap: 5, workload: 0n, srcDev: 0n, srcIno: 0n },
+    ]);
     expect(r.errors).toEqual([
       'capability rule 1 (#0): unknown capability "net_rawr" (the kernel\'s names, e.g. net_raw, sys_admin); rule not enforced',
-      expect.stringMatching(/^capability rule 2 \(#1\): Allow capability rules \(allow-list mode with a default posture\) are not enforced by the bpf-lsm backend yet; rule not enforced/),
-      'capability rule 3 (#2): action must be Block or Audit, got Deny',
+      'capability rule 3 (#2): action must be Block, Audit or Allow, got Deny',
       'capability rule #3: ruleId must be an integer in 0..4294967295, got -1',
     ]);
   });
