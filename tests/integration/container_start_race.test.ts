@@ -1,0 +1,194 @@
+// A container's entrypoint under its policy from the first exec: with
+// scripts/edgeward-runc as dockerd's default runtime, `runc create` waits for
+// the agent (container.started on the control socket) to have the container's
+// rules in force before containerd runs `runc start`. Real agent (compat
+// backend), a private dockerd of this test. Shown: the blocked program as the
+// container's first exec is refused, with an alert naming the container, and
+// again after `docker restart`; an unselected container runs it; without the
+// wrapper (`--runtime runc`) the first exec is NOT refused (the race this
+// closes); with no agent, or an agent that does not answer, the container
+// still starts (fail-open) and the wrapper's stderr says why.
+import * as fs from 'fs';
+import * as net from 'net';
+import * as path from 'path';
+import { AgentUnderTest, startAgent } from '../helpers/agent_process';
+import { importBusyboxImage, PrivateDockerd, startPrivateDockerd } from '../helpers/private_dockerd';
+import { makeTempDir, REPO, requireIntegrationEnvironment, waitFor } from '../helpers/system';
+
+const IMAGE = `edgeward-test/start-race-${process.pid}:latest`;
+const TOOL = '/usr/bin/busybox-tool';
+const PREFIX = `ew-sr-${process.pid}`;
+const APP = `start-race-${process.pid}`;
+const POLICY = 'sr-tool-blocked';
+const HOOK_TIMEOUT_MS = 3000;
+const WRAPPER = path.join(REPO, 'scripts', 'edgeward-runc');
+const HOOK = path.join(REPO, 'dist', 'agent', 'src', 'runtime_hook.js');
+/** the shell's report of the tool's exit status: 126 refused (busybox sh may say 127) */
+const REFUSED = /^rc=12[67]$/m;
+
+const policy = `apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: ${POLICY}
+spec:
+  selector:
+    matchLabels:
+      app: ${APP}
+  severity: 5
+  message: tool refused from the first exec
+  process:
+    matchPaths:
+    - path: ${TOOL}
+  action: Block
+`;
+
+/** the tool as the container's first exec after its shell (the entrypoint), its status, then sleep */
+const FIRST_EXEC = `${TOOL} true; echo rc=$?; exec sleep 3600`;
+
+describe('container start waits for its rules (edgeward-runc runtime, real agent, private dockerd)', () => {
+  let dockerd: PrivateDockerd;
+  let agent: AgentUnderTest | undefined;
+  let work: string;
+  let socket: string;
+  let n = 0;
+
+  const docker = (...args: string[]) => dockerd.docker(...args);
+  const name = (what: string) => `${PREFIX}-${what}-${++n}`;
+  const alertsFor = (container: string) => agent!.alerts().filter((a) => a.PolicyName === POLICY && a.ContainerName === container);
+
+  /** runs `cmd` detached; waits for its `n`th "rc=" line in docker logs and returns the rc lines */
+  async function rcLines(container: string, count: number): Promise<string[]> {
+    return waitFor(
+      `${count} rc line(s) in the logs of ${container}`,
+      () => {
+        const lines = docker('logs', container).stdout.split('\n').filter((l) => l.startsWith('rc='));
+        return lines.length >= count ? lines : undefined;
+      },
+      20_000,
+    );
+  }
+
+  function runDetached(container: string, labels: string[], extra: string[] = []): string {
+    const r = docker('run', '-d', '--network', 'none', '--name', container, ...labels.flatMap((l) => ['--label', l]), ...extra, IMAGE, 'sh', '-c', FIRST_EXEC);
+    if (r.status !== 0) throw new Error(`docker run ${container}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  beforeAll(async () => {
+    requireIntegrationEnvironment();
+    if (!fs.existsSync(HOOK)) throw new Error(`${HOOK} is missing: run npm run build`);
+    work = makeTempDir('start-race');
+    fs.chmodSync(work, 0o755);
+    socket = path.join(work, 'run', 'control.sock');
+    // dockerd's runtime: the wrapper, told where this test's agent listens
+    // (dockerd -> containerd -> shim do not pass a test's environment on)
+    const runtime = path.join(work, 'edgeward-runc-test');
+    fs.writeFileSync(
+      runtime,
+      `#!/bin/sh\nEDGEWARD_CONTROL_SOCKET=${socket} EDGEWARD_NODE=${process.execPath} EDGEWARD_RUNTIME_HOOK_TIMEOUT_MS=${HOOK_TIMEOUT_MS} exec ${WRAPPER} "$@"\n`,
+      { mode: 0o755 },
+    );
+    dockerd = await startPrivateDockerd(path.join(work, 'dockerd'), { defaultRuntime: { name: 'edgeward', path: runtime } });
+    importBusyboxImage(dockerd, IMAGE, [TOOL]);
+    const policies = path.join(work, 'operator');
+    fs.mkdirSync(policies);
+    fs.writeFileSync(path.join(policies, 'tool.yaml'), policy);
+    const config = path.join(work, 'config.yaml');
+    fs.writeFileSync(config, `stateDirectory: ${path.join(work, 'state')}\ncontrol:\n  socket: ${socket}\n`);
+    agent = await startAgent({
+      policies,
+      workDir: work,
+      env: { DOCKER_HOST: dockerd.host },
+      extraArgs: ['--config', config, '--backend', 'compat'],
+      readyTimeoutMs: 60_000,
+    });
+    await waitFor('the control socket', () => agent!.logs().find((l) => String(l.message).startsWith(`control socket ${socket}`)), 10_000);
+  }, 240_000);
+
+  afterAll(async () => {
+    await agent?.stop();
+    await dockerd?.destroy();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  }, 120_000);
+
+  test('dockerd runs containers through the wrapper by default', () => {
+    expect(docker('info', '--format', '{{.DefaultRuntime}}').stdout).toBe('edgeward');
+  });
+
+  test('the blocked program as the entrypoint itself is refused, with an alert naming the container', async () => {
+    const c = name('entry');
+    const r = docker('run', '--network', 'none', '--name', c, '--label', `app=${APP}`, IMAGE, TOOL, 'echo', 'tool ran');
+    expect(r.stdout).not.toContain('tool ran');
+    expect(r.status).not.toBe(0);
+    const alert = await waitFor(`an alert naming ${c}`, () => alertsFor(c)[0], 10_000);
+    expect(alert).toMatchObject({ Action: 'Block', Result: 'Permission denied', ContainerName: c });
+  });
+
+  test('the first exec of a labelled container is refused; again after docker restart', async () => {
+    const c = name('first');
+    const id = runDetached(c, [`app=${APP}`]);
+    expect(await rcLines(c, 1)).toEqual([expect.stringMatching(REFUSED)]);
+    const alert = await waitFor(`an alert naming ${c}`, () => alertsFor(c)[0], 10_000);
+    expect(alert).toMatchObject({ ContainerID: id, ContainerName: c, Action: 'Block' });
+
+    const before = alertsFor(c).length;
+    expect(docker('restart', '-t', '1', c).status).toBe(0);
+    const lines = await rcLines(c, 2);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(REFUSED);
+    await waitFor(`a second alert naming ${c}`, () => (alertsFor(c).length > before ? true : undefined), 10_000);
+    docker('rm', '-f', c);
+  }, 60_000);
+
+  test('a container the policy does not select runs the program', async () => {
+    const c = name('free');
+    runDetached(c, [`app=${APP}-other`]);
+    expect(await rcLines(c, 1)).toEqual(['rc=0']);
+    docker('rm', '-f', c);
+  }, 60_000);
+
+  test('without the wrapper (--runtime runc) the first exec is NOT refused: the race this closes', async () => {
+    const c = name('race');
+    runDetached(c, [`app=${APP}`], ['--runtime', 'runc']);
+    expect(await rcLines(c, 1)).toEqual(['rc=0']);
+    // the policy does select it: once dockerd's start event is handled, its exec is refused
+    await waitFor(
+      `docker exec of the tool in ${c} to be refused`,
+      () => (REFUSED.test(docker('exec', c, 'sh', '-c', `${TOOL} true; echo rc=$?`).stdout) ? true : undefined),
+      10_000,
+    );
+    docker('rm', '-f', c);
+  }, 60_000);
+
+  test('an agent that does not answer: the container starts after the hook timeout, and stderr says why (fail-open)', async () => {
+    await agent!.stop();
+    agent = undefined;
+    // something listens on the control socket and never answers
+    fs.rmSync(socket, { force: true });
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(socket, resolve));
+    try {
+      const c = name('silent');
+      const t0 = Date.now();
+      const r = docker('run', '--network', 'none', '--name', c, '--label', `app=${APP}`, IMAGE, 'sh', '-c', `${TOOL} true; echo rc=$?`);
+      const took = Date.now() - t0;
+      expect(r.stdout).toBe('rc=0');
+      expect(took).toBeGreaterThanOrEqual(HOOK_TIMEOUT_MS);
+      expect(r.stderr).toMatch(new RegExp(`edgeward-runc: container ${c} \\(\\w{12}\\) starts without waiting for its rules \\(fail-open\\): no answer from the agent on ${socket} within ${HOOK_TIMEOUT_MS} ms`));
+      docker('rm', '-f', c);
+    } finally {
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  }, 60_000);
+
+  test('no agent: the container starts at once, and stderr says why (fail-open)', () => {
+    fs.rmSync(socket, { force: true });
+    const c = name('noagent');
+    const r = docker('run', '--network', 'none', '--name', c, '--label', `app=${APP}`, IMAGE, 'sh', '-c', 'echo started');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('started');
+    expect(r.stderr).toContain(`edgeward-runc: container ${c} (`);
+    expect(r.stderr).toContain(`the agent is not running (nothing listens on ${socket})`);
+    docker('rm', '-f', c);
+  }, 60_000);
+});
