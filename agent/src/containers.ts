@@ -31,6 +31,8 @@ export interface ContainerRegistryOptions {
   pruneIntervalMs?: number;
   log?: (level: 'info' | 'warn', message: string) => void;
   procRoot?: string;
+  /** how long a container the runtime hook added waits for dockerd's start event before its liveness is checked */
+  startGraceMs?: number;
 }
 
 export const DOCKER_SOCKET = '/var/run/docker.sock';
@@ -83,6 +85,8 @@ export class ContainerRegistry {
   private readonly docker: Dockerode;
   private readonly byId = new Map<string, ContainerIdentity>();
   private readonly byMnt = new Map<number, ContainerIdentity>();
+  /** added by the runtime hook, dockerd's start event for that run not seen yet */
+  private readonly awaitingStart = new Set<string>();
   private readonly listeners: ContainerListener[] = [];
   private stream: NodeJS.ReadableStream | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -204,8 +208,8 @@ export class ContainerRegistry {
         await this.inspectAndAdd(c.Id);
       }
       // containers that stopped while we were disconnected
-      // (one the runtime hook added while dockerd starts it is not listed yet: kept while its init runs)
-      for (const [id, c] of [...this.byId]) if (!seen.has(id) && !this.initAlive(c)) this.remove(id);
+      // (one the runtime hook added while dockerd starts it is not listed yet: kept)
+      for (const id of [...this.byId.keys()]) if (!seen.has(id) && !this.awaitingStart.has(id)) this.remove(id);
       this.connected = true;
       this.stopPruning();
       this.reconnectDelay = this.opts.reconnectMs ?? 500;
@@ -278,15 +282,19 @@ export class ContainerRegistry {
     const action = ev.Action ?? ev.status ?? '';
     const id = ev.Actor?.ID ?? ev.id;
     if (!id) return;
-    if (action === 'start' || action === 'restart' || action === 'unpause') await this.inspectAndAdd(id);
+    if (action === 'start' || action === 'restart' || action === 'unpause') {
+      this.awaitingStart.delete(id);
+      await this.inspectAndAdd(id);
+    }
     else if (action === 'die') {
       // `docker restart`: the runtime hook may add the new run before the old
-      // run's die arrives here; a die while the known init still runs in its
-      // namespace is the earlier run's
-      const c = this.byId.get(id);
-      if (c && this.initAlive(c)) return;
+      // run's die arrives here; a die before the new run's start is the old run's
+      if (this.awaitingStart.has(id)) return;
       this.remove(id);
-    } else if (action === 'destroy') this.remove(id);
+    } else if (action === 'destroy') {
+      this.awaitingStart.delete(id);
+      this.remove(id);
+    }
     else if (action === 'rename') {
       const c = this.byId.get(id);
       const name = ev.Actor?.Attributes?.name;
@@ -328,7 +336,16 @@ export class ContainerRegistry {
     // A container in the host's mount namespace would make every host process
     // "this container" for the enforcers: host policies would stop applying.
     if (mntNs === this.hostMntNs) throw new Error(`pid ${c.pid} is in the host's mount namespace: not a container's init`);
-    return this.add(c, mntNs, pidNs);
+    const added = this.add(c, mntNs, pidNs);
+    this.awaitingStart.add(c.id);
+    // a start that failed after create sends no start event: not kept past its init
+    const t = setTimeout(() => {
+      if (!this.awaitingStart.delete(c.id)) return;
+      const now = this.byId.get(c.id);
+      if (now === added && !this.initAlive(added)) this.remove(c.id);
+    }, this.opts.startGraceMs ?? 30_000);
+    t.unref();
+    return added;
   }
 
   /** Adds (or replaces) container `c` with its namespaces; nothing when the same identity is known already. */
