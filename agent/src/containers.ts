@@ -58,6 +58,17 @@ export function namespaceInode(link: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** /proc/<pid>/comm of runc's init until it execs the entrypoint */
+export const RUNC_INIT_COMM = 'runc:[2:INIT]';
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
 function readNamespace(link: string): number | undefined {
   try {
     return namespaceInode(fs.readlinkSync(link));
@@ -314,6 +325,7 @@ export class ContainerRegistry {
       const pidNs = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/pid`));
       if (mntNs === undefined || pidNs === undefined) return;
       this.add({ id: info.Id, name: info.Name, image: info.Config?.Image ?? '', labels: info.Config?.Labels ?? {}, pid }, mntNs, pidNs);
+      this.awaitingStart.delete(info.Id); // dockerd confirms it (start event, or listed after a reconnect)
     } catch (err) {
       // exited between the event and the inspect: nothing to follow
       this.opts.log?.('warn', `docker: cannot inspect ${id.slice(0, 12)}: ${(err as Error).message}`);
@@ -336,13 +348,19 @@ export class ContainerRegistry {
     // A container in the host's mount namespace would make every host process
     // "this container" for the enforcers: host policies would stop applying.
     if (mntNs === this.hostMntNs) throw new Error(`pid ${c.pid} is in the host's mount namespace: not a container's init`);
+    // runc's init waits in its exec fifo until `runc start`: a sanity check that
+    // this is the container's init (not a proof: root can name a process anything)
+    const comm = readText(`${this.procRoot}/${c.pid}/comm`);
+    if (comm !== RUNC_INIT_COMM) throw new Error(`pid ${c.pid} is ${JSON.stringify(comm ?? 'gone')}, not runc's init waiting for start (${RUNC_INIT_COMM})`);
     const added = this.add(c, mntNs, pidNs);
     this.awaitingStart.add(c.id);
-    // a start that failed after create sends no start event: not kept past its init
+    // Kept only until dockerd confirms it: without a start event or a listing
+    // within the grace (a start that failed, or a claim dockerd knows nothing
+    // of), it is dropped; host policies apply to those processes again.
     const t = setTimeout(() => {
-      if (!this.awaitingStart.delete(c.id)) return;
-      const now = this.byId.get(c.id);
-      if (now === added && !this.initAlive(added)) this.remove(c.id);
+      if (!this.awaitingStart.delete(c.id) || this.byId.get(c.id) !== added) return;
+      this.opts.log?.('warn', `docker: container ${added.name} (${c.id.slice(0, 12)}) from the runtime hook was not confirmed by dockerd within ${this.opts.startGraceMs ?? 30_000} ms; no longer followed`);
+      this.remove(c.id);
     }, this.opts.startGraceMs ?? 30_000);
     t.unref();
     return added;
@@ -375,11 +393,6 @@ export class ContainerRegistry {
     this.byMnt.set(mntNs, next);
     for (const l of this.listeners) l('added', next);
     return next;
-  }
-
-  /** Whether container `c`'s init still runs in its mount namespace. */
-  private initAlive(c: ContainerIdentity): boolean {
-    return readNamespace(`${this.procRoot}/${c.pid}/ns/mnt`) === c.mntNs;
   }
 
   private remove(id: string): void {

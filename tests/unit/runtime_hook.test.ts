@@ -125,10 +125,18 @@ describe('ContainerRegistry.addStarted', () => {
   afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   const container = { id: ID, name: 'web', image: 'img', labels: { app: 'x' }, pid: 300 };
+  const setComm = (pid: number, comm: string) => {
+    fs.mkdirSync(path.join(procRoot, String(pid)), { recursive: true });
+    fs.writeFileSync(path.join(procRoot, String(pid), 'comm'), `${comm}\n`);
+  };
+  const initAt = (pid: number, mnt: number, pidNs: number) => {
+    setNs(pid, 'mnt', mnt);
+    setNs(pid, 'pid', pidNs);
+    setComm(pid, 'runc:[2:INIT]');
+  };
 
   test('adds the container with the namespaces read from /proc, once for the same identity', () => {
-    setNs(300, 'mnt', 5000);
-    setNs(300, 'pid', 6000);
+    initAt(300, 5000, 6000);
     const registry = new ContainerRegistry({ socketPath: path.join(tmp, 'none.sock'), procRoot });
     const events: string[] = [];
     registry.on((e, c) => events.push(`${e} ${c.name} ${c.mntNs}`));
@@ -138,26 +146,40 @@ describe('ContainerRegistry.addStarted', () => {
     registry.addStarted({ ...container, labels: { app: 'x' } });
     expect(events).toEqual(['added web 5000']);
     // a new run (docker restart): replaced, the old namespace no longer names it
-    setNs(301, 'mnt', 5001);
-    setNs(301, 'pid', 6001);
+    initAt(301, 5001, 6001);
     registry.addStarted({ ...container, pid: 301 });
     expect(events).toEqual(['added web 5000', 'added web 5001']);
     expect(registry.byMountNamespace(5000)).toBeUndefined();
   });
 
-  test('refuses a pid in the host\'s mount namespace, and a pid that is not running', () => {
-    setNs(300, 'mnt', HOST_MNT);
-    setNs(300, 'pid', 6000);
+  test('refuses a pid in the host\'s mount namespace, one that is not runc\'s waiting init, and a pid that is not running', () => {
+    initAt(300, HOST_MNT, 6000);
     const registry = new ContainerRegistry({ socketPath: path.join(tmp, 'none.sock'), procRoot });
     expect(() => registry.addStarted(container)).toThrow("pid 300 is in the host's mount namespace");
+    initAt(302, 5002, 6002);
+    setComm(302, 'bash');
+    expect(() => registry.addStarted({ ...container, pid: 302 })).toThrow('pid 302 is "bash", not runc\'s init waiting for start (runc:[2:INIT])');
     expect(() => registry.addStarted({ ...container, pid: 999 })).toThrow('pid 999 of container cccccccccccc is not running');
     expect(registry.list()).toEqual([]);
   });
 
   test('--pid host: the host pid namespace is not the container\'s', () => {
-    setNs(300, 'mnt', 5000);
-    setNs(300, 'pid', HOST_PID);
+    initAt(300, 5000, HOST_PID);
     const registry = new ContainerRegistry({ socketPath: path.join(tmp, 'none.sock'), procRoot });
     expect(registry.addStarted(container).pidNs).toBe(0);
+  });
+
+  test('dropped when dockerd does not confirm it within the grace (a failed start, or a false claim)', async () => {
+    initAt(300, 5000, 6000);
+    const logged: string[] = [];
+    const registry = new ContainerRegistry({ socketPath: path.join(tmp, 'none.sock'), procRoot, startGraceMs: 50, log: (_l, m) => logged.push(m) });
+    const events: string[] = [];
+    registry.on((e, c) => events.push(`${e} ${c.name}`));
+    registry.addStarted(container);
+    expect(registry.byMountNamespace(5000)?.id).toBe(ID);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(registry.list()).toEqual([]);
+    expect(events).toEqual(['added web', 'removed web']);
+    expect(logged).toEqual([expect.stringContaining('was not confirmed by dockerd within 50 ms')]);
   });
 });
