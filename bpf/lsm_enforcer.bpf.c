@@ -32,6 +32,7 @@
 #include <bpf/bpf_tracing.h>
 
 #include "ew_events.bpf.h"
+#include "ew_glob.bpf.h"
 #include "ew_lsm_abi.h"
 #include "ew_net_classify.bpf.h"
 #include "ew_task.bpf.h"
@@ -104,6 +105,26 @@ struct {
 	__type(key, __u32);
 	__array(values, struct ew_lsm_net_map);
 } lsm_net_rules SEC(".maps");
+
+/* lsm_patterns[gen * EW_LSM_MAX_PATTERNS + i]: the generation's pattern rules (gen info pattern_count). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * EW_LSM_MAX_PATTERNS);
+	__type(key, __u32);
+	__type(value, struct ew_lsm_pattern);
+} lsm_patterns SEC(".maps");
+
+/* The path pattern rules are matched against (bpf_d_path), per CPU. */
+struct ew_lsm_pattern_path {
+	char path[EW_PATH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ew_lsm_pattern_path);
+} lsm_pattern_path SEC(".maps");
 
 /* One decision record per CPU: too big for the 512-byte stack. */
 struct {
@@ -419,6 +440,7 @@ static __always_inline int ew_is_agent(const struct ew_lsm_gen_info *info)
 #define EW_DECIDE_WRITE 0x100      /* the access writes: readOnly rules apply */
 #define EW_DECIDE_EXACT_ONLY 0x200 /* exact rules only (no directory walk) */
 #define EW_DECIDE_POSTURE 0x400    /* the workload's posture decides what no Allow rule permits */
+#define EW_DECIDE_ALLOWED 0x800    /* an Allow pattern rule permits the access: no posture */
 
 /* Bits of a packed path verdict besides the rule and action. */
 #define EW_PACKED_POSTURE (1ULL << 16) /* the verdict is the workload's default posture */
@@ -438,7 +460,7 @@ static __always_inline __u64 ew_posture(const struct ew_lsm_gen_info *info, cons
 					const struct ew_lsm_verdict *best, __u32 how)
 {
 	__u32 opi = q->op & 3;
-	if (best->action == EW_ACTION_BLOCK || q->allowed || (how & EW_DECIDE_EXACT_ONLY) ||
+	if (best->action == EW_ACTION_BLOCK || q->allowed || (how & (EW_DECIDE_EXACT_ONLY | EW_DECIDE_ALLOWED)) ||
 	    !(info->posture_ops & EW_LSM_POSTURE_BIT(opi)))
 		return EW_PACK(*best);
 	__u32 gen = q->gen & 1;
@@ -535,6 +557,164 @@ static __always_inline int ew_has_net_rules(void)
 {
 	struct ew_lsm_gen_info *info = ew_gen_info(ew_active_gen());
 	return info && info->net_entries;
+}
+
+/* Pattern rules ---------------------------------------------------------------- */
+
+#define EW_PACKED_ALLOWED (1ULL << 18) /* an Allow pattern rule matched */
+
+/* Whether generation `gen` has a pattern rule of `op` for `workload`: checked before resolving any path. */
+__noinline int ew_pattern_candidates(__u32 gen, __u32 count, __u32 op, __u64 workload)
+{
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < EW_LSM_MAX_PATTERNS; i++) {
+		if (i >= count)
+			break;
+		__u32 key = (gen & 1) * EW_LSM_MAX_PATTERNS + i;
+		struct ew_lsm_pattern *p = bpf_map_lookup_elem(&lsm_patterns, &key);
+		if (p && p->workload == workload && p->op == op)
+			return 1;
+	}
+	return 0;
+}
+
+/* Whether the path (`len` bytes) ends with "/" and the name p names (execname). */
+static __always_inline int ew_execname_match(const struct ew_lsm_pattern *p, const char *path, __u32 len)
+{
+	__u32 n = p->len;
+	if (n == 0 || n >= EW_LSM_PATTERN_BYTES || n + 1 > len || len >= EW_PATH_MAX)
+		return 0;
+	__u32 start = len - n;
+	if (path[(start - 1) & (EW_PATH_MAX - 1)] != '/')
+		return 0;
+#pragma clang loop unroll(disable)
+	for (__u32 k = 0; k < EW_LSM_PATTERN_BYTES; k++) {
+		if (k >= n)
+			break;
+		if (path[(start + k) & (EW_PATH_MAX - 1)] != p->pattern[k & (EW_LSM_PATTERN_BYTES - 1)])
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Whether pattern slot `key` matches the path in lsm_pattern_path
+ * (`path_len` bytes). A glob the matcher cannot decide (step budget)
+ * matches for Block and Audit (fail-safe), not for Allow. A global
+ * function: the verifier checks the matchers once, not per pattern.
+ */
+__noinline int ew_pattern_hit(__u32 key, __u32 path_len)
+{
+	__u32 zero = 0;
+	struct ew_lsm_pattern *p = bpf_map_lookup_elem(&lsm_patterns, &key);
+	struct ew_lsm_pattern_path *buf = bpf_map_lookup_elem(&lsm_pattern_path, &zero);
+	if (!p || !buf)
+		return 0;
+	if (p->flags & EW_LSM_PAT_EXECNAME)
+		return ew_execname_match(p, buf->path, path_len);
+	int r = ew_glob_match(p->pattern, p->len, (const __u8 *)buf->path, path_len);
+	return p->action == EW_ACTION_ALLOW ? r == EW_GLOB_MATCH : r != EW_GLOB_NOMATCH;
+}
+
+/*
+ * The pattern rules' verdict on the path in lsm_pattern_path (`path_len`
+ * bytes) for op (`how`: with EW_DECIDE_WRITE) by a task of `workload`
+ * (`owner`: its fsuid owns the file): Block > Audit, packed, with
+ * EW_PACKED_ALLOWED when an Allow pattern permits it. A match the matcher
+ * cannot decide (step budget) counts for Block and Audit (fail-safe), not
+ * for Allow.
+ */
+__noinline __u64 ew_pattern_decide(__u32 path_len, __u64 workload, __u32 how, __u32 owner)
+{
+	__u32 gen = ew_active_gen();
+	struct ew_lsm_gen_info *info = ew_gen_info(gen);
+	if (!info)
+		return 0;
+	__u32 count = info->pattern_count, op = how & 3, write = (how & EW_DECIDE_WRITE) != 0;
+	struct ew_lsm_verdict best = {};
+	__u32 allowed = 0, actor_known = 0;
+	struct ew_lsm_actor actor = {};
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < EW_LSM_MAX_PATTERNS; i++) {
+		if (i >= count)
+			break;
+		__u32 key = (gen & 1) * EW_LSM_MAX_PATTERNS + i;
+		struct ew_lsm_pattern *p = bpf_map_lookup_elem(&lsm_patterns, &key);
+		if (!p || p->workload != workload || p->op != op)
+			continue;
+		__u32 action = p->action, ro = p->flags & EW_LSM_PAT_READ_ONLY, oo = p->flags & EW_LSM_PAT_OWNER_ONLY;
+		if (action == EW_ACTION_ALLOW) {
+			/* Allow permits what it names: readOnly only reads, ownerOnly only the owner (execs: whole) */
+			if (allowed || (op == EW_OP_FILE && ((ro && write) || (oo && !owner))))
+				continue;
+		} else {
+			/* readOnly matches writes only; ownerOnly spares the owner */
+			if (action <= best.action || action > EW_ACTION_BLOCK || (ro && !write) || (oo && owner))
+				continue;
+		}
+		if (p->src_ino) {
+			if (!actor_known) {
+				ew_actor(&actor);
+				actor_known = 1;
+			}
+			if (actor.exe_ino != p->src_ino || actor.exe_dev != p->src_dev)
+				continue;
+		}
+		if (!ew_pattern_hit(key, path_len))
+			continue;
+		if (action == EW_ACTION_ALLOW) {
+			allowed = 1;
+		} else {
+			best.action = action;
+			best.rule_id = p->rule_id;
+		}
+	}
+	return EW_PACK(best) | (allowed ? EW_PACKED_ALLOWED : 0);
+}
+
+/*
+ * The pattern verdict for an open or exec of `file` (0: no pattern rule of
+ * the op for the acting task's workload: no path is resolved). A path
+ * bpf_d_path cannot give (too long) matches no pattern and is allowed by none.
+ */
+static __always_inline __u64 ew_file_patterns(struct file *file, __u32 how, __u64 *wl)
+{
+	__u32 gen = ew_active_gen();
+	struct ew_lsm_gen_info *info = ew_gen_info(gen);
+	__u32 op = how & 3;
+	if (!info || !info->pattern_count || !(info->pattern_ops & EW_LSM_POSTURE_BIT(op)))
+		return 0;
+	__u64 workload = ew_lsm_workload(wl);
+	if (!ew_pattern_candidates(gen, info->pattern_count, op, workload))
+		return 0;
+	__u32 zero = 0;
+	struct ew_lsm_pattern_path *buf = bpf_map_lookup_elem(&lsm_pattern_path, &zero);
+	if (!buf)
+		return 0;
+	long n = bpf_d_path((struct path *)&file->f_path, buf->path, EW_PATH_MAX);
+	if (n <= 1)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	__u32 owner = inode && BPF_CORE_READ(inode, i_uid.val) == BPF_CORE_READ(task, cred, fsuid.val);
+	return ew_pattern_decide((__u32)(n - 1), workload, how, owner);
+}
+
+/*
+ * A rule verdict (ew_path_decide, told about Allow patterns) and a pattern
+ * verdict together: a Block rule, then a Block pattern, then the posture,
+ * then an Audit (rules' first).
+ */
+static __always_inline __u64 ew_combine(__u64 pattern, __u64 decided)
+{
+	__u32 d = ew_unpack(decided).action, p = ew_unpack(pattern).action;
+	if (d == EW_ACTION_BLOCK && !(decided & EW_PACKED_POSTURE))
+		return decided;
+	if (p == EW_ACTION_BLOCK)
+		return pattern & ~EW_PACKED_ALLOWED;
+	if ((decided & EW_PACKED_POSTURE) || d == EW_ACTION_AUDIT || p != EW_ACTION_AUDIT)
+		return decided;
+	return (pattern & ~EW_PACKED_ALLOWED) | (decided & EW_PACKED_UNLISTED);
 }
 
 /* Reporting ------------------------------------------------------------------ */
@@ -654,13 +834,46 @@ struct ew_file_view {
  * directory (possible in a user namespace) does not hide it. The layer's
  * mount is unknown there: the walk stops at its filesystem's root.
  */
+/* f_inode and f_path lie within this many bytes of each other (6.1, 6.18): one read gets all three. */
+#define EW_FILE_SPAN 64
+
+struct ew_lsm_file_span {
+	__u8 b[EW_FILE_SPAN];
+};
+
+/* Per CPU, not on the stack: the hooks' call chains are near the 512-byte limit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ew_lsm_file_span);
+} lsm_file_span SEC(".maps");
+
 static __always_inline void ew_view_file(struct file *file, struct ew_file_view *v)
 {
 	/* locals only: BPF_CORE_READ(v->x) would relocate against struct ew_file_view */
-	const struct path *fpath = (const struct path *)__builtin_preserve_access_index(&file->f_path);
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	struct dentry *dentry = BPF_CORE_READ(fpath, dentry);
-	struct vfsmount *vfsmnt = BPF_CORE_READ(fpath, mnt);
+	struct inode *inode;
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	__u32 zero = 0;
+	__u32 o_inode = bpf_core_field_offset(struct file, f_inode);
+	__u32 o_path = bpf_core_field_offset(struct file, f_path);
+	__u32 o_dentry = o_path + bpf_core_field_offset(struct path, dentry);
+	__u32 o_mnt = o_path + bpf_core_field_offset(struct path, mnt);
+	__u32 base = o_inode < o_path ? o_inode : o_path;
+	struct ew_lsm_file_span *span = bpf_map_lookup_elem(&lsm_file_span, &zero);
+	if (span && o_inode + 8 - base <= EW_FILE_SPAN && o_dentry + 8 - base <= EW_FILE_SPAN &&
+	    o_mnt + 8 - base <= EW_FILE_SPAN && !bpf_probe_read_kernel(span->b, EW_FILE_SPAN, (char *)file + base)) {
+		/* every open comes here: one helper call instead of three */
+		inode = *(struct inode **)(span->b + ((o_inode - base) & (EW_FILE_SPAN - 8)));
+		dentry = *(struct dentry **)(span->b + ((o_dentry - base) & (EW_FILE_SPAN - 8)));
+		vfsmnt = *(struct vfsmount **)(span->b + ((o_mnt - base) & (EW_FILE_SPAN - 8)));
+	} else {
+		const struct path *fpath = (const struct path *)__builtin_preserve_access_index(&file->f_path);
+		inode = BPF_CORE_READ(file, f_inode);
+		dentry = BPF_CORE_READ(fpath, dentry);
+		vfsmnt = BPF_CORE_READ(fpath, mnt);
+	}
 	v->inode = inode;
 	v->dentry = dentry;
 	v->vfsmnt = vfsmnt;
@@ -673,15 +886,17 @@ static __always_inline void ew_view_file(struct file *file, struct ew_file_view 
 	}
 }
 
-/* Decides and enforces `op` (with EW_DECIDE_* bits in `how`) on an open file. */
-static __always_inline int ew_file_enforce(struct file *file, __u32 how, __s32 flags, __u64 *wl)
+/* Decides and enforces `op` (with EW_DECIDE_* bits in `how`) on an open file; `pattern`: ew_file_patterns()'s verdict. */
+static __always_inline int ew_file_enforce(struct file *file, __u32 how, __s32 flags, __u64 *wl, __u64 pattern)
 {
 	struct ew_file_view v;
 	ew_view_file(file, &v);
 	if (!v.inode)
 		return 0;
+	if (pattern & EW_PACKED_ALLOWED)
+		how |= EW_DECIDE_ALLOWED;
 	__u64 verdict = ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt, how, ew_lsm_workload(wl));
-	return ew_path_enforce(v.dentry, v.vfsmnt, verdict, how & 0xff, flags);
+	return ew_path_enforce(v.dentry, v.vfsmnt, ew_combine(pattern, verdict), how & 0xff, flags);
 }
 
 /* Process rules ---------------------------------------------------------------- */
@@ -713,14 +928,18 @@ int BPF_PROG(ew_lsm_bprm_check, struct linux_binprm *bprm, int ret)
 		return ret;
 	if (!ew_has_path_rules(EW_OP_PROCESS) || ew_is_kthread())
 		return 0;
-	struct file *file = BPF_CORE_READ(bprm, file);
+	struct file *file = bprm->file; /* a trusted pointer's field: bpf_d_path takes it */
 	struct ew_file_view v;
+	if (!file)
+		return 0;
 	ew_view_file(file, &v);
 	if (!v.inode)
 		return 0;
 	__u64 wl = EW_WL_UNKNOWN;
-	__u64 verdict = ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt,
-					EW_OP_PROCESS | EW_DECIDE_POSTURE, ew_lsm_workload(&wl));
+	__u64 pattern = ew_file_patterns(file, EW_OP_PROCESS, &wl);
+	__u32 how = EW_OP_PROCESS | EW_DECIDE_POSTURE | ((pattern & EW_PACKED_ALLOWED) ? EW_DECIDE_ALLOWED : 0);
+	__u64 verdict = ew_combine(pattern, ew_path_decide((__u64)v.inode, (__u64)v.walk_from, (__u64)v.walk_mnt, how,
+							    ew_lsm_workload(&wl)));
 	if (ew_unpack(verdict).action != EW_ACTION_BLOCK && !(verdict & EW_PACKED_POSTURE))
 		return 0;
 	return ew_path_enforce(v.dentry, v.vfsmnt, verdict, EW_OP_PROCESS, 0);
@@ -743,7 +962,7 @@ static __always_inline int ew_check_exec_mapping(struct file *file)
 	if (!inode || inode == exe)
 		return 0;
 	__u64 wl = EW_WL_UNKNOWN;
-	return ew_file_enforce(file, EW_OP_PROCESS | EW_DECIDE_EXACT_ONLY, 0, &wl);
+	return ew_file_enforce(file, EW_OP_PROCESS | EW_DECIDE_EXACT_ONLY, 0, &wl, 0);
 }
 
 SEC("lsm/mmap_file")
@@ -770,32 +989,69 @@ int BPF_PROG(ew_lsm_file_mprotect, struct vm_area_struct *vma, unsigned long req
 
 /* File rules --------------------------------------------------------------------- */
 
+/*
+ * Whether an open may meet a rule of `op` (every open asks: the hot path).
+ * Without directory rules, postures or patterns of op in generation `gen`,
+ * only an exact rule on the file's inode can apply; its absence is one
+ * lookup on values read with plain loads from the hook's trusted `file`
+ * (no helper call; ew_path_decide would read them again through helpers).
+ */
+/* Whether generation `gen` has an any-source entry of op for the inode (dev, ino) of `workload`; its own frame keeps the key off the hook's stack. */
+__noinline int ew_exact_entry(__u32 gen, __u32 op, __u64 dev, __u64 ino, __u64 workload)
+{
+	void *rules = bpf_map_lookup_elem(&lsm_path_rules, &gen);
+	if (!rules)
+		return 1;
+	struct ew_lsm_path_key key = {};
+	key.workload = workload;
+	key.dev = dev;
+	key.ino = ino;
+	key.op = op;
+	return bpf_map_lookup_elem(rules, &key) != 0;
+}
+
+static __always_inline int ew_open_may_match(struct file *file, __u32 gen, const struct ew_lsm_gen_info *info, __u32 op,
+					     __u64 *wl)
+{
+	__u32 bit = EW_LSM_POSTURE_BIT(op);
+	if (info->dir_entries[op & 3] || (info->posture_ops & bit) || (info->pattern_ops & bit))
+		return 1;
+	struct inode *inode = file->f_inode;
+	if (!inode)
+		return 0;
+	return ew_exact_entry(gen, op, inode->i_sb->s_dev, inode->i_ino, ew_lsm_workload(wl));
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(ew_lsm_file_open, struct file *file, int ret)
 {
 	if (ret)
 		return ret;
-	struct ew_lsm_gen_info *info = ew_gen_info(ew_active_gen());
-	if (!info || !(info->path_entries[EW_OP_PROCESS] | info->path_entries[EW_OP_FILE]))
+	__u32 gen = ew_active_gen();
+	struct ew_lsm_gen_info *info = ew_gen_info(gen);
+	if (!info || !(info->path_entries[EW_OP_PROCESS] | info->path_entries[EW_OP_FILE] | info->pattern_count))
 		return 0; /* the common case when no path rule exists: two array lookups */
 	__u32 flags = file->f_flags; /* a trusted pointer: plain loads */
 	int exec = (flags & EW_FMODE_EXEC_FLAG) != 0;
-	int process = exec && info->path_entries[EW_OP_PROCESS];
-	int files = info->path_entries[EW_OP_FILE] != 0;
+	__u32 pattern_ops = info->pattern_ops;
+	int process = exec && (info->path_entries[EW_OP_PROCESS] || (pattern_ops & EW_LSM_POSTURE_BIT(EW_OP_PROCESS)));
+	int files = info->path_entries[EW_OP_FILE] != 0 || (pattern_ops & EW_LSM_POSTURE_BIT(EW_OP_FILE));
 	if ((!process && !files) || ew_is_kthread())
 		return 0;
 	__u64 wl = EW_WL_UNKNOWN;
-	if (process) {
-		ret = ew_file_enforce(file, EW_OP_PROCESS, 0, &wl);
-		if (ret || !files)
+	if (process && ew_open_may_match(file, gen, info, EW_OP_PROCESS, &wl)) {
+		ret = ew_file_enforce(file, EW_OP_PROCESS, 0, &wl, ew_file_patterns(file, EW_OP_PROCESS, &wl));
+		if (ret)
 			return ret;
 	}
+	if (!files || !ew_open_may_match(file, gen, info, EW_OP_FILE, &wl))
+		return 0;
 	__u32 mode = file->f_mode;
 	/* O_TRUNC truncates even with O_RDONLY; a created file is a write to its directory */
 	int write = (mode & EW_FMODE_WRITE) || (flags & EW_O_TRUNC) || (mode & EW_FMODE_CREATED);
 	/* the exec opens' own posture is the process one (bprm_check), as on the compat backend */
 	__u32 how = EW_OP_FILE | (write ? EW_DECIDE_WRITE : 0) | (exec ? 0 : EW_DECIDE_POSTURE);
-	return ew_file_enforce(file, how, (__s32)flags, &wl);
+	return ew_file_enforce(file, how, (__s32)flags, &wl, ew_file_patterns(file, how, &wl));
 }
 
 /*
@@ -961,13 +1217,13 @@ __noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol, __u64 w
 	if (!first)
 		return 0;
 
-	struct ew_lsm_actor actor;
 	struct ew_net_rule_key key = {};
-	ew_actor(&actor);
 	key.workload = workload;
-	if (actor.exe_ino) {
-		key.src_dev = actor.exe_dev;
-		key.src_ino = actor.exe_ino;
+	struct inode *exe = info->net_sourced ? BPF_CORE_READ((struct task_struct *)bpf_get_current_task_btf(), mm, exe_file, f_inode) : 0;
+	if (exe) {
+		/* sourced entries exist: the executable's own rules first */
+		key.src_dev = BPF_CORE_READ(exe, i_sb, s_dev);
+		key.src_ino = BPF_CORE_READ(exe, i_ino);
 		ew_net_lookup(rules, &key, first, &best, &cls, &allowed);
 		if (second)
 			ew_net_lookup(rules, &key, second, &best, &cls, &allowed);

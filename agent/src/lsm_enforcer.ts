@@ -44,6 +44,7 @@ import {
   statDevToKernelDev,
 } from './net_enforcer';
 import type { ContainerPathInfo, NativeAddon, NativeEventRing, NativeNetRule, NativeWorkload } from './native';
+import { encodeKernelGlob } from './policy/glob_kernel';
 import type { WorkloadPosture } from './policy/posture';
 import type { NetworkRule, PathRule, Protocol, SourceMatch, WorkloadTarget } from './policy/types';
 
@@ -97,7 +98,25 @@ export interface NativeLsmPosture {
   action: number; // 1 Audit, 2 Block
 }
 
+/** A pattern or execname rule (per brace alternative and source), matched against the path of an open or exec. */
+export interface NativeLsmPattern {
+  workload: bigint;
+  op: number; // 1 Process, 2 File
+  ruleId: number;
+  action: number; // 1 Audit, 2 Block, 3 Allow
+  readOnly: boolean;
+  ownerOnly: boolean;
+  /** bytes is a file name: the path's last component must equal it */
+  execname: boolean;
+  /** an encoded glob (policy/glob_kernel.ts encodeKernelGlob) or the name */
+  bytes: Buffer;
+  srcDev: bigint;
+  srcIno: bigint;
+}
+
 export interface NativeLsmRuleSet {
+  /** absent: none */
+  patterns?: NativeLsmPattern[];
   paths: NativeLsmPathEntry[];
   /** NativeNetRule.action may be 3 (Allow) */
   net: NativeNetRule[];
@@ -151,6 +170,8 @@ export interface NativeLsmLimits {
   variants: number;
   walkMax: number;
   layoutVersion: number;
+  maxPatterns: number;
+  patternBytes: number;
 }
 
 /** The addon's bpf-lsm exports (to be merged into NativeAddon in native.ts). */
@@ -270,6 +291,21 @@ export interface LsmRuleSet extends NativeLsmRuleSet {
   watchPaths: string[];
 }
 
+/** The kernel bytes of a pattern (one per brace alternative) or execname target, or why it has none. */
+function patternBytes(target: { kind: 'pattern'; pattern: string } | { kind: 'execname'; name: string }): Buffer[] | string {
+  if (target.kind === 'pattern') {
+    if (typeof target.pattern !== 'string' || !target.pattern.startsWith('/')) return `pattern ${String(target.pattern)} is not absolute`;
+    const enc = encodeKernelGlob(target.pattern);
+    return typeof enc === 'string' ? `pattern ${target.pattern} ${enc}` : enc;
+  }
+  const name = target.name;
+  if (typeof name !== 'string' || name.length === 0 || name.includes('/') || name.includes('\0') || name === '.' || name === '..') {
+    return `execname ${String(name)} is not a file name`;
+  }
+  if (Buffer.byteLength(name) > 255) return `execname ${name} is longer than 255 bytes`;
+  return [Buffer.from(name)];
+}
+
 function actionProblem(action: unknown): string {
   return `action must be Block, Audit or Allow, got ${String(action)}`;
 }
@@ -359,6 +395,7 @@ export function toLsmRuleSet(
 ): LsmRuleSet {
   const errors: string[] = [];
   const watchPaths = new Set<string>();
+  const patterns: NativeLsmPattern[] = [];
   // key: workload/op/dev/ino/srcDev/srcIno
   const entries = new Map<string, NativeLsmPathEntry>();
   const entry = (workload: bigint, op: number, t: TargetInode, src: ExecutableInode | undefined): NativeLsmPathEntry => {
@@ -391,8 +428,34 @@ export function toLsmRuleSet(
     }
     const exec = rule.operation === 'Process';
     const target = rule.target;
+    if (target?.kind === 'pattern' || target?.kind === 'execname') {
+      const bytes = patternBytes(target);
+      if (typeof bytes === 'string') {
+        errors.push(`${where}: ${bytes}; rule not enforced`);
+        return;
+      }
+      if (exec && rule.readOnly) errors.push(`${where}: readOnly does not apply to process rules; enforced without it`);
+      for (const source of Array.isArray(rule.fromSource) ? rule.fromSource : []) {
+        if (source?.kind === 'path' && !pathProblem(source.path)) watchPaths.add(watchPath(source.path, w));
+      }
+      const sources = resolveSources(rule.fromSource, where, resolvers.source, w, errors);
+      if (sources === 'none') return;
+      const base = {
+        workload: workloadId(w),
+        op: exec ? LSM_OP_PROCESS : LSM_OP_FILE,
+        ruleId: rule.ruleId,
+        action,
+        readOnly: !exec && rule.readOnly === true,
+        ownerOnly: rule.ownerOnly === true,
+        execname: target.kind === 'execname',
+      };
+      for (const b of bytes) {
+        for (const src of sources ?? [undefined]) patterns.push({ ...base, bytes: b, srcDev: src?.dev ?? 0n, srcIno: src?.ino ?? 0n });
+      }
+      return;
+    }
     if (!target || (target.kind !== 'path' && target.kind !== 'dir')) {
-      errors.push(`${where}: target must be a path or a directory`);
+      errors.push(`${where}: target must be a path, a directory, a pattern or an execname`);
       return;
     }
     const problem = pathProblem(target.path);
@@ -466,6 +529,7 @@ export function toLsmRuleSet(
 
   const postureEntries = toLsmPostures(postures, errors);
   return {
+    ...(patterns.length > 0 ? { patterns } : {}),
     paths: [...entries.values()],
     net,
     ...(postureEntries.length > 0 ? { postures: postureEntries } : {}),
@@ -596,6 +660,9 @@ export class LsmEnforcer {
     if (set.paths.length > this.limits.maxPathEntries) {
       over.push(`${set.paths.length} path entries (one per target, operation and source; at most ${this.limits.maxPathEntries})`);
     }
+    if ((set.patterns?.length ?? 0) > this.limits.maxPatterns) {
+      over.push(`${set.patterns!.length} pattern entries (one per pattern or execname rule, brace alternative and source; at most ${this.limits.maxPatterns})`);
+    }
     if (set.net.length > this.limits.maxNetEntries) {
       over.push(`${set.net.length} network entries (one per rule and source; at most ${this.limits.maxNetEntries})`);
     }
@@ -607,7 +674,12 @@ export class LsmEnforcer {
       };
     }
     try {
-      native.setRules({ paths: set.paths, net: set.net, ...(set.postures ? { postures: set.postures } : {}) });
+      native.setRules({
+        paths: set.paths,
+        net: set.net,
+        ...(set.postures ? { postures: set.postures } : {}),
+        ...(set.patterns ? { patterns: set.patterns } : {}),
+      });
     } catch (err) {
       return {
         errors: [...set.errors, `bpf-lsm rules not applied: ${(err as Error).message}`, ...setWorkloads()],

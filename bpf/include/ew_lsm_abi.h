@@ -18,8 +18,9 @@
  * replaced). 2: keys name workloads (containers), `workloads` and
  * `workload_count` are pinned with the rules. 3: Allow rules
  * (allow_variants), default postures and the agent's tgid (gen info).
+ * 4: pattern and execname rules (lsm_patterns, pinned).
  */
-#define EW_LSM_LAYOUT_VERSION 3
+#define EW_LSM_LAYOUT_VERSION 4
 
 /*
  * How a path rule's target relates to the inode being checked. Each key's
@@ -106,6 +107,40 @@ struct ew_lsm_gen_info {
 	 * boottime, USER_HZ 100): a process given the pid of a dead agent is
 	 * not the agent */
 	__u64 agent_start_ticks;
+	/* lsm_patterns[gen * EW_LSM_MAX_PATTERNS + i] for i < pattern_count
+	 * hold the generation's pattern rules, of the ops in pattern_ops
+	 * (EW_LSM_POSTURE_BIT(op)): without one no path is resolved */
+	__u32 pattern_count;
+	__u32 pattern_ops;
+	/* network entries with a source (fromSource): without one, socket
+	 * hooks do not read the acting executable */
+	__u32 net_sourced;
+	__u32 _pad2;
+};
+
+/*
+ * Pattern rules (matchPatterns: a glob over the path; execname: the
+ * executable's file name), matched against the path bpf_d_path() gives for
+ * an open or exec by a task of `workload`. Per generation, at most
+ * EW_LSM_MAX_PATTERNS (one per rule, brace alternative and source).
+ */
+#define EW_LSM_MAX_PATTERNS 32
+#define EW_LSM_PATTERN_BYTES 256 /* EW_GLOB_PATTERN_MAX */
+#define EW_LSM_PAT_READ_ONLY 0x1
+#define EW_LSM_PAT_OWNER_ONLY 0x2
+#define EW_LSM_PAT_EXECNAME 0x4 /* `pattern` is a file name: the path's last component equals it */
+
+struct ew_lsm_pattern {
+	__u64 workload;
+	__u64 src_dev; /* the acting executable (fromSource); 0/0: any */
+	__u64 src_ino;
+	__u32 op;      /* EW_OP_PROCESS or EW_OP_FILE */
+	__u32 rule_id;
+	__u32 action;  /* EW_ACTION_AUDIT, _BLOCK or _ALLOW */
+	__u32 flags;   /* EW_LSM_PAT_* */
+	__u32 len;     /* bytes of pattern used */
+	__u32 _pad;
+	__u8 pattern[EW_LSM_PATTERN_BYTES]; /* encoded glob (agent/src/policy/glob_kernel.ts) or the name */
 };
 
 /*

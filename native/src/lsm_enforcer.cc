@@ -168,8 +168,11 @@ uint64_t SelfStartTicks() {
 
 }  // namespace
 
-ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets) {
+ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets,
+                           const LsmPatterns& patterns) {
   ew_lsm_gen_info info = {};
+  info.pattern_count = static_cast<uint32_t>(patterns.size());
+  for (const ew_lsm_pattern& p : patterns) info.pattern_ops |= EW_LSM_POSTURE_BIT(p.op & 3);
   for (const auto& [key, value] : paths) {
     uint32_t op = key.op & 3;
     // posture entries count too: the hooks must run for a workload in
@@ -199,6 +202,7 @@ ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::ve
   info.net_entries = static_cast<uint32_t>(nets.size());
   for (const auto& [key, value] : nets) {
     if (key.proto_class == EW_NET_POSTURE_CLASS) info.posture_ops |= EW_LSM_POSTURE_BIT(EW_OP_NETWORK);
+    if (key.src_ino != 0) info.net_sourced++;
   }
   // the agent reaches its own files and sockets whatever the postures say
   info.agent_tgid = static_cast<uint32_t>(getpid());
@@ -263,7 +267,8 @@ std::vector<std::pair<const char*, bpf_map*>> PinnedMaps(lsm_enforcer* skel) {
           {"net_rules", skel->maps.lsm_net_rules},
           // containers: an adopting agent keeps them told apart from the host until its first setWorkloads()
           {"workloads", skel->maps.workloads},
-          {"workload_count", skel->maps.workload_count}};
+          {"workload_count", skel->maps.workload_count},
+          {"patterns", skel->maps.lsm_patterns}};
 }
 
 std::string LinkPin(const std::string& dir, const char* hook) { return dir + "/link_" + hook; }
@@ -433,7 +438,12 @@ int LsmEnforcer::MapFd(const char* which) const {
   return bpf_map__fd(skel_->maps.lsm_net_rules);
 }
 
-void LsmEnforcer::SetRules(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets) {
+void LsmEnforcer::SetRules(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets,
+                           const LsmPatterns& patterns) {
+  if (patterns.size() > EW_LSM_MAX_PATTERNS) {
+    throw std::range_error("LsmEnforcer.setRules: " + std::to_string(patterns.size()) + " pattern entries (at most " +
+                           std::to_string(EW_LSM_MAX_PATTERNS) + "); the rule set was refused, the previous one stays in force");
+  }
   if (paths.size() > EW_LSM_MAX_PATH_ENTRIES || nets.size() > EW_LSM_MAX_NET_ENTRIES) {
     throw std::range_error("LsmEnforcer.setRules: " + std::to_string(paths.size()) + " path entries (at most " +
                            std::to_string(EW_LSM_MAX_PATH_ENTRIES) + ") and " + std::to_string(nets.size()) +
@@ -454,12 +464,17 @@ void LsmEnforcer::SetRules(const std::vector<LsmPathEntry>& paths, const std::ve
   Fill(path_fd.get(), paths, "path rule");
   Fill(net_fd.get(), nets, "network rule");
 
-  ew_lsm_gen_info info = LsmGenInfo(paths, nets);
+  ew_lsm_gen_info info = LsmGenInfo(paths, nets, patterns);
   info.generation = generation_ + 1;
   auto fail = [](const char* step) {
     throw std::runtime_error(std::string("LsmEnforcer.setRules: ") + step + " failed: " + ErrnoText(errno) +
                              "; the previous rule set stays in force");
   };
+  // The next generation's pattern slots: not read until it is switched in.
+  for (uint32_t i = 0; i < patterns.size(); i++) {
+    uint32_t slot = next * EW_LSM_MAX_PATTERNS + i;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lsm_patterns), &slot, &patterns[i], BPF_ANY) != 0) fail("writing a pattern rule");
+  }
   // The generation being written is not in force: these three are not seen yet.
   if (bpf_map_update_elem(MapFd("info"), &next, &info, BPF_ANY) != 0) fail("writing the generation summary");
   int pfd = path_fd.get(), nfd = net_fd.get();
@@ -753,6 +768,51 @@ void ReadPostures(Napi::Env env, Napi::Object set, std::vector<LsmPathEntry>* pa
   }
 }
 
+// set.patterns (optional): pattern and execname rules (include/ew_lsm_abi.h).
+LsmPatterns ReadPatterns(Napi::Env env, Napi::Object set) {
+  LsmPatterns out;
+  Napi::Value v = set.Get("patterns");
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "LsmEnforcer.setRules: set.patterns must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > EW_LSM_MAX_PATTERNS) {
+    throw Napi::RangeError::New(env, "LsmEnforcer.setRules: " + std::to_string(a.Length()) + " pattern entries, at most " +
+                                         std::to_string(EW_LSM_MAX_PATTERNS) + " are supported; the rule set was refused, the previous one stays in force");
+  }
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    std::string prefix = "LsmEnforcer.setRules: patterns[" + std::to_string(i) + "].";
+    FieldReader r(env, prefix);
+    Napi::Value item = a.Get(i);
+    if (!item.IsObject()) throw Napi::TypeError::New(env, prefix.substr(0, prefix.size() - 1) + " must be an object");
+    Napi::Object o = item.As<Napi::Object>();
+    ew_lsm_pattern p = {};
+    p.workload = r.BigUint64(o, "workload");
+    p.op = r.Uint32(o, "op", EW_OP_PROCESS, EW_OP_FILE, "1 (Process) or 2 (File)");
+    p.rule_id = r.Uint32(o, "ruleId", 0, UINT32_MAX, "an integer in 0..4294967295");
+    p.action = r.Uint32(o, "action", EW_ACTION_AUDIT, EW_ACTION_ALLOW, "1 (Audit), 2 (Block) or 3 (Allow)");
+    if (r.Bool(o, "readOnly")) p.flags |= EW_LSM_PAT_READ_ONLY;
+    if (r.Bool(o, "ownerOnly")) p.flags |= EW_LSM_PAT_OWNER_ONLY;
+    if (r.Bool(o, "execname")) p.flags |= EW_LSM_PAT_EXECNAME;
+    p.src_dev = r.BigUint64(o, "srcDev");
+    p.src_ino = r.BigUint64(o, "srcIno");
+    r.Device(o, "srcDev", p.src_dev);
+    if ((p.src_dev == 0) != (p.src_ino == 0)) {
+      const char* f = p.src_dev == 0 ? "srcDev" : "srcIno";
+      r.Fail(f, "non-zero when the other of srcDev/srcIno is (both 0n: any source)", o.Get(f));
+    }
+    Napi::Value bytes = o.Get("bytes");
+    if (!bytes.IsBuffer() || bytes.As<Napi::Buffer<uint8_t>>().Length() == 0 ||
+        bytes.As<Napi::Buffer<uint8_t>>().Length() > EW_LSM_PATTERN_BYTES) {
+      r.Fail("bytes", "a Buffer of 1.." + std::to_string(EW_LSM_PATTERN_BYTES) + " bytes (an encoded glob or a file name)", bytes);
+    }
+    Napi::Buffer<uint8_t> b = bytes.As<Napi::Buffer<uint8_t>>();
+    std::memcpy(p.pattern, b.Data(), b.Length());
+    p.len = static_cast<uint32_t>(b.Length());
+    out.push_back(p);
+  }
+  return out;
+}
+
 Napi::Array ArrayField(Napi::Env env, Napi::Object set, const char* field, uint32_t max) {
   Napi::Value v = set.Get(field);
   if (!v.IsArray()) throw Napi::TypeError::New(env, std::string("LsmEnforcer.setRules: set.") + field + " must be an array");
@@ -814,6 +874,8 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
     o.Set("variants", EW_LSM_VARIANTS);
     o.Set("walkMax", EW_LSM_WALK_MAX);
     o.Set("layoutVersion", EW_LSM_LAYOUT_VERSION);
+    o.Set("maxPatterns", EW_LSM_MAX_PATTERNS);
+    o.Set("patternBytes", EW_LSM_PATTERN_BYTES);
     return o;
   }
 
@@ -865,9 +927,10 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
       if (!inserted && NetRank(e.second.action) > NetRank(it->second.action)) it->second = e.second;
     }
     ReadPostures(env, set, &path_entries, &net_map);
+    LsmPatterns patterns = ReadPatterns(env, set);
     std::vector<LsmNetEntry> net_entries(net_map.begin(), net_map.end());
     try {
-      enforcer.SetRules(path_entries, net_entries);
+      enforcer.SetRules(path_entries, net_entries, patterns);
     } catch (const std::range_error& e) {
       throw Napi::RangeError::New(env, e.what());
     } catch (const std::exception& e) {

@@ -28,6 +28,7 @@ class EventRing;
 
 using LsmPathEntry = std::pair<ew_lsm_path_key, ew_lsm_path_value>;
 using LsmNetEntry = std::pair<ew_net_rule_key, ew_net_rule_value>;
+using LsmPatterns = std::vector<ew_lsm_pattern>;
 
 struct LsmWorkloadKeyLess {
   bool operator()(const ew_workload_key& a, const ew_workload_key& b) const {
@@ -69,7 +70,8 @@ class LsmEnforcer {
   // Replaces the rule set. Keys must be unique. Throws std::range_error past
   // the capacity and std::runtime_error when the kernel refuses; in both
   // cases the previous set stays in force, untouched.
-  void SetRules(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets);
+  void SetRules(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets,
+                const LsmPatterns& patterns = {});
 
   // Replaces the containers told apart from the host (`containers` of them,
   // keyed by namespace in `workloads`). Throws std::range_error past
@@ -118,6 +120,7 @@ class LsmEnforcer {
 };
 
 // The generation summary for a rule set (pure; exposed for the addon's checks).
-ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets);
+ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::vector<LsmNetEntry>& nets,
+                           const LsmPatterns& patterns = {});
 
 }  // namespace edgeward

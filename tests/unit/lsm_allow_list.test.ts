@@ -138,3 +138,44 @@ describe('postures', () => {
     expect(set.paths.find((p) => p.ino === 20n)!.allowVariants).toBe(1);
   });
 });
+
+describe('toLsmRuleSet: pattern and execname rules', () => {
+  test('one kernel pattern per brace alternative and source; execname as the name\'s bytes', () => {
+    const set = toLsmRuleSet(
+      [
+        rule(1, { action: 'Block', target: { kind: 'pattern', pattern: '/data/*.{key,pem}' }, readOnly: true }),
+        rule(2, { action: 'Allow', operation: 'Process', target: { kind: 'execname', name: 'tool' }, fromSource: [{ kind: 'path', path: '/usr/bin/a' }] }),
+      ],
+      [],
+      resolvers,
+    );
+    expect(set.errors).toEqual([]);
+    expect(set.paths).toEqual([]);
+    expect(set.patterns).toEqual([
+      expect.objectContaining({ ruleId: 1, op: LSM_OP_FILE, action: Action.Block, readOnly: true, execname: false, srcIno: 0n }),
+      expect.objectContaining({ ruleId: 1, op: LSM_OP_FILE, action: Action.Block, readOnly: true, execname: false, srcIno: 0n }),
+      { workload: 0n, op: LSM_OP_PROCESS, ruleId: 2, action: Action.Allow, readOnly: false, ownerOnly: false, execname: true, bytes: Buffer.from('tool'), srcDev: 0x800001n, srcIno: 101n },
+    ]);
+    // the encodings: literal bytes and STAR (0x01), per alternative
+    expect(set.patterns![0].bytes).toEqual(Buffer.from([...Buffer.from('/data/'), 0x01, ...Buffer.from('.key')]));
+    expect(set.patterns![1].bytes).toEqual(Buffer.from([...Buffer.from('/data/'), 0x01, ...Buffer.from('.pem')]));
+  });
+
+  test('patterns the kernel matcher cannot take, and bad names, are reported per rule', () => {
+    const set = toLsmRuleSet(
+      [
+        rule(3, { action: 'Block', target: { kind: 'pattern', pattern: `/${'x'.repeat(300)}*` } }),
+        rule(4, { action: 'Block', target: { kind: 'execname', name: 'a/b' } }),
+        rule(5, { action: 'Block', target: { kind: 'pattern', pattern: 'relative*' } }),
+      ],
+      [],
+      resolvers,
+    );
+    expect(set.patterns).toBeUndefined();
+    expect(set.errors).toEqual([
+      expect.stringMatching(/^file rule 3 \(#0\): pattern \/x+\* encodes into \d+ bytes for the kernel matcher \(at most 256\); rule not enforced$/),
+      'file rule 4 (#1): execname a/b is not a file name; rule not enforced',
+      'file rule 5 (#2): pattern relative* is not absolute; rule not enforced',
+    ]);
+  });
+});
