@@ -54,6 +54,8 @@ describe('container start waits for its rules (edgeward-runc runtime, real agent
 
   const docker = (...args: string[]) => dockerd.docker(...args);
   const name = (what: string) => `${PREFIX}-${what}-${++n}`;
+  const hookLogs = (container: string) =>
+    agent!.logs().filter((l) => new RegExp(`^control: container ${container} \\(\\w{12}\\) started, from runtime hook .*: rules in force`).test(String(l.message)));
   const alertsFor = (container: string) => agent!.alerts().filter((a) => a.PolicyName === POLICY && a.ContainerName === container);
 
   /** runs `cmd` detached; waits for its `n`th "rc=" line in docker logs and returns the rc lines */
@@ -119,7 +121,9 @@ describe('container start waits for its rules (edgeward-runc runtime, real agent
     const c = name('entry');
     const r = docker('run', '--network', 'none', '--name', c, '--label', `app=${APP}`, IMAGE, TOOL, 'echo', 'tool ran');
     expect(r.stdout).not.toContain('tool ran');
-    expect(r.status).not.toBe(0);
+    // runc's init reports the refused execve of the entrypoint; docker run exits 1 (126 is a shell's)
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`exec ${TOOL}: operation not permitted`);
     const alert = await waitFor(`an alert naming ${c}`, () => alertsFor(c)[0], 10_000);
     expect(alert).toMatchObject({ Action: 'Block', Result: 'Permission denied', ContainerName: c });
   });
@@ -130,6 +134,8 @@ describe('container start waits for its rules (edgeward-runc runtime, real agent
     expect(await rcLines(c, 1)).toEqual([expect.stringMatching(REFUSED)]);
     const alert = await waitFor(`an alert naming ${c}`, () => alertsFor(c)[0], 10_000);
     expect(alert).toMatchObject({ ContainerID: id, ContainerName: c, Action: 'Block' });
+    // through the hook: the agent answered container.started (its log says so)
+    await waitFor(`the agent's log of ${c} from the runtime hook`, () => hookLogs(c).length >= 1 || undefined, 10_000);
 
     const before = alertsFor(c).length;
     expect(docker('restart', '-t', '1', c).status).toBe(0);
@@ -137,6 +143,17 @@ describe('container start waits for its rules (edgeward-runc runtime, real agent
     expect(lines).toHaveLength(2);
     expect(lines[1]).toMatch(REFUSED);
     await waitFor(`a second alert naming ${c}`, () => (alertsFor(c).length > before ? true : undefined), 10_000);
+    await waitFor(`a second log of ${c} from the runtime hook`, () => hookLogs(c).length >= 2 || undefined, 10_000);
+    docker('rm', '-f', c);
+  }, 60_000);
+
+  test('a container restarted by dockerd (restart policy) is refused at every start', async () => {
+    const c = name('policy');
+    const r = docker('run', '-d', '--network', 'none', '--name', c, '--label', `app=${APP}`, '--restart', 'on-failure:2', IMAGE, 'sh', '-c', `${TOOL} true; echo rc=$?; exit 1`);
+    expect(r.status).toBe(0);
+    const lines = await rcLines(c, 3);
+    expect(lines).toHaveLength(3);
+    for (const l of lines) expect(l).toMatch(REFUSED);
     docker('rm', '-f', c);
   }, 60_000);
 
