@@ -11,6 +11,7 @@
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
+import { containerStarted } from '../../agent/src/control/client';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
 import { importBusyboxImage, PrivateDockerd, startPrivateDockerd } from '../helpers/private_dockerd';
 import { makeTempDir, REPO, requireIntegrationEnvironment, waitFor } from '../helpers/system';
@@ -113,8 +114,20 @@ describe('container start waits for its rules (edgeward-runc runtime, real agent
     if (work) fs.rmSync(work, { recursive: true, force: true });
   }, 120_000);
 
-  test('dockerd runs containers through the wrapper by default', () => {
+  test('dockerd runs containers through the wrapper by default, recorded per container at create', () => {
     expect(docker('info', '--format', '{{.DefaultRuntime}}').stdout).toBe('edgeward');
+    // Docker records the runtime at create: containers created before the switch keep runc (docs)
+    const c = name('runtime');
+    expect(docker('create', '--name', c, IMAGE, 'true').status).toBe(0);
+    expect(docker('inspect', '-f', '{{.HostConfig.Runtime}}', c).stdout).toBe('edgeward');
+    docker('rm', '-f', c);
+  });
+
+  test('the agent takes container.started, and refuses a host process as a container\'s init', async () => {
+    // an agent without the op wired answers "no container support wired": that is this failure
+    await expect(containerStarted(socket, { id: 'f'.repeat(64), name: 'fake', image: 'x', labels: {}, pid: process.pid }, 5000)).rejects.toThrow(
+      `pid ${process.pid} is in the host's mount namespace: not a container's init`,
+    );
   });
 
   test('the blocked program as the entrypoint itself is refused, with an alert naming the container', async () => {
