@@ -39,10 +39,19 @@ export interface PrivateDockerdOptions {
   /** --live-restore (default true): containers outlive the daemon */
   liveRestore?: boolean;
   /**
-   * An OCI runtime registered and made the default (--add-runtime NAME=PATH
-   * --default-runtime NAME), e.g. scripts/edgeward-runc. Absent: dockerd's own (runc).
+   * An OCI runtime registered and made the default, as daemon.json's
+   * "runtimes" (path, runtimeArgs) and "default-runtime" would (written to
+   * DIR/daemon.json, --config-file), e.g. scripts/edgeward-runc. Absent:
+   * dockerd's own (runc).
    */
-  defaultRuntime?: { name: string; path: string };
+  defaultRuntime?: { name: string; path: string; runtimeArgs?: string[] };
+}
+
+function writeRuntimeConfig(dir: string, runtime: NonNullable<PrivateDockerdOptions['defaultRuntime']>): string {
+  const file = path.join(dir, 'daemon.json');
+  const entry = { path: runtime.path, ...(runtime.runtimeArgs ? { runtimeArgs: runtime.runtimeArgs } : {}) };
+  fs.writeFileSync(file, JSON.stringify({ runtimes: { [runtime.name]: entry }, 'default-runtime': runtime.name }, null, 2));
+  return file;
 }
 
 /** Starts a private dockerd in `dir` (created). Fails with a clear message when dockerd is missing. */
@@ -60,7 +69,7 @@ export async function startPrivateDockerd(dir: string, opts: PrivateDockerdOptio
     '--bridge=none',
     '--iptables=false',
     ...(opts.liveRestore === false ? [] : ['--live-restore']),
-    ...(opts.defaultRuntime ? ['--add-runtime', `${opts.defaultRuntime.name}=${opts.defaultRuntime.path}`, '--default-runtime', opts.defaultRuntime.name] : []),
+    ...(opts.defaultRuntime ? ['--config-file', writeRuntimeConfig(dir, opts.defaultRuntime)] : []),
     '--containerd-namespace', `ew-${tag}`,
     '--containerd-plugins-namespace', `ew-${tag}-plugins`,
   ];

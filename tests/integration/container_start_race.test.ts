@@ -83,15 +83,11 @@ describe('container start waits for its rules (edgeward-runc runtime, real agent
     work = makeTempDir('start-race');
     fs.chmodSync(work, 0o755);
     socket = path.join(work, 'run', 'control.sock');
-    // dockerd's runtime: the wrapper, told where this test's agent listens
-    // (dockerd -> containerd -> shim do not pass a test's environment on)
-    const runtime = path.join(work, 'edgeward-runc-test');
-    fs.writeFileSync(
-      runtime,
-      `#!/bin/sh\nEDGEWARD_CONTROL_SOCKET=${socket} EDGEWARD_NODE=${process.execPath} EDGEWARD_RUNTIME_HOOK_TIMEOUT_MS=${HOOK_TIMEOUT_MS} exec ${WRAPPER} "$@"\n`,
-      { mode: 0o755 },
-    );
-    dockerd = await startPrivateDockerd(path.join(work, 'dockerd'), { defaultRuntime: { name: 'edgeward', path: runtime } });
+    // dockerd's runtime: the wrapper as deployed (daemon.json "runtimes" with
+    // runtimeArgs: dockerd -> containerd -> shim do not pass an environment on)
+    dockerd = await startPrivateDockerd(path.join(work, 'dockerd'), {
+      defaultRuntime: { name: 'edgeward', path: WRAPPER, runtimeArgs: [`--edgeward-socket=${socket}`, `--edgeward-timeout-ms=${HOOK_TIMEOUT_MS}`] },
+    });
     importBusyboxImage(dockerd, IMAGE, [TOOL]);
     const policies = path.join(work, 'operator');
     fs.mkdirSync(policies);

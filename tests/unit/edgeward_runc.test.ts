@@ -63,6 +63,17 @@ describe('edgeward-runc', () => {
     expect(lines(hookLog)).toEqual(['--bundle|/b2|--pid-file|/p|--id|cid2', '--bundle|.|--pid-file|/p|--id|cid3']);
   });
 
+  test('leading --edgeward-socket= / --edgeward-timeout-ms= (daemon.json runtimeArgs) are the hook\'s, not runc\'s', () => {
+    fs.writeFileSync(
+      path.join(tmp, 'hook.js'),
+      `require('fs').appendFileSync(${JSON.stringify(hookLog)}, process.env.EDGEWARD_CONTROL_SOCKET + ' ' + process.env.EDGEWARD_RUNTIME_HOOK_TIMEOUT_MS + '\\n');\n`,
+    );
+    wrapper(['--edgeward-socket=/s.sock', '--edgeward-timeout-ms=700', '--root', '/r', 'create', '--pid-file', '/p', 'cid']);
+    wrapper(['--edgeward-socket=/s.sock', '--root', '/r', 'state', 'cid']);
+    expect(lines(runcLog)).toEqual(['--root|/r|create|--pid-file|/p|cid|', '--root|/r|state|cid|']);
+    expect(lines(hookLog)).toEqual(['/s.sock 700']);
+  });
+
   test('a failed create: runc\'s status, no hook', () => {
     const r = wrapper(['create', '--bundle', '/b', '--pid-file', '/p', 'cid'], { RUNC_RC: '2' });
     expect(r.status).toBe(2);
