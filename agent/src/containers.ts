@@ -31,7 +31,7 @@ export interface ContainerRegistryOptions {
   pruneIntervalMs?: number;
   log?: (level: 'info' | 'warn', message: string) => void;
   procRoot?: string;
-  /** how long a container the runtime hook added waits for dockerd's start event before its liveness is checked */
+  /** how long a container the runtime hook added may wait for dockerd to confirm it (start event or listing) before it is dropped */
   startGraceMs?: number;
 }
 
@@ -296,8 +296,7 @@ export class ContainerRegistry {
     if (action === 'start' || action === 'restart' || action === 'unpause') {
       this.awaitingStart.delete(id);
       await this.inspectAndAdd(id);
-    }
-    else if (action === 'die') {
+    } else if (action === 'die') {
       // `docker restart`: the runtime hook may add the new run before the old
       // run's die arrives here; a die before the new run's start is the old run's
       if (this.awaitingStart.has(id)) return;
@@ -305,8 +304,7 @@ export class ContainerRegistry {
     } else if (action === 'destroy') {
       this.awaitingStart.delete(id);
       this.remove(id);
-    }
-    else if (action === 'rename') {
+    } else if (action === 'rename') {
       const c = this.byId.get(id);
       const name = ev.Actor?.Attributes?.name;
       if (c && name) {
