@@ -168,14 +168,14 @@ export class LsmBackend implements EnforcementBackend {
   apply(set: CompiledPolicySet): ApplyResult {
     this.last = set;
     // container rules come resolved to one container each (agent/src/workloads.ts WorkloadBinding)
-    const result = this.enforcer.apply(set.pathRules, set.networkRules, undefined, set.workloads ?? []);
+    // allow-list mode: each workload's default postures are decided in the kernel (process, file and
+    // network by lsm_enforcer, capabilities by lsm_capable); what a rule cannot have is named per rule
+    const postures = allowListModes(set);
+    const result = this.enforcer.apply(set.pathRules, set.networkRules, undefined, set.workloads ?? [], postures);
     if (this.options.watchTargets !== false) this.watch(result.watchPaths);
-    // not silently dropped: what this backend cannot enforce yet is named in the policy status
-    // capabilities allow-list: the workloads' postures are decided in the kernel
-    const caps = this.capable.apply(set.capabilityRules ?? [], set.workloads ?? [], allowListModes(set));
-    const notEnforced = notEnforcedByLsm(set);
+    const caps = this.capable.apply(set.capabilityRules ?? [], set.workloads ?? [], postures);
     return {
-      errors: [...this.pinWarnings, ...result.errors, ...caps.errors, ...notEnforced],
+      errors: [...this.pinWarnings, ...result.errors, ...caps.errors],
       rules: set.pathRules.length + set.networkRules.length + (set.capabilityRules?.length ?? 0),
     };
   }
@@ -272,20 +272,6 @@ export class LsmBackend implements EnforcementBackend {
     this.watchErrors.push(message);
     if (this.watchErrors.length > 100) this.watchErrors.shift();
   }
-}
-
-/** What a compiled set asks that bpf-lsm does not enforce yet: allow-list mode (default posture). */
-export function notEnforcedByLsm(set: CompiledPolicySet): string[] {
-  const backend = 'bpf-lsm';
-  const lines: string[] = [];
-  for (const w of allowListModes(set)) {
-    const where = w.workload ? `container ${w.workload.containerName}` : 'host';
-    for (const [category, rule] of Object.entries(w.postures)) {
-      if (!rule) continue;
-      lines.push(`${where}: ${category} allow-list (default posture ${rule.action}) not enforced by the ${backend} backend yet; its Block and Audit rules are`);
-    }
-  }
-  return lines;
 }
 
 /**

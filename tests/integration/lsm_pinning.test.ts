@@ -170,7 +170,7 @@ setInterval(() => {}, 1000);`;
       adopter.close();
     }
     expect(fs.existsSync(dir)).toBe(false);
-  }, 300_000);
+  }, 600_000);
 
   test('unloading the pinned state (edgeward unload) removes the enforcement of a dead agent', async () => {
     const f = file('pinned-unload');
@@ -181,7 +181,7 @@ setInterval(() => {}, 1000);`;
     expect(readFile(f)).toBe('ok');
     expect(fs.readdirSync(root)).toEqual([]);
     expect(unloadPinned(root)).toEqual([]); // idempotent
-  }, 300_000);
+  }, 600_000);
 
   test('release() leaves the rules in force; the next enforcer adopts them; without pinning, release() detaches', () => {
     const f = file('released');
@@ -208,7 +208,7 @@ setInterval(() => {}, 1000);`;
     expect(readFile(g)).toBe('EPERM');
     unpinned.release();
     expect(readFile(g)).toBe('ok');
-  }, 300_000);
+  }, 600_000);
 
   test('adoption replaces every program without a gap: an open loop never gets through while a new enforcer takes over', async () => {
     const f = file('no-gap');
@@ -253,7 +253,7 @@ print(ok, refused, flush=True)`,
     console.log(`adoption under an open loop: ${refused} opens refused, ${ok} let through`);
     expect(ok).toBe(0);
     expect(refused).toBeGreaterThan(0);
-  }, 300_000);
+  }, 600_000);
 
   test('pinned maps of another layout are refused by name, and left in force', () => {
     fs.mkdirSync(dir, { recursive: true });
@@ -281,5 +281,5 @@ print(ok, refused, flush=True)`,
     }
     expect(readFile(f)).toBe('ok');
     expect(fs.existsSync(dir)).toBe(false);
-  }, 300_000);
+  }, 600_000);
 });

@@ -203,7 +203,6 @@ describe('toLsmRuleSet: path rules', () => {
       'file rule 2 (#1): /missing is not enforced: cannot stat /missing (ENOENT)',
       'file rule 3 (#2): /data/secret is not a directory; rule not enforced',
       'process rule 4 (#3): readOnly does not apply to process rules; enforced without it',
-      'file rule 5 (#4): Allow rules (allow-list mode) are not enforced by the bpf-lsm backend yet: this rule is not in force (the compat backend enforces them)',
     ]);
     expect(set.paths.map((p) => [p.op, p.ino, setVerdicts(p)])).toEqual([
       [LSM_OP_PROCESS, 20n, { 0: [4, Action.Block] }],
