@@ -87,6 +87,12 @@ describe('edgeward-runc', () => {
     expect(r.stderr).toContain('EDGEWARD_RUNC_FAIL_CLOSED=1: container cid deleted');
   });
 
+  test('--edgeward-fail-closed (runtimeArgs) is the same as EDGEWARD_RUNC_FAIL_CLOSED=1', () => {
+    const r = wrapper(['--edgeward-fail-closed', '--root', '/run/r', 'create', '--pid-file', '/p', 'cid'], { HOOK_RC: '1' });
+    expect(r.status).toBe(1);
+    expect(lines(runcLog)).toEqual(['--root|/run/r|create|--pid-file|/p|cid|', '--root|/run/r|delete|--force|cid|']);
+  });
+
   test('no hook installed: the container starts, stderr says why', () => {
     const r = wrapper(['create', '--bundle', '/b', '--pid-file', '/p', 'cid'], { EDGEWARD_RUNTIME_HOOK: path.join(tmp, 'missing.js') });
     expect(r.status).toBe(0);
