@@ -31,7 +31,7 @@ usage() {
 
 # What the agent needs at run time, relative to a checkout or a release tree.
 RUNTIME=(package.json package-lock.json bin dist build/native/Release/edgeward.node node_modules policies
-  systemd/edgeward.service scripts/install.sh scripts/uninstall.sh scripts/prune-dev-modules.js README.md docs/DEPLOYMENT.md)
+  systemd/edgeward.service scripts/install.sh scripts/uninstall.sh scripts/prune-dev-modules.js scripts/edgeward-runc README.md docs/DEPLOYMENT.md)
 
 # Copies the runtime files of SRC (checkout or release tree) into DEST, without dev dependencies.
 stage() {
@@ -46,6 +46,8 @@ stage() {
     mkdir -p "$dest/$(dirname "$f")"
     cp -a "$src/$f" "$dest/$f"
   done
+  # the Docker runtime hook (docs/DEPLOYMENT.md): finds ../node and ../dist relative to itself
+  install -m 0755 "$src/scripts/edgeward-runc" "$dest/bin/edgeward-runc"
   [ -e "$src/node/bin/node" ] && { mkdir -p "$dest/node/bin"; cp -aL "$src/node/bin/node" "$dest/node/bin/node"; }
   node_for "$dest" "$src/scripts/prune-dev-modules.js" "$dest" >/dev/null
 }

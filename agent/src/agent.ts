@@ -19,7 +19,7 @@ import { hostRulesOnly, WorkloadBinding } from './workloads';
 import type { AgentConfig } from './config';
 import { AppliedPolicyStore, appliedPolicyDirectory } from './control/applied_store';
 import { ControlHost, ControlServer } from './control/server';
-import type { StatusReport } from './control/protocol';
+import type { ContainerStartedResult, StartedContainer, StatusReport } from './control/protocol';
 import type { EwEvent } from './events';
 // not './hub': its index also loads the hub service's code (SQLite), which a node never runs
 import { createHubClient, HubClient, HubClientStatus } from './hub/client';
@@ -319,7 +319,24 @@ export class Agent {
       status: () => this.statusReport(),
       subscribe: (listener) => this.subscribe(listener),
       log: { info: (m) => this.log.info(m), warn: (m) => this.log.warn(m) },
+      containerStarted: (c) => this.containerStarted(c),
     };
+  }
+
+  /**
+   * The runtime hook (scripts/edgeward-runc) reports a container at `runc
+   * create`, its entrypoint not exec'd yet: add it, answer once its rules are
+   * in force (the hook holds the container's start until then).
+   */
+  private async containerStarted(c: StartedContainer): Promise<ContainerStartedResult> {
+    this.followContainersIfDocker();
+    const containers = this.containers;
+    if (!containers) throw new Error(`the agent follows no Docker daemon (nothing at ${dockerSocketPath().path})`);
+    const added = containers.addStarted(c);
+    // The 'added' listener had the binding re-resolve on the next check phase
+    // (setImmediate, synchronous apply); an immediate queued now runs after it.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    return { id: added.id, name: added.name, mntNs: added.mntNs, pidNs: added.pidNs };
   }
 
   private statusReport(): StatusReport {
