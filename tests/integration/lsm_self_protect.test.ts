@@ -57,7 +57,7 @@ describe('bpf-lsm self-protection on a BPF-LSM kernel', () => {
   let agent: ChildProcess | undefined;
   let agentOut = '';
   let agentExited: Promise<number | null>;
-  let info: { attached: string[]; mapIds: number[]; errors: string[] };
+  let info: { attached: string[]; mapIds: number[]; enforcerMapIds: number[]; errors: string[] };
   let pinned: string;
   let cgParent = ''; // <cgroup2>/edgeward-sp-<pid>: the agent's parent cgroup
   let cgAgent: string; // cgParent/agent: the agent starts here
@@ -170,7 +170,7 @@ process.stdin.on('data', (d) => {
     } catch (e) { console.log(e.code || e.message); }
   }
 });
-console.log(JSON.stringify({ ready: true, attached: sp.attached(), mapIds: sp.mapIds(), errors: r.errors }));`;
+console.log(JSON.stringify({ ready: true, attached: sp.attached(), mapIds: sp.mapIds(), enforcerMapIds: enforcer.mapIds(), errors: r.errors }));`;
     // started inside cgAgent: the shell moves itself there, then becomes node
     agent = spawn('/bin/sh', ['-c', 'echo $$ > "$1" && exec "$0" -e "$2"', process.execPath, path.join(cgAgent, 'cgroup.procs'), script], {
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -214,7 +214,10 @@ console.log(JSON.stringify({ ready: true, attached: sp.attached(), mapIds: sp.ma
     expect(new Set(info.attached).size).toBe(info.attached.length); // one inode_setattr variant only
     const [major, minor] = os.release().split('.').map(Number);
     if (major > 6 || (major === 6 && minor >= 2)) expect(info.attached).toEqual(expect.arrayContaining(['inode_set_acl', 'inode_remove_acl']));
-    expect(info.mapIds.length).toBe(4 + 6); // its own four, the enforcer's six (rules, workloads, workload_count)
+    // its own four, and every map of the enforcer it was handed (rules, workloads, patterns, ...)
+    expect(info.enforcerMapIds.length).toBeGreaterThanOrEqual(6);
+    expect(info.mapIds).toEqual(expect.arrayContaining(info.enforcerMapIds));
+    expect(info.mapIds.length).toBe(4 + info.enforcerMapIds.length);
   });
 
   test('other processes cannot signal it (SIGKILL, SIGTERM, SIGSTOP, SIGUSR1); signal 0 and SIGHUP pass', async () => {
