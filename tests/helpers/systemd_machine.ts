@@ -17,6 +17,18 @@ import { docker } from './docker';
 import { ensureDebianImage } from './rootfs';
 import { waitFor } from './system';
 
+/** /etc/edgeward/config.yaml of the machine's agent: compat, alerts as JSON lines in a file. */
+export const MACHINE_AGENT_CONFIG = `backend: compat
+policyDirectory: /etc/edgeward/policies
+stateDirectory: /var/lib/edgeward
+logging:
+  format: json
+alerts:
+  stdout: false
+  file:
+    path: /var/log/edgeward/alerts.jsonl
+`;
+
 export interface MachineResult {
   status: number | null;
   stdout: string;

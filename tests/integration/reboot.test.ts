@@ -13,7 +13,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { DockerdHandle, ensureDockerd } from '../helpers/docker';
-import { installRelease, packRelease, startSystemdMachine, SystemdMachine } from '../helpers/systemd_machine';
+import { installRelease, MACHINE_AGENT_CONFIG as CONFIG, packRelease, startSystemdMachine, SystemdMachine } from '../helpers/systemd_machine';
 import { REPO, waitFor } from '../helpers/system';
 
 const TREE = process.env.EDGEWARD_DEPLOY_TREE ?? REPO;
@@ -40,19 +40,6 @@ spec:
     matchPaths:
     - path: /root/secret.txt
   action: Block
-`;
-
-// The operator's directory keeps the defaults install.sh ships (Audit
-// policies and one Block on /dev/shm); the test's policy is only applied.
-const CONFIG = `backend: compat
-policyDirectory: /etc/edgeward/policies
-stateDirectory: /var/lib/edgeward
-logging:
-  format: json
-alerts:
-  stdout: false
-  file:
-    path: /var/log/edgeward/alerts.jsonl
 `;
 
 // The first workload at boot: ordered after edgeward.service as docker.service
@@ -86,6 +73,7 @@ describe('a reboot of a systemd machine (systemd as PID 1, edgeward from a relea
     packRelease(TREE, TARBALL);
     m = await startSystemdMachine({ name: NAME, hostname: 'board-reboot', tarball: TARBALL, powerCycle: true });
     installRelease(m);
+    // the operator's directory keeps the defaults install.sh ships; the test's policy is only applied
     m.mustSh(`cat > /etc/edgeward/config.yaml <<'EOF'\n${CONFIG}EOF`);
     // busybox runs the applet its file is named after: copies keep the name
     m.mustSh('mkdir -p /srv/blocked /srv/allowed && cp /bin/busybox /srv/blocked/busybox && cp /bin/busybox /srv/allowed/busybox && echo s3cret > /root/secret.txt');

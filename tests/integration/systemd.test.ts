@@ -11,7 +11,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { DockerdHandle, ensureDockerd } from '../helpers/docker';
-import { installRelease, packRelease, startSystemdMachine, SystemdMachine } from '../helpers/systemd_machine';
+import { installRelease, MACHINE_AGENT_CONFIG as CONFIG, packRelease, startSystemdMachine, SystemdMachine } from '../helpers/systemd_machine';
 import { REPO, waitFor } from '../helpers/system';
 
 /** The tree packed and installed: this checkout (EDGEWARD_DEPLOY_TREE: another built tree). */
@@ -37,17 +37,6 @@ spec:
     matchPaths:
     - path: /root/secret.txt
   action: Block
-`;
-
-const CONFIG = `backend: compat
-policyDirectory: /etc/edgeward/policies
-stateDirectory: /var/lib/edgeward
-logging:
-  format: json
-alerts:
-  stdout: false
-  file:
-    path: /var/log/edgeward/alerts.jsonl
 `;
 
 let machine: SystemdMachine;
