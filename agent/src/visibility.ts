@@ -12,7 +12,7 @@
 import * as os from 'os';
 import { NetOp } from './abi';
 import { BootClock, ContainerFields, containerFields, ContainerResolver, describeOpenFlags, isoMicros, KubeArmorAlert, namespacePid, namespacePids } from './alerts';
-import { AlertThrottle, isThrottleSummary, ThrottleStats, ThrottleSummaryFields } from './alert_throttle';
+import { AlertThrottle, SummaryMessage, ThrottleStats, ThrottleSummaryFields } from './alert_throttle';
 import type { AlertThrottleConfig, RotatingFileConfig } from './config';
 import type { ExecEvent, FileOpenEvent, NetEvent } from './events';
 import type { ProcessTable } from './process_table';
@@ -230,6 +230,9 @@ export class LogBuilder {
   }
 }
 
+const logSummaryMessage: SummaryMessage = (last, suppressed, since, config) =>
+  `${suppressed} more log record(s) of ${last.ContainerName ? `container ${last.ContainerName}` : 'the host'} since ${since} were not written one by one (alerts.throttle: at most ${config.maxAlerts} per ${config.windowMs} ms); this is the last of them`;
+
 /**
  * The alert throttle applied to log records (per container / the host, its
  * own windows and counters: logs never use up the alerts' allowance). A
@@ -237,32 +240,16 @@ export class LogBuilder {
  * SuppressedResources and a Message saying what was left out.
  */
 export class LogThrottle {
-  private readonly throttle: AlertThrottle;
+  private readonly throttle: AlertThrottle<KubeArmorLog>;
 
-  constructor(
-    private readonly config: AlertThrottleConfig,
-    deliver: (record: KubeArmorLog | KubeArmorLogSummary) => void,
-  ) {
-    // AlertThrottle reads PolicyName, ContainerID, Operation, Resource and
-    // UpdatedTime: a log has no PolicyName, so every log of one container
-    // (or of the host) shares one window. Its summary text names a policy:
-    // replaced here.
-    this.throttle = new AlertThrottle(config, (a) => {
-      if (!isThrottleSummary(a)) {
-        deliver(a as unknown as KubeArmorLog);
-        return;
-      }
-      const { PolicyName: _p, Message: _m, ...log } = a as unknown as KubeArmorLogSummary & { PolicyName?: string };
-      const where = log.ContainerName ? `container ${log.ContainerName}` : 'the host';
-      deliver({
-        ...log,
-        Message: `${log.Suppressed} more log record(s) of ${where} since ${log.SuppressedSince} were not written one by one (alerts.throttle: at most ${this.config.maxAlerts} per ${this.config.windowMs} ms); this is the last of them`,
-      });
-    });
+  constructor(config: AlertThrottleConfig, deliver: (record: KubeArmorLog | KubeArmorLogSummary) => void) {
+    // A log has no PolicyName, so every log of one container (or of the
+    // host) shares one window; the summary's Message names no policy.
+    this.throttle = new AlertThrottle<KubeArmorLog>(config, (log) => deliver(log as KubeArmorLog | KubeArmorLogSummary), undefined, logSummaryMessage);
   }
 
   offer(log: KubeArmorLog): void {
-    this.throttle.offer(log as unknown as KubeArmorAlert);
+    this.throttle.offer(log);
   }
 
   flush(): void {
