@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs edgeward as a systemd service, from a built checkout or a release tarball.
 #
-#   install.sh [--from DIR|TARBALL] [--enable]    install (default --from: this checkout)
+#   install.sh [--from DIR|TARBALL] [--enable] [--runtime-hook|--no-runtime-hook]
+#                                                 install (default --from: this checkout)
+#   install.sh --runtime-hook-only | --remove-runtime-hook
+#                                                 only install / remove runc's wrapper
 #   install.sh --uninstall [--purge]              remove the service and /opt/edgeward
 #                                                 (--purge: also /etc, /var/lib, /var/log/edgeward)
 #   install.sh --pack OUT.tar.gz [--with-node]    make a release tarball from this built checkout
@@ -14,6 +17,15 @@
 # /usr/local/bin/edgeward. Then: systemctl enable --now edgeward (or pass --enable).
 # A checkout must be built first (npm run build). DESTDIR=DIR installs under DIR without
 # touching systemd (for packaging). Needs libbpf1 and libelf1 (Debian, Ubuntu, RPi OS).
+#
+# Runtime hook (docs/DEPLOYMENT.md): with dpkg's runc installed, install puts
+# scripts/edgeward-runc AT runc's path (dpkg-divert renames the packaged runc
+# to runc.edgeward-real; runc upgrades go there), so every container start,
+# whatever runtime name resolves to runc, waits until its rules are in force.
+# On by default when runc is a dpkg package (a security agent should not leave
+# `docker run --runtime runc` around it); --no-runtime-hook leaves runc alone.
+# Under DESTDIR only with --runtime-hook (dpkg-divert --root DESTDIR).
+# uninstall removes the diversion and puts runc back.
 set -euo pipefail
 
 PREFIX=/opt/edgeward
@@ -25,7 +37,7 @@ die() {
   exit 1
 }
 usage() {
-  sed -n '2,18p' "$0" >&2
+  sed -n '2,30p' "$0" >&2
   exit 2
 }
 
@@ -135,12 +147,105 @@ install_tree() {
   chmod 0755 "$root/usr/local/bin/edgeward"
 }
 
+# --- the runtime hook installed as runc (dpkg-divert) ---
+RUNC_DIVERT_SUFFIX=.edgeward-real
+
+# runc's packaged path under ROOT: the regular file (on Debian /usr/bin/runc links to ../sbin/runc),
+# or the one already diverted to runc.edgeward-real; RUNC_PATH overrides. Empty: no runc.
+runc_path() {
+  local root=$1 p
+  if [ -n "${RUNC_PATH:-}" ]; then echo "$RUNC_PATH"; return; fi
+  for p in /usr/sbin/runc /usr/bin/runc; do
+    if [ -e "$root$p$RUNC_DIVERT_SUFFIX" ] || { [ -f "$root$p" ] && [ ! -L "$root$p" ]; }; then
+      echo "$p"
+      return
+    fi
+  done
+}
+
+dpkg_divert() {
+  local root=$1
+  shift
+  if [ -n "$root" ]; then dpkg-divert --root "$root" "$@"; else dpkg-divert "$@"; fi
+}
+
+# true when PATH's diversion under ROOT is this one (local, to PATH.edgeward-real)
+diverted_by_us() {
+  local root=$1 p=$2
+  [ "$(dpkg_divert "$root" --listpackage "$p" 2>/dev/null)" = LOCAL ] &&
+    [ "$(dpkg_divert "$root" --truename "$p" 2>/dev/null)" = "$p$RUNC_DIVERT_SUFFIX" ]
+}
+
+is_our_wrapper() {
+  [ -f "$1" ] && head -n 3 "$1" 2>/dev/null | grep -q '^# edgeward-runc:'
+}
+
+# Puts the wrapper at runc's path; the packaged runc stays at runc.edgeward-real. Idempotent.
+# No moment without a runc at the path: the real one is linked to the diverted name first,
+# the diversion recorded without renaming, then the wrapper renamed over the path.
+install_runtime_hook() {
+  local root=$1 wrapper=$2 p real owner
+  command -v dpkg-divert >/dev/null ||
+    die "dpkg-divert is not available (not a Debian-family system): runc cannot be replaced by the runtime hook; register $PREFIX/bin/edgeward-runc in /etc/docker/daemon.json instead (docs/DEPLOYMENT.md), or pass --no-runtime-hook"
+  [ -f "$wrapper" ] || die "$wrapper is missing"
+  p=$(runc_path "$root")
+  [ -n "$p" ] || die "runc is not installed under ${root:-/} (/usr/sbin/runc, /usr/bin/runc): apt-get install runc (docker.io), or pass --no-runtime-hook"
+  real="$p$RUNC_DIVERT_SUFFIX"
+  owner=$(dpkg_divert "$root" --listpackage "$p" 2>/dev/null || true)
+  if [ -n "$owner" ] && ! diverted_by_us "$root" "$p"; then
+    die "$p is already diverted ($(dpkg_divert "$root" --truename "$p"), by ${owner}): not replacing it; use daemon.json (docs/DEPLOYMENT.md)"
+  fi
+  if ! diverted_by_us "$root" "$p"; then
+    is_our_wrapper "$root$p" && die "$root$p is edgeward-runc but no diversion records the real runc: reinstall runc (apt-get install --reinstall runc) first"
+    [ ! -e "$root$real" ] || die "$root$real exists but is not a recorded diversion: move it away first"
+    ln "$root$p" "$root$real" 2>/dev/null || cp -a "$root$p" "$root$real"
+    dpkg_divert "$root" --local --no-rename --divert "$real" --add "$p" >/dev/null
+  fi
+  [ -x "$root$real" ] || die "$root$real (the real runc) is missing: apt-get install --reinstall runc"
+  [ "$root$real" -ef "$root$p" ] || is_our_wrapper "$root$p" || [ ! -e "$root$p" ] ||
+    die "$root$p is neither the diverted runc nor edgeward-runc: not overwriting it"
+  install -m 0755 "$wrapper" "$root$p.edgeward-new"
+  mv -f "$root$p.edgeward-new" "$root$p"
+  echo "install.sh: runtime hook installed as $p (the packaged runc is $real)"
+}
+
+# Puts the packaged runc back at its path and removes the diversion. Idempotent.
+remove_runtime_hook() {
+  local root=$1 p real
+  command -v dpkg-divert >/dev/null || return 0
+  for p in /usr/sbin/runc /usr/bin/runc ${RUNC_PATH:-}; do
+    diverted_by_us "$root" "$p" || continue
+    real="$p$RUNC_DIVERT_SUFFIX"
+    if [ -e "$root$real" ]; then
+      # one rename: the path is the wrapper, then runc, never absent
+      mv -f "$root$real" "$root$p"
+    elif is_our_wrapper "$root$p"; then
+      rm -f "$root$p"
+      echo "install.sh: warning: $real was missing; $p removed (apt-get install --reinstall runc)" >&2
+    fi
+    dpkg_divert "$root" --local --no-rename --remove "$p" >/dev/null
+    echo "install.sh: runtime hook removed; $p is the packaged runc again"
+  done
+}
+
+# Whether install puts the hook in: yes/no asked, else (auto) when runc is a dpkg package here.
+want_runtime_hook() {
+  local choice=$1 p
+  case "$choice" in
+    1) return 0 ;;
+    0) return 1 ;;
+  esac
+  [ -z "$DESTDIR" ] || return 1
+  p=$(runc_path "")
+  [ -n "$p" ] && command -v dpkg-divert >/dev/null && dpkg -S "$p" >/dev/null 2>&1
+}
+
 systemd_running() {
   [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]
 }
 
 do_install() {
-  local from=$1 enable=$2 tmp="" src
+  local from=$1 enable=$2 hook=$3 tmp="" src
   [ "$(id -u)" -eq 0 ] || [ -n "$DESTDIR" ] || die "run as root"
   [ -n "$DESTDIR" ] || check_libraries
   if [ -f "$from" ]; then
@@ -156,6 +261,11 @@ do_install() {
   install_tree "$src"
   [ -z "$tmp" ] || rm -rf "$tmp"
   echo "install.sh: edgeward $(version_of "$DESTDIR$PREFIX") installed in $DESTDIR$PREFIX"
+  if want_runtime_hook "$hook"; then
+    install_runtime_hook "$DESTDIR" "$DESTDIR$PREFIX/bin/edgeward-runc"
+  elif [ "$hook" = auto ] && [ -z "$DESTDIR" ]; then
+    echo "install.sh: runc is not a dpkg package here: runtime hook not installed as runc (register $PREFIX/bin/edgeward-runc in /etc/docker/daemon.json: docs/DEPLOYMENT.md)" >&2
+  fi
   if systemd_running; then
     systemctl daemon-reload
     if [ "$enable" = 1 ]; then
@@ -173,6 +283,8 @@ do_install() {
 do_uninstall() {
   local purge=$1 root="$DESTDIR"
   [ "$(id -u)" -eq 0 ] || [ -n "$DESTDIR" ] || die "run as root"
+  # runc first: with the agent gone, the wrapper would make every create try it
+  remove_runtime_hook "$root"
   if systemd_running; then
     systemctl disable --now edgeward.service 2>/dev/null || true
   fi
@@ -269,7 +381,7 @@ EOF
   echo "$outdir/edgeward_${version}_${arch}.deb"
 }
 
-mode=install from="$here/.." enable=0 purge=0 with_node=0 out=""
+mode=install from="$here/.." enable=0 purge=0 with_node=0 out="" hook=auto
 while [ $# -gt 0 ]; do
   case "$1" in
     --from) [ $# -ge 2 ] || usage; from=$2; shift 2 ;;
@@ -279,13 +391,24 @@ while [ $# -gt 0 ]; do
     --pack) [ $# -ge 2 ] || usage; mode=pack; out=$2; shift 2 ;;
     --deb) [ $# -ge 2 ] || usage; mode=deb; out=$2; shift 2 ;;
     --with-node) with_node=1; shift ;;
+    --runtime-hook) hook=1; shift ;;
+    --no-runtime-hook) hook=0; shift ;;
+    --runtime-hook-only) mode=hook; shift ;;
+    --remove-runtime-hook) mode=unhook; shift ;;
     -h|--help) usage ;;
     *) echo "install.sh: unknown argument $1" >&2; usage ;;
   esac
 done
 
 case "$mode" in
-  install) do_install "$from" "$enable" ;;
+  install) do_install "$from" "$enable" "$hook" ;;
+  hook)
+    [ "$(id -u)" -eq 0 ] || [ -n "$DESTDIR" ] || die "run as root"
+    [ -x "$DESTDIR$PREFIX/bin/edgeward-runc" ] || die "$DESTDIR$PREFIX/bin/edgeward-runc is missing: install edgeward first"
+    install_runtime_hook "$DESTDIR" "$DESTDIR$PREFIX/bin/edgeward-runc" ;;
+  unhook)
+    [ "$(id -u)" -eq 0 ] || [ -n "$DESTDIR" ] || die "run as root"
+    remove_runtime_hook "$DESTDIR" ;;
   uninstall) do_uninstall "$purge" ;;
   pack) pack "$out" "$with_node" ;;
   deb) make_deb "$out" "$with_node" ;;

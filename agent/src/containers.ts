@@ -33,6 +33,41 @@ export interface ContainerRegistryOptions {
   procRoot?: string;
   /** how long a container the runtime hook added may wait for dockerd to confirm it (start event or listing) before it is dropped */
   startGraceMs?: number;
+  /**
+   * A container dockerd started (its `start` event) that the runtime hook had
+   * not reported first: its first program ran before its rules were in force
+   * (`--runtime runc` on a node with the wrapper only in daemon.json, a
+   * container created before the wrapper, the hook failing open). Also logged
+   * (warn) and counted (unhookedStarts()).
+   */
+  onUnhookedStart?: (start: UnhookedStart) => void;
+}
+
+/** A container start that did not go through the runtime hook. */
+export interface UnhookedStart {
+  id: string;
+  name: string;
+  image: string;
+  /** dockerd's HostConfig.Runtime of the container ("runc", "edgeward", ...); "" when unknown */
+  runtime: string;
+  /** ISO time the start event was handled */
+  at: string;
+}
+
+/** How many container starts went around the runtime hook since the registry started, and the latest few. */
+export interface UnhookedStartsSummary {
+  count: number;
+  recent: UnhookedStart[];
+}
+
+const RECENT_UNHOOKED = 20;
+
+/** The warning for a start that went around the runtime hook (one line, for the agent's log). */
+export function unhookedStartMessage(s: UnhookedStart): string {
+  return (
+    `docker: container ${s.name} (${s.id.slice(0, 12)}) started without the runtime hook ` +
+    `(runtime ${JSON.stringify(s.runtime || 'unknown')}): its first program ran before its rules were in force`
+  );
 }
 
 export const DOCKER_SOCKET = '/var/run/docker.sock';
@@ -98,6 +133,8 @@ export class ContainerRegistry {
   private readonly byMnt = new Map<number, ContainerIdentity>();
   /** added by the runtime hook, dockerd's start event for that run not seen yet */
   private readonly awaitingStart = new Set<string>();
+  private unhookedCount = 0;
+  private readonly recentUnhooked: UnhookedStart[] = [];
   private readonly listeners: ContainerListener[] = [];
   private stream: NodeJS.ReadableStream | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -148,6 +185,11 @@ export class ContainerRegistry {
 
   list(): ContainerIdentity[] {
     return [...this.byId.values()];
+  }
+
+  /** Container starts dockerd reported that the runtime hook had not (see onUnhookedStart). */
+  unhookedStarts(): UnhookedStartsSummary {
+    return { count: this.unhookedCount, recent: this.recentUnhooked.map((s) => ({ ...s })) };
   }
 
   /**
@@ -293,7 +335,24 @@ export class ContainerRegistry {
     const action = ev.Action ?? ev.status ?? '';
     const id = ev.Actor?.ID ?? ev.id;
     if (!id) return;
-    if (action === 'start' || action === 'restart' || action === 'unpause') {
+    if (action === 'start') {
+      // the hook reports every run at `runc create`, before this event: a start
+      // it did not report ran its first program before the rules were in force
+      // (also one that exited before the inspect: its program ran all the same)
+      const hooked = this.awaitingStart.delete(id);
+      const seen = await this.inspectAndAdd(id);
+      if (!hooked) {
+        const attrs = ev.Actor?.Attributes ?? {};
+        this.reportUnhooked({
+          id,
+          name: (seen?.name ?? attrs.name ?? id.slice(0, 12)).replace(/^\//, ''),
+          image: seen?.image ?? attrs.image ?? '',
+          runtime: seen?.runtime ?? '',
+          at: new Date().toISOString(),
+        });
+      }
+    } else if (action === 'restart' || action === 'unpause') {
+      // `restart` follows that run's `start` (already judged); unpause runs no new program
       this.awaitingStart.delete(id);
       await this.inspectAndAdd(id);
     } else if (action === 'die') {
@@ -314,19 +373,35 @@ export class ContainerRegistry {
     }
   }
 
-  private async inspectAndAdd(id: string): Promise<void> {
+  private reportUnhooked(s: UnhookedStart): void {
+    this.unhookedCount++;
+    this.recentUnhooked.push(s);
+    if (this.recentUnhooked.length > RECENT_UNHOOKED) this.recentUnhooked.shift();
+    this.opts.log?.('warn', unhookedStartMessage(s));
+    try {
+      this.opts.onUnhookedStart?.({ ...s });
+    } catch (err) {
+      this.opts.log?.('warn', `docker: reporting the start of ${s.name} without the runtime hook failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Inspects a container and follows it when running; what dockerd says of it (also when exited), undefined when the inspect failed. */
+  private async inspectAndAdd(id: string): Promise<{ name: string; image: string; runtime: string } | undefined> {
     try {
       const info = await this.docker.getContainer(id).inspect();
+      const seen = { name: info.Name ?? '', image: info.Config?.Image ?? '', runtime: info.HostConfig?.Runtime ?? '' };
       const pid = info.State?.Pid ?? 0;
-      if (!info.State?.Running || pid <= 0) return;
+      if (!info.State?.Running || pid <= 0) return seen;
       const mntNs = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/mnt`));
       const pidNs = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/pid`));
-      if (mntNs === undefined || pidNs === undefined) return;
+      if (mntNs === undefined || pidNs === undefined) return seen;
       this.add({ id: info.Id, name: info.Name, image: info.Config?.Image ?? '', labels: info.Config?.Labels ?? {}, pid }, mntNs, pidNs);
       this.awaitingStart.delete(info.Id); // dockerd confirms it (start event, or listed after a reconnect)
+      return seen;
     } catch (err) {
       // exited between the event and the inspect: nothing to follow
       this.opts.log?.('warn', `docker: cannot inspect ${id.slice(0, 12)}: ${(err as Error).message}`);
+      return undefined;
     }
   }
 

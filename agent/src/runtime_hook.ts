@@ -9,10 +9,20 @@
 // or a container it cannot read are said on stderr and exit 1; the wrapper
 // lets the container start anyway unless told to fail closed.
 //
+// Restart window: an absent socket while the agent is expected (its systemd
+// unit starting, restarting or running; or the marker file exists) is waited
+// for within the same timeout, not taken as "no agent" at once: a container
+// created while the agent restarts would otherwise run its entrypoint
+// unrestricted. Trade-off: a unit stopped for good but still "deactivating",
+// or a stale marker, costs each container create up to the timeout.
+//
 //   node runtime_hook.js --bundle DIR --pid-file FILE --id ID [--socket PATH] [--timeout-ms MS]
+// Environment: EDGEWARD_CONTROL_SOCKET, EDGEWARD_RUNTIME_HOOK_TIMEOUT_MS,
+// EDGEWARD_AGENT_UNIT (default edgeward.service), EDGEWARD_AGENT_EXPECTED_FILE.
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { containerStarted } from './control/client';
+import { containerStarted, ControlUnavailable } from './control/client';
 import type { StartedContainer } from './control/protocol';
 
 export const DEFAULT_HOOK_TIMEOUT_MS = 5000;
@@ -27,7 +37,16 @@ export interface HookArgs {
   id: string;
   socket: string;
   timeoutMs: number;
+  /** the agent's systemd unit: while it is starting, restarting or running, an absent socket is waited for */
+  agentUnit: string;
+  /** a file whose presence says the agent is expected (supervisors other than systemd); undefined: none */
+  expectedFile: string | undefined;
 }
+
+export const DEFAULT_AGENT_UNIT = 'edgeward.service';
+/** `systemctl is-active` states in which the agent's socket will be (back) soon */
+export const AGENT_EXPECTED_STATES: ReadonlySet<string> = new Set(['active', 'activating', 'deactivating', 'reloading', 'refreshing']);
+const SOCKET_POLL_MS = 50;
 
 /** Parses the hook's arguments; throws naming the bad one. Environment: EDGEWARD_CONTROL_SOCKET, EDGEWARD_RUNTIME_HOOK_TIMEOUT_MS. */
 export function parseHookArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): HookArgs {
@@ -53,7 +72,62 @@ export function parseHookArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
     id: values.get('id')!,
     socket: values.get('socket') ?? (env.EDGEWARD_CONTROL_SOCKET || DEFAULT_SOCKET),
     timeoutMs,
+    agentUnit: env.EDGEWARD_AGENT_UNIT || DEFAULT_AGENT_UNIT,
+    expectedFile: env.EDGEWARD_AGENT_EXPECTED_FILE || undefined,
   };
+}
+
+/** The unit's `systemctl is-active` state; undefined without systemd (or systemctl). */
+export function systemdUnitState(unit: string): string | undefined {
+  if (!fs.existsSync('/run/systemd/system')) return undefined;
+  const r = spawnSync('systemctl', ['is-active', unit], { encoding: 'utf8', timeout: 2000 });
+  if (r.error || typeof r.stdout !== 'string') return undefined;
+  return r.stdout.split('\n')[0]!.trim() || undefined;
+}
+
+/**
+ * Why the agent is expected to be listening soon, or undefined when it is
+ * not (stopped, failed, never installed): then an absent socket fails open at once.
+ */
+export function agentExpected(
+  args: Pick<HookArgs, 'agentUnit' | 'expectedFile'>,
+  unitState: (unit: string) => string | undefined = systemdUnitState,
+  exists: (file: string) => boolean = fs.existsSync,
+): string | undefined {
+  if (args.expectedFile && exists(args.expectedFile)) return `${args.expectedFile} exists`;
+  const state = unitState(args.agentUnit);
+  if (state !== undefined && AGENT_EXPECTED_STATES.has(state)) return `${args.agentUnit} is ${state}`;
+  return undefined;
+}
+
+/**
+ * container.started, retried while nobody listens and the agent is expected,
+ * until timeoutMs from now in all: the answer, or the last error (its message
+ * saying the agent was expected when it was waited for).
+ */
+export async function reportWithRestartWait(
+  args: Pick<HookArgs, 'socket' | 'timeoutMs' | 'agentUnit' | 'expectedFile'>,
+  container: StartedContainer,
+  expected: () => string | undefined = () => agentExpected(args),
+  send: typeof containerStarted = containerStarted,
+): Promise<void> {
+  const deadline = Date.now() + args.timeoutMs;
+  let why: string | undefined | null = null; // null: not asked yet
+  for (;;) {
+    const left = deadline - Date.now();
+    try {
+      await send(args.socket, container, Math.max(1, left));
+      return;
+    } catch (e) {
+      if (!(e instanceof ControlUnavailable) || !e.notRunning) throw e;
+      if (why === null) why = expected();
+      if (why === undefined) throw e;
+      if (Date.now() + SOCKET_POLL_MS >= deadline) {
+        throw new Error(`the agent is expected (${why}) but nothing listened on ${args.socket} within ${args.timeoutMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, SOCKET_POLL_MS));
+    }
+  }
 }
 
 function readJson(file: string, what: string): unknown {
@@ -132,7 +206,7 @@ export async function runHook(argv: string[], env: NodeJS.ProcessEnv = process.e
   }
   if (!container) return 0;
   try {
-    await containerStarted(args.socket, container, args.timeoutMs);
+    await reportWithRestartWait(args, container);
     return 0;
   } catch (e) {
     say(
