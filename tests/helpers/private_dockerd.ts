@@ -45,6 +45,12 @@ export interface PrivateDockerdOptions {
    * dockerd's own (runc).
    */
   defaultRuntime?: { name: string; path: string; runtimeArgs?: string[] };
+  /**
+   * Mount a tmpfs of its own on the data root (default false). overlay2
+   * cannot stack on an overlayfs (the qemu guest's root), so a dockerd in
+   * the guest needs its layers on a real filesystem; removed by destroy().
+   */
+  tmpfsDataRoot?: boolean;
 }
 
 function writeRuntimeConfig(dir: string, runtime: NonNullable<PrivateDockerdOptions['defaultRuntime']>): string {
@@ -58,6 +64,12 @@ function writeRuntimeConfig(dir: string, runtime: NonNullable<PrivateDockerdOpti
 export async function startPrivateDockerd(dir: string, opts: PrivateDockerdOptions = {}): Promise<PrivateDockerd> {
   if (spawnSync('which', ['dockerd']).status !== 0) throw new Error('dockerd is not installed: run scripts/install-deps.sh (docker.io)');
   fs.mkdirSync(dir, { recursive: true });
+  if (opts.tmpfsDataRoot) {
+    const data = path.join(dir, 'data');
+    fs.mkdirSync(data, { recursive: true });
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'mode=0711', 'tmpfs', data], { encoding: 'utf8' });
+    if (m.status !== 0) throw new Error(`mounting a tmpfs on the private dockerd's data root ${data} failed: ${m.stderr}`);
+  }
   const socket = path.join(dir, 'docker.sock');
   const host = `unix://${socket}`;
   const tag = path.basename(dir).replace(/[^A-Za-z0-9_.-]/g, '-');
@@ -140,14 +152,29 @@ export async function startPrivateDockerd(dir: string, opts: PrivateDockerdOptio
  * /usr/bin/busybox-tool; a "busybox-*" name runs its first argument as the
  * applet).
  */
-export function importBusyboxImage(d: PrivateDockerd, image: string, programs: string[] = []): void {
+export function importBusyboxImage(
+  d: PrivateDockerd,
+  image: string,
+  programs: string[] = [],
+  extra: {
+    /** more busybox applets linked in /bin */
+    applets?: string[];
+    /** files of the image: path -> content */
+    files?: Record<string, string>;
+  } = {},
+): void {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-private-rootfs-'));
   try {
     fs.mkdirSync(path.join(root, 'bin'));
     fs.mkdirSync(path.join(root, 'tmp'));
     fs.copyFileSync(BUSYBOX, path.join(root, 'bin', 'busybox'));
     fs.chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
-    for (const applet of ['sh', 'sleep', 'cat', 'echo', 'true', 'ls', 'nc']) fs.symlinkSync('busybox', path.join(root, 'bin', applet));
+    const applets = new Set(['sh', 'sleep', 'cat', 'echo', 'true', 'ls', 'nc', ...(extra.applets ?? [])]);
+    for (const applet of applets) fs.symlinkSync('busybox', path.join(root, 'bin', applet));
+    for (const [p, content] of Object.entries(extra.files ?? {})) {
+      fs.mkdirSync(path.join(root, path.dirname(p)), { recursive: true });
+      fs.writeFileSync(path.join(root, p), content);
+    }
     for (const p of programs) {
       fs.mkdirSync(path.join(root, path.dirname(p)), { recursive: true });
       fs.copyFileSync(BUSYBOX, path.join(root, p));
