@@ -345,8 +345,8 @@ export class ContainerRegistry {
         const attrs = ev.Actor?.Attributes ?? {};
         this.reportUnhooked({
           id,
-          name: (seen?.name ?? attrs.name ?? id.slice(0, 12)).replace(/^\//, ''),
-          image: seen?.image ?? attrs.image ?? '',
+          name: (seen?.name || attrs.name || id.slice(0, 12)).replace(/^\//, ''),
+          image: seen?.image || attrs.image || '',
           runtime: seen?.runtime ?? '',
           at: new Date().toISOString(),
         });
