@@ -29,3 +29,18 @@ export function hostProcessPolicy(name: string, binaries: string[], opts: Proces
   const file = opts.files?.length ? `  file:\n    matchPaths:\n${paths(opts.files)}` : '';
   return hostPolicy(name, `${severity}  process:\n    matchPaths:\n${paths(binaries)}${file}  action: ${opts.action ?? 'Block'}\n`);
 }
+
+/** A KubeArmorPolicy selecting containers by `matchLabels`; `spec` is the YAML under `spec:` besides the selector (indented two spaces). */
+export function containerPolicy(name: string, matchLabels: Record<string, string>, spec: string): string {
+  const labels = Object.entries(matchLabels)
+    .map(([k, v]) => `      ${k}: ${v}\n`)
+    .join('');
+  return `apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: ${name}
+spec:
+  selector:
+    matchLabels:
+${labels}${spec}`;
+}

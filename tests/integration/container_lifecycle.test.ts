@@ -10,6 +10,7 @@ import { ChildProcess, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
+import { containerPolicy } from '../helpers/policies';
 import { importBusyboxImage, PrivateDockerd, startPrivateDockerd } from '../helpers/private_dockerd';
 import { CLI, makeTempDir, requireIntegrationEnvironment, run, RunResult, waitFor } from '../helpers/system';
 
@@ -23,22 +24,9 @@ const LATE = `${PREFIX}-late`;
 const REFUSED_RC = /rc=12[67]/;
 const DENIED = /Permission denied|Operation not permitted/;
 
-function ksp(name: string, selector: string): string {
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: ${name}
-spec:
-  selector:
-    matchLabels:
-${selector}
-  severity: 5
-  message: tool refused
-  process:
-    matchPaths:
-    - path: ${TOOL}
-  action: Block
-`;
+/** blocks TOOL in the containers `matchLabels` selects */
+function toolPolicy(name: string, matchLabels: Record<string, string>): string {
+  return containerPolicy(name, matchLabels, `  severity: 5\n  message: tool refused\n  process:\n    matchPaths:\n    - path: ${TOOL}\n  action: Block\n`);
 }
 
 function nsInode(pid: number, kind: 'mnt' | 'pid'): number {
@@ -142,7 +130,7 @@ describe('container lifecycle under a runtime-applied policy (real agent, privat
     expect(runsIn(A)).toBe(true);
     const followA = await follow('--container', A);
     const file = path.join(work, 'lc-tool-in-a.yaml');
-    fs.writeFileSync(file, ksp('lc-tool-in-a', `      kubearmor.io/container.name: ${A}`));
+    fs.writeFileSync(file, toolPolicy('lc-tool-in-a', { 'kubearmor.io/container.name': A }));
 
     const t0 = Date.now();
     const applied = edgeward('policy', 'apply', file);
@@ -225,7 +213,7 @@ describe('container lifecycle under a runtime-applied policy (real agent, privat
   test('dockerd restarted under the agent: enforcement goes on while it is away, a container exiting meanwhile is dropped; the agent reconnects and recognises containers started after', async () => {
     // a second policy, for a container that does not exist yet
     const late = path.join(work, 'lc-tool-in-late.yaml');
-    fs.writeFileSync(late, ksp('lc-tool-in-late', '      app: late'));
+    fs.writeFileSync(late, toolPolicy('lc-tool-in-late', { app: 'late' }));
     expect(edgeward('policy', 'apply', late).status).toBe(0);
     const pidA = pidOf(A);
     const pidB = pidOf(B);

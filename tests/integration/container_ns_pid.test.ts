@@ -8,6 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
+import { containerPolicy } from '../helpers/policies';
 import { importBusyboxImage, PrivateDockerd, startPrivateDockerd } from '../helpers/private_dockerd';
 import { makeTempDir, requireIntegrationEnvironment, waitFor } from '../helpers/system';
 
@@ -18,17 +19,9 @@ const VIS = '/usr/bin/busybox-vis';
 const GUARDED = '/tmp/guarded.txt';
 const C = `ew-nspid-${process.pid}`;
 
+/** `spec` (a rule section) with action Block, for the containers labelled app: nspid */
 function ksp(name: string, spec: string): string {
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: ${name}
-spec:
-  selector:
-    matchLabels:
-      app: nspid
-${spec}  action: Block
-`;
+  return containerPolicy(name, { app: 'nspid' }, `${spec}  action: Block\n`);
 }
 
 describe('container PID/PPID in alerts and logs (real agent, private dockerd)', () => {

@@ -9,6 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
 import { docker, DockerdHandle, ensureDockerd } from '../helpers/docker';
+import { containerPolicy, hostPolicy } from '../helpers/policies';
 import { BUSYBOX, makeTempDir, requireIntegrationEnvironment, run, waitFor } from '../helpers/system';
 
 const PREFIX = `ew-ct-${process.pid}`;
@@ -75,17 +76,6 @@ function buildImage(): void {
   if (imp.status !== 0) throw new Error(`docker import failed: ${imp.stderr}`);
 }
 
-function ksp(name: string, selector: string, spec: string): string {
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: ${name}
-spec:
-  selector:
-${selector}
-${spec}`;
-}
-
 /** docker exec NAME sh -c SCRIPT */
 function sh(name: string, script: string): { status: number | null; stdout: string; stderr: string } {
   return docker('exec', name, 'sh', '-c', script);
@@ -126,45 +116,33 @@ describe('container policies on the compat backend (real dockerd)', () => {
     fs.writeFileSync(VICTIM, 'host victim\n');
     const policies = path.join(work, 'policies');
     fs.mkdirSync(policies);
-    const appA = '    matchLabels:\n      app: a';
+    const appA = { app: 'a' };
     const files: Record<string, string> = {
-      'proc.yaml': ksp(
+      'proc.yaml': containerPolicy(
         'ksp-block-tool',
         appA,
         '  severity: 6\n  message: tool blocked\n  process:\n    matchPaths:\n    - path: /usr/bin/busybox-tool\n    - path: /usr/bin/dyn-tool\n  action: Block\n',
       ),
-      'dir.yaml': ksp(
+      'dir.yaml': containerPolicy(
         'ksp-secret-dir',
-        `    matchLabels:\n      kubearmor.io/container.name: ${A}`,
+        { 'kubearmor.io/container.name': A },
         '  file:\n    matchDirectories:\n    - dir: /secret/\n      recursive: true\n  action: Block\n',
       ),
-      'readonly.yaml': ksp('ksp-cred-readonly', appA, '  file:\n    matchPaths:\n    - path: /etc/cred\n      readOnly: true\n  action: Block\n'),
-      'fromsource.yaml': ksp(
+      'readonly.yaml': containerPolicy('ksp-cred-readonly', appA, '  file:\n    matchPaths:\n    - path: /etc/cred\n      readOnly: true\n  action: Block\n'),
+      'fromsource.yaml': containerPolicy(
         'ksp-log-from-reader',
         appA,
         '  file:\n    matchPaths:\n    - path: /data/log.txt\n      fromSource:\n      - path: /usr/bin/busybox-reader\n  action: Block\n',
       ),
-      'audit.yaml': ksp('ksp-audit', appA, '  file:\n    matchPaths:\n    - path: /data/audit.txt\n  action: Audit\n'),
-      'net.yaml': ksp('ksp-no-tcp', appA, '  network:\n    matchProtocols:\n    - protocol: tcp\n  action: Block\n'),
-      'link.yaml': ksp('ksp-link', appA, '  file:\n    matchPaths:\n    - path: /lnk\n  action: Block\n'),
-      'allowlist.yaml': ksp(
+      'audit.yaml': containerPolicy('ksp-audit', appA, '  file:\n    matchPaths:\n    - path: /data/audit.txt\n  action: Audit\n'),
+      'net.yaml': containerPolicy('ksp-no-tcp', appA, '  network:\n    matchProtocols:\n    - protocol: tcp\n  action: Block\n'),
+      'link.yaml': containerPolicy('ksp-link', appA, '  file:\n    matchPaths:\n    - path: /lnk\n  action: Block\n'),
+      'allowlist.yaml': containerPolicy(
         'ksp-allow-busybox',
-        '    matchLabels:\n      app: allowlist',
+        { app: 'allowlist' },
         '  process:\n    matchPaths:\n    - path: /bin/busybox\n  action: Allow\n',
       ),
-      'host.yaml': `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorHostPolicy
-metadata:
-  name: hsp-shared-file
-spec:
-  nodeSelector:
-    matchLabels:
-      kubearmor.io/hostname: "*"
-  file:
-    matchPaths:
-    - path: ${path.join(shared, 'f')}
-  action: Block
-`,
+      'host.yaml': hostPolicy('hsp-shared-file', `  file:\n    matchPaths:\n    - path: ${path.join(shared, 'f')}\n  action: Block\n`),
     };
     for (const [f, text] of Object.entries(files)) fs.writeFileSync(path.join(policies, f), text);
     // Started before the agent: found when it lists the running containers.
