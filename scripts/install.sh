@@ -24,7 +24,8 @@
 # whatever runtime name resolves to runc, waits until its rules are in force.
 # On by default when runc is a dpkg package (a security agent should not leave
 # `docker run --runtime runc` around it); --no-runtime-hook leaves runc alone.
-# Under DESTDIR only with --runtime-hook (dpkg-divert --root DESTDIR).
+# Under DESTDIR only with --runtime-hook (dpkg-divert --root DESTDIR). The .deb
+# does the same in postinst unless /etc/edgeward/no-runtime-hook exists.
 # uninstall removes the diversion and puts runc back.
 set -euo pipefail
 
@@ -262,7 +263,13 @@ do_install() {
   [ -z "$tmp" ] || rm -rf "$tmp"
   echo "install.sh: edgeward $(version_of "$DESTDIR$PREFIX") installed in $DESTDIR$PREFIX"
   if want_runtime_hook "$hook"; then
-    install_runtime_hook "$DESTDIR" "$DESTDIR$PREFIX/bin/edgeward-runc"
+    if [ "$hook" = 1 ]; then
+      install_runtime_hook "$DESTDIR" "$DESTDIR$PREFIX/bin/edgeward-runc"
+    else
+      # by default: the agent is installed either way; what stopped the hook is said
+      (install_runtime_hook "$DESTDIR" "$DESTDIR$PREFIX/bin/edgeward-runc") ||
+        echo "install.sh: warning: runtime hook not installed as runc (above); containers can start before their rules (docs/DEPLOYMENT.md)" >&2
+    fi
   elif [ "$hook" = auto ] && [ -z "$DESTDIR" ]; then
     echo "install.sh: runc is not a dpkg package here: runtime hook not installed as runc (register $PREFIX/bin/edgeward-runc in /etc/docker/daemon.json: docs/DEPLOYMENT.md)" >&2
   fi
@@ -350,6 +357,11 @@ EOF
 set -e
 install -d -m 0700 /var/lib/edgeward
 install -d -m 0750 /var/log/edgeward
+# the runtime hook as runc (install.sh --runtime-hook), unless opted out; refreshed on upgrades
+if [ ! -e /etc/edgeward/no-runtime-hook ] && { dpkg-query -S /usr/sbin/runc >/dev/null 2>&1 || dpkg-query -S /usr/bin/runc >/dev/null 2>&1; }; then
+  bash /opt/edgeward/scripts/install.sh --runtime-hook-only ||
+    echo "edgeward: warning: runc not replaced by the runtime hook (docs/DEPLOYMENT.md: daemon.json)" >&2
+fi
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   systemctl try-restart edgeward.service || true
@@ -361,6 +373,10 @@ EOF
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
   systemctl disable --now edgeward.service || true
+fi
+# runc back first (the wrapper copy at runc's path would outlive the hook it runs)
+if [ "$1" = remove ]; then
+  bash /opt/edgeward/scripts/install.sh --remove-runtime-hook || echo "edgeward: warning: runc diversion not removed (dpkg-divert --list runc)" >&2
 fi
 # pinned bpf-lsm rules outlive the agent; with the program going, remove them
 if [ "$1" = remove ]; then

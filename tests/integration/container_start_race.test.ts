@@ -6,8 +6,9 @@
 // container's first exec is refused, with an alert naming the container, and
 // again after `docker restart`; an unselected container runs it; without the
 // wrapper (`--runtime runc`) the first exec is NOT refused (the race this
-// closes); with no agent, or an agent that does not answer, the container
-// still starts (fail-open) and the wrapper's stderr says why.
+// closes), and the agent warns of that start, naming the container; with no
+// agent, or an agent that does not answer, the container still starts
+// (fail-open) and the wrapper's stderr says why.
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
@@ -145,6 +146,8 @@ describe('container start waits for its rules (edgeward-runc runtime, real agent
     expect(alert).toMatchObject({ ContainerID: id, ContainerName: c, Action: 'Block' });
     // through the hook: the agent answered container.started (its log says so)
     await waitFor(`the agent's log of ${c} from the runtime hook`, () => hookLogs(c).length >= 1 || undefined, 10_000);
+    // through the hook: no warning of a start around it
+    expect(agent!.logs().filter((l) => String(l.message).startsWith(`docker: container ${c} (`) && String(l.message).includes('without the runtime hook'))).toEqual([]);
 
     const before = alertsFor(c).length;
     expect(docker('restart', '-t', '1', c).status).toBe(0);
@@ -153,6 +156,7 @@ describe('container start waits for its rules (edgeward-runc runtime, real agent
     expect(lines[1]).toMatch(REFUSED);
     await waitFor(`a second alert naming ${c}`, () => (alertsFor(c).length > before ? true : undefined), 10_000);
     await waitFor(`a second log of ${c} from the runtime hook`, () => hookLogs(c).length >= 2 || undefined, 10_000);
+    expect(agent!.logs().filter((l) => String(l.message).startsWith(`docker: container ${c} (`) && String(l.message).includes('without the runtime hook'))).toEqual([]);
     docker('rm', '-f', c);
   }, 60_000);
 
@@ -177,6 +181,15 @@ describe('container start waits for its rules (edgeward-runc runtime, real agent
     const c = name('race');
     runDetached(c, [`app=${APP}`], ['--runtime', 'runc']);
     expect(await rcLines(c, 1)).toEqual(['rc=0']);
+    // the agent says so: a start its runtime hook did not report, naming the container and runtime
+    await waitFor(
+      `the agent's warning that ${c} started without the runtime hook`,
+      () =>
+        agent!
+          .logs()
+          .find((l) => l.level === 'warn' && String(l.message).startsWith(`docker: container ${c} (`) && String(l.message).includes('started without the runtime hook (runtime "runc")')),
+      10_000,
+    );
     // the policy does select it: once dockerd's start event is handled, its exec is refused
     await waitFor(
       `docker exec of the tool in ${c} to be refused`,
