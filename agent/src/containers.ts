@@ -387,22 +387,24 @@ export class ContainerRegistry {
 
   /** Inspects a container and follows it when running; what dockerd says of it (also when exited), undefined when the inspect failed. */
   private async inspectAndAdd(id: string): Promise<{ name: string; image: string; runtime: string } | undefined> {
+    let info: Dockerode.ContainerInspectInfo;
     try {
-      const info = await this.docker.getContainer(id).inspect();
-      const seen = { name: info.Name ?? '', image: info.Config?.Image ?? '', runtime: info.HostConfig?.Runtime ?? '' };
-      const pid = info.State?.Pid ?? 0;
-      if (!info.State?.Running || pid <= 0) return seen;
-      const mntNs = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/mnt`));
-      const pidNs = namespaceInode(fs.readlinkSync(`${this.procRoot}/${pid}/ns/pid`));
-      if (mntNs === undefined || pidNs === undefined) return seen;
-      this.add({ id: info.Id, name: info.Name, image: info.Config?.Image ?? '', labels: info.Config?.Labels ?? {}, pid }, mntNs, pidNs);
-      this.awaitingStart.delete(info.Id); // dockerd confirms it (start event, or listed after a reconnect)
-      return seen;
+      info = await this.docker.getContainer(id).inspect();
     } catch (err) {
-      // exited between the event and the inspect: nothing to follow
+      // removed between the event and the inspect: nothing to follow
       this.opts.log?.('warn', `docker: cannot inspect ${id.slice(0, 12)}: ${(err as Error).message}`);
       return undefined;
     }
+    const seen = { name: info.Name ?? '', image: info.Config?.Image ?? '', runtime: info.HostConfig?.Runtime ?? '' };
+    const pid = info.State?.Pid ?? 0;
+    if (!info.State?.Running || pid <= 0) return seen;
+    // exited since the inspect: its namespaces are gone, nothing to follow
+    const mntNs = readNamespace(`${this.procRoot}/${pid}/ns/mnt`);
+    const pidNs = readNamespace(`${this.procRoot}/${pid}/ns/pid`);
+    if (mntNs === undefined || pidNs === undefined) return seen;
+    this.add({ id: info.Id, name: info.Name, image: info.Config?.Image ?? '', labels: info.Config?.Labels ?? {}, pid }, mntNs, pidNs);
+    this.awaitingStart.delete(info.Id); // dockerd confirms it (start event, or listed after a reconnect)
+    return seen;
   }
 
   /**
