@@ -78,3 +78,31 @@ describe('edgeward-runc as runc', () => {
     expect(lines(hookLog)).toEqual([`${home} --bundle|.|--pid-file|/p|--id|cid`]);
   });
 });
+
+describe('edgeward-runc settings file (installed as runc: no runtimeArgs)', () => {
+  let tmp: string;
+  beforeEach(() => (tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeward-runc-conf-'))));
+  afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  test('KEY=VALUE lines for the hook\'s keys only, read not sourced; the environment wins', () => {
+    const runc = path.join(tmp, 'runc');
+    fs.writeFileSync(runc, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    const out = path.join(tmp, 'hook.out');
+    const hook = path.join(tmp, 'hook.js');
+    const keys = ['EDGEWARD_CONTROL_SOCKET', 'EDGEWARD_RUNTIME_HOOK_TIMEOUT_MS', 'EDGEWARD_AGENT_UNIT', 'EDGEWARD_AGENT_EXPECTED_FILE', 'PATH_X'];
+    fs.writeFileSync(hook, `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(${JSON.stringify(keys)}.map((k) => process.env[k] ?? null)));\n`);
+    const conf = path.join(tmp, 'runtime-hook.conf');
+    const pwned = path.join(tmp, 'pwned');
+    fs.writeFileSync(
+      conf,
+      `EDGEWARD_CONTROL_SOCKET=/run/x/control.sock\nEDGEWARD_RUNTIME_HOOK_TIMEOUT_MS=30000\nEDGEWARD_AGENT_UNIT=$(touch ${pwned})\nPATH_X=/evil\nEDGEWARD_AGENT_EXPECTED_FILE=/run/x/expected\n`,
+    );
+    const r = spawnSync(WRAPPER, ['create', '--pid-file', '/p', 'cid'], {
+      env: { PATH: process.env.PATH, EDGEWARD_REAL_RUNC: runc, EDGEWARD_NODE: process.execPath, EDGEWARD_RUNTIME_HOOK: hook, EDGEWARD_RUNTIME_HOOK_CONF: conf, EDGEWARD_AGENT_EXPECTED_FILE: '/from/env' },
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(0);
+    expect(JSON.parse(fs.readFileSync(out, 'utf8'))).toEqual(['/run/x/control.sock', '30000', `$(touch ${pwned})`, '/from/env', null]);
+    expect(fs.existsSync(pwned)).toBe(false);
+  });
+});
