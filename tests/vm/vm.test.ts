@@ -18,8 +18,12 @@ const VM_DIR = path.join(REPO, 'tests', 'vm');
 const RUN_IN_VM = path.join(VM_DIR, 'run-in-vm.sh');
 const RUN_CONFORMANCE = path.join(VM_DIR, 'run-conformance.sh');
 const GUEST_TEST_TIMEOUT_MS = 10 * 60_000;
-/** the guest run of the conformance suite plus the BPF-LSM-only suites (10-20 minutes, the longer under load) */
-const GUEST_SUITES_TIMEOUT_S = 30 * 60;
+/**
+ * the guest run of the conformance suite plus the BPF-LSM-only suites (10-20
+ * minutes, the longer under load; lsm_docker.test.ts alone adds 4-6: a
+ * private dockerd, its containers and one more agent start)
+ */
+const GUEST_SUITES_TIMEOUT_S = 40 * 60;
 
 /** run-in-vm.sh's --result file. */
 interface HarnessResult {
