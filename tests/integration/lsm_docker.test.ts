@@ -114,12 +114,15 @@ describe('container policies on the bpf-lsm backend (real agent, real dockerd in
     runContainer(A, { app: 'a', tier: 'edge' });
     runContainer(B, { app: 'b' });
     runContainer(ALLOW, { app: 'allowlist' });
+    // a file of A's upper layer in a copied-up directory (the others are the image's, lower layer)
+    const up = sh(A, 'echo up > /secret/sub/up.txt && cat /secret/sub/up.txt');
+    if (up.stdout !== 'up') throw new Error(`writing /secret/sub/up.txt in ${A} failed: ${up.stderr}`);
     console.log(`private dockerd, image and 3 containers ready in ${Date.now() - t0} ms`);
     const policies = path.join(work, 'policies');
     fs.mkdirSync(policies);
     for (const [f, text] of Object.entries(POLICIES)) fs.writeFileSync(path.join(policies, f), text);
     const config = path.join(work, 'config.yaml');
-    fs.writeFileSync(config, 'defaultPosture:\n  process: block\n  file: block\n');
+    fs.writeFileSync(config, 'defaultPosture:\n  file: block\n');
     const t1 = Date.now();
     agent = await startAgent({
       policies,
@@ -177,6 +180,7 @@ describe('container policies on the bpf-lsm backend (real agent, real dockerd in
   test('matchDirectories recursive Block on a directory of the container\'s own (overlay) root', async () => {
     expect(sh(A, 'cat /secret/a.txt').stderr).toMatch(DENIED);
     expect(sh(A, 'cat /secret/sub/b.txt').stderr).toMatch(DENIED);
+    expect(sh(A, 'cat /secret/sub/up.txt').stderr).toMatch(DENIED); // upper layer, written before the agent started
     expect(sh(A, 'ls /secret').stdout.split('\n').sort()).toEqual(['a.txt', 'sub']); // listing is not opening the files
     expect(sh(B, 'cat /secret/a.txt /secret/sub/b.txt').stdout).toBe('a\nb');
     const alert = await waitFor('the directory alert', () => alerts().find((x) => x.PolicyName === 'ksp-secret-dir' && x.Resource === '/secret/sub/b.txt'), 20_000);
@@ -219,7 +223,7 @@ describe('container policies on the bpf-lsm backend (real agent, real dockerd in
     expect(alert).toMatchObject({ ...containerFields(A, 'app=a,tier=edge'), Operation: 'Network', Resource: 'tcp', Action: 'Block', Result: 'Permission denied' });
   });
 
-  test('allow-list (Allow + defaultPosture process: block): only the allowed program runs there; the alert names DefaultPosture', async () => {
+  test('allow-list (Allow + defaultPosture file: block, which process follows as in KubeArmor): only the allowed program runs there; the alert names DefaultPosture', async () => {
     expect(sh(ALLOW, 'echo hi').stdout).toBe('hi'); // sh and echo are /bin/busybox
     const r = sh(ALLOW, `${TOOL} true; echo rc=$?`);
     expect(r.stderr).toMatch(DENIED);
