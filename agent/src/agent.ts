@@ -350,6 +350,7 @@ export class Agent {
       lsms: this.report?.lsms,
       ruleKinds: this.report ? { ...this.report.ruleKinds } : undefined,
       containers: (this.containers?.list() ?? []).map((c) => ({ id: c.id, name: c.name, image: c.image, labels: c.labels, namespaceName: c.namespaceName, pid: c.pid })),
+      ...(this.containers ? { containersStartedWithoutHook: this.containers.unhookedStarts() } : {}),
       ...(this.selfProtection ? { selfProtection: { refused: { ...this.selfProtection.stats().refused } } } : {}),
     };
   }

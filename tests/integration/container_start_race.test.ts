@@ -15,7 +15,7 @@ import * as path from 'path';
 import { containerStarted } from '../../agent/src/control/client';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
 import { importBusyboxImage, PrivateDockerd, startPrivateDockerd } from '../helpers/private_dockerd';
-import { makeTempDir, REPO, requireIntegrationEnvironment, waitFor } from '../helpers/system';
+import { CLI, makeTempDir, REPO, requireIntegrationEnvironment, run, waitFor } from '../helpers/system';
 
 const IMAGE = `edgeward-test/start-race-${process.pid}:latest`;
 const TOOL = '/usr/bin/busybox-tool';
@@ -190,6 +190,14 @@ describe('container start waits for its rules (edgeward-runc runtime, real agent
           .find((l) => l.level === 'warn' && String(l.message).startsWith(`docker: container ${c} (`) && String(l.message).includes('started without the runtime hook (runtime "runc")')),
       10_000,
     );
+    // and `edgeward status` counts it, naming the container and its runtime
+    const status = run(process.execPath, [CLI, 'status', '--json', '--socket', socket]);
+    expect(status.status).toBe(0);
+    const unhooked = (JSON.parse(status.stdout) as { containersStartedWithoutHook?: { count: number; recent: Array<{ name: string; runtime: string }> } }).containersStartedWithoutHook;
+    expect(unhooked?.count).toBeGreaterThanOrEqual(1);
+    expect(unhooked?.recent.find((u) => u.name === c)).toMatchObject({ name: c, runtime: 'runc' });
+    const text = run(process.execPath, [CLI, 'status', '--socket', socket]);
+    expect(text.stdout).toMatch(new RegExp(`^unhooked: .*${c} \\([0-9a-f]{12}\\) runtime runc at `, 'm'));
     // the policy does select it: once dockerd's start event is handled, its exec is refused
     await waitFor(
       `docker exec of the tool in ${c} to be refused`,

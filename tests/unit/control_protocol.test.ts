@@ -160,4 +160,12 @@ describe('formatting', () => {
     });
     expect(text).toMatch(/^self-protection: in force, refused signal 2, cgroup 1$/m);
   });
+
+  test('status names container starts that went around the runtime hook (latest three), and nothing when there were none', () => {
+    const base = { pid: 1, startedAt: 'S', socket: '/s', backend: 'compat', policyDirectories: ['/a'], rulesInForce: 0, alerts: 0, alertsSuppressed: 0, processes: 1, containers: [] };
+    const start = (n: number) => ({ id: `${n}`.repeat(64).slice(0, 64), name: `c${n}`, image: 'img', runtime: n === 4 ? '' : 'runc', at: `T${n}` });
+    const text = formatStatus({ ...base, containersStartedWithoutHook: { count: 4, recent: [1, 2, 3, 4].map(start) } });
+    expect(text).toMatch(/^unhooked: +4 container start\(s\) without the runtime hook \(first program ran before the rules\): c2 \(222222222222\) runtime runc at T2; c3 \(333333333333\) runtime runc at T3; c4 \(444444444444\) runtime \? at T4$/m);
+    expect(formatStatus({ ...base, containersStartedWithoutHook: { count: 0, recent: [] } })).not.toMatch(/unhooked/);
+  });
 });

@@ -98,6 +98,12 @@ export function formatStatus(s: StatusReport): string {
     `processes:   ${s.processes}`,
     `containers:  ${s.containers.length}`,
   ];
+  const unhooked = s.containersStartedWithoutHook;
+  if (unhooked?.count) {
+    // newest last: the three latest are enough to find them with docker inspect
+    const latest = unhooked.recent.slice(-3).map((u) => `${u.name} (${shortId(u.id)}) runtime ${u.runtime || '?'} at ${u.at}`);
+    lines.push(`unhooked:    ${unhooked.count} container start(s) without the runtime hook (first program ran before the rules): ${latest.join('; ')}`);
+  }
   if (s.ruleKinds) lines.push(`rule kinds:  ${Object.entries(s.ruleKinds).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   for (const e of s.lastLoad?.errors ?? []) lines.push(`error:       ${e}`);
   for (const w of s.lastLoad?.warnings ?? []) lines.push(`warning:     ${w}`);

@@ -4,7 +4,7 @@
 // `logs` with follow: true, after whose response it streams one line per
 // alert until the client closes. Every line carries `version`.
 import type { KubeArmorAlert } from '../alerts';
-import type { ContainerIdentity } from '../containers';
+import type { ContainerIdentity, UnhookedStartsSummary } from '../containers';
 import { isLogRecord, KubeArmorLog, KubeArmorRecord } from '../visibility';
 
 export const PROTOCOL_VERSION = 1;
@@ -285,6 +285,8 @@ export interface StatusReport {
   lsms?: string[];
   ruleKinds?: Record<string, string>;
   containers: ContainerSummary[];
+  /** container starts dockerd reported that the runtime hook (edgeward-runc) had not: their first program ran before their rules */
+  containersStartedWithoutHook?: UnhookedStartsSummary;
   lastLoad?: { files: number; policies: number; rules: number; errors: string[]; warnings: string[] };
   hub?: unknown;
   /** present while self-protection is in force (bpf-lsm): refusals since it started, by kind */
