@@ -277,18 +277,6 @@ static __always_inline void ew_pick(const struct ew_lsm_path_value *val, __u32 m
 	}
 }
 
-/* ew_src_dir_decide()'s `how`: what the source-directory lookups apply (see ew_pick). */
-#define EW_SRC_MATCH_SHIFT 2
-#define EW_SRC_ALSO_CHILD 0x10
-#define EW_SRC_RO_OK 0x20
-#define EW_SRC_OO_OK 0x40
-#define EW_SRC_ALLOW_SHIFT 8 /* 4 bits: q->allow_ok */
-#define EW_SRC_GEN1 0x1000   /* the generation decided (0 or 1) */
-#define EW_SRC_NET 0x2000    /* network: `ino` holds the socket's classes (first | second << 8) */
-/* its result: a packed verdict, plus */
-#define EW_SRC_PACKED_ALLOWED (1ULL << 20) /* an applicable Allow rule sourced by a directory matched */
-__noinline __u64 ew_src_dir_decide(__u64 dev, __u64 ino, __u64 workload, __u32 how);
-
 /*
  * The verdicts on one target inode for the match kinds `match` and (when
  * `also_child`) EW_LSM_MATCH_CHILD: the any-source entry, then the actor's
@@ -311,20 +299,7 @@ static __always_inline void ew_check_target(void *rules, __u64 dev, __u64 ino, _
 	ew_pick(val, match, q, best);
 	if (also_child)
 		ew_pick(val, EW_LSM_MATCH_CHILD, q, best);
-	__u32 sourced = val->has_sourced;
-	if (!sourced || !q->exe_ino)
-		return;
-	if (sourced & EW_LSM_HAS_DIR_SOURCED) {
-		__u32 how = (q->op & 3) | (match << EW_SRC_MATCH_SHIFT) | (also_child ? EW_SRC_ALSO_CHILD : 0) |
-			    (q->ro_ok ? EW_SRC_RO_OK : 0) | (q->oo_ok ? EW_SRC_OO_OK : 0) |
-			    ((q->allow_ok & 0xf) << EW_SRC_ALLOW_SHIFT) | ((q->gen & 1) ? EW_SRC_GEN1 : 0);
-		__u64 r = ew_src_dir_decide(dev, ino, q->workload, how);
-		struct ew_lsm_verdict v = ew_unpack(r);
-		ew_keep(best, &v);
-		if (r & EW_SRC_PACKED_ALLOWED)
-			q->allowed = 1;
-	}
-	if (!(sourced & EW_LSM_HAS_EXE_SOURCED))
+	if (!val->has_sourced || !q->exe_ino)
 		return;
 	key.src_dev = q->exe_dev;
 	key.src_ino = q->exe_ino;
@@ -435,217 +410,6 @@ static long ew_lsm_walk_step(__u64 index, void *ctx)
 		return 1;
 	}
 	return 0;
-}
-
-/* Source directories (fromSource dir) -------------------------------------------- */
-
-/* The walk up the acting executable's directories, per CPU (bpf_loop's context must be stack: kept small). */
-struct ew_src_walk {
-	struct dentry *dentry;
-	struct dentry *parent;
-	struct mount *mnt;
-	struct dentry *mnt_root;
-	__u64 dev;
-	__u64 target_dev;
-	__u64 target_ino; /* network: the classes */
-	__u64 workload;
-	__u32 how;
-	__u32 allowed;
-	__u32 ended;
-	__u32 cls; /* network: the class of `best` */
-	struct ew_lsm_verdict best;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ew_src_walk);
-} lsm_src_walk SEC(".maps");
-
-/* ew_pick for the source walk (the query's flags come in `how`). */
-static __always_inline void ew_src_pick(struct ew_src_walk *s, const struct ew_lsm_path_value *val, __u32 match)
-{
-	__u32 how = s->how;
-	if ((val->allow_variants >> (match * 4)) & (how >> EW_SRC_ALLOW_SHIFT) & 0xf)
-		s->allowed = 1;
-	ew_keep(&s->best, &val->v[EW_LSM_VARIANT(match, 0, 0)]);
-	if (how & EW_SRC_OO_OK)
-		ew_keep(&s->best, &val->v[EW_LSM_VARIANT(match, 0, 1)]);
-	if (how & EW_SRC_RO_OK) {
-		ew_keep(&s->best, &val->v[EW_LSM_VARIANT(match, 1, 0)]);
-		if (how & EW_SRC_OO_OK)
-			ew_keep(&s->best, &val->v[EW_LSM_VARIANT(match, 1, 1)]);
-	}
-}
-
-/* The target's entry sourced by (src_dev, src_ino) of `kind`: its verdicts into s. */
-static __always_inline void ew_src_path_lookup(struct ew_src_walk *s, __u64 src_dev, __u64 src_ino, __u32 kind)
-{
-	__u32 gen = (s->how & EW_SRC_GEN1) ? 1 : 0;
-	void *rules = bpf_map_lookup_elem(&lsm_path_rules, &gen);
-	if (!rules)
-		return;
-	struct ew_lsm_path_key key = {};
-	key.workload = s->workload;
-	key.dev = s->target_dev;
-	key.ino = s->target_ino;
-	key.op = s->how & 3;
-	key.src_dev = src_dev;
-	key.src_ino = src_ino;
-	key.src_kind = kind;
-	struct ew_lsm_path_value *val = bpf_map_lookup_elem(rules, &key);
-	if (!val)
-		return;
-	__u32 match = (s->how >> EW_SRC_MATCH_SHIFT) & 3;
-	ew_src_pick(s, val, match);
-	if (s->how & EW_SRC_ALSO_CHILD)
-		ew_src_pick(s, val, EW_LSM_MATCH_CHILD);
-}
-
-static __always_inline void ew_src_net_class(struct ew_src_walk *s, void *rules, struct ew_net_rule_key *key, __u32 cls)
-{
-	if (!cls)
-		return;
-	key->proto_class = cls;
-	struct ew_net_rule_value *rule = bpf_map_lookup_elem(rules, key);
-	if (!rule)
-		return;
-	if (rule->action == EW_ACTION_ALLOW)
-		s->allowed = 1;
-	if (rule->action > s->best.action && rule->action <= EW_ACTION_BLOCK) {
-		s->best.action = rule->action;
-		s->best.rule_id = rule->rule_id;
-		s->cls = cls;
-	}
-}
-
-/* The network entries sourced by (src_dev, src_ino) of `kind` for the socket's classes. */
-static __always_inline void ew_src_net_lookup(struct ew_src_walk *s, __u64 src_dev, __u64 src_ino, __u32 kind)
-{
-	__u32 gen = (s->how & EW_SRC_GEN1) ? 1 : 0;
-	void *rules = bpf_map_lookup_elem(&lsm_net_rules, &gen);
-	if (!rules)
-		return;
-	struct ew_net_rule_key key = {};
-	key.workload = s->workload;
-	key.src_dev = src_dev;
-	key.src_ino = src_ino;
-	key._pad = kind; /* the source kind (ew_lsm_abi.h) */
-	__u32 classes = s->target_ino;
-	ew_src_net_class(s, rules, &key, classes & 0xff);
-	ew_src_net_class(s, rules, &key, (classes >> 8) & 0xff);
-}
-
-/*
- * One directory above the executable (index 0: the one it lies in), found
- * like ew_lsm_walk_step finds directories (d_parent, then the mount's
- * mountpoint at a filesystem's root): its entries of kind TREE, and at
- * index 0 of kind DIR too.
- */
-static long ew_src_walk_step(__u64 index, void *ctx)
-{
-	__u32 zero = 0;
-	struct ew_src_walk *s = bpf_map_lookup_elem(&lsm_src_walk, &zero);
-	if (!s)
-		return 1;
-	struct dentry *d = s->dentry;
-	struct dentry *next = s->parent;
-	struct mount *mnt = s->mnt;
-
-	if (!next || next == d) {
-		if (!mnt || d != s->mnt_root) {
-			s->ended = 1;
-			return 1;
-		}
-		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-		if (!up || up == mnt) {
-			s->ended = 1;
-			return 1;
-		}
-		next = BPF_CORE_READ(mnt, mnt_mountpoint);
-		s->mnt = up;
-		s->mnt_root = BPF_CORE_READ(up, mnt.mnt_root);
-		s->dev = BPF_CORE_READ(next, d_sb, s_dev);
-	}
-	struct ew_dentry_link link;
-	ew_read_link(next, &link);
-	s->dentry = next;
-	s->parent = link.parent;
-	if (!link.inode) {
-		s->ended = 1;
-		return 1;
-	}
-	struct inode *inode = link.inode;
-	__u64 ino = BPF_CORE_READ(inode, i_ino);
-	__u64 dev = s->dev;
-	if (s->how & EW_SRC_NET) {
-		ew_src_net_lookup(s, dev, ino, EW_LSM_SRC_TREE);
-		if (index == 0)
-			ew_src_net_lookup(s, dev, ino, EW_LSM_SRC_DIR);
-	} else {
-		ew_src_path_lookup(s, dev, ino, EW_LSM_SRC_TREE);
-		if (index == 0)
-			ew_src_path_lookup(s, dev, ino, EW_LSM_SRC_DIR);
-	}
-	return 0;
-}
-
-/*
- * The verdict of the rules sourced by a directory holding the acting
- * executable (current->mm->exe_file, seen through the mount it was
- * executed from: in a container its own mount tree) on the target (dev,
- * ino) for the op in `how`, or (EW_SRC_NET) on a socket of the classes in
- * `ino`. Every directory above the executable is looked up (Block wins
- * over Audit across them). An executable deeper than EW_LSM_SRC_WALK_MAX
- * levels gets the EW_LSM_SRC_DEEP entry (Block/Audit: fail-safe match;
- * Allow: no match). Packed; network: the class in bits 8..15.
- */
-__noinline __u64 ew_src_dir_decide(__u64 dev, __u64 ino, __u64 workload, __u32 how)
-{
-	__u32 zero = 0;
-	struct ew_src_walk *s = bpf_map_lookup_elem(&lsm_src_walk, &zero);
-	if (!s)
-		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
-	if (!exe)
-		return 0;
-	const struct path *fpath = (const struct path *)__builtin_preserve_access_index(&exe->f_path);
-	struct dentry *dentry = BPF_CORE_READ(fpath, dentry);
-	struct vfsmount *vfsmnt = BPF_CORE_READ(fpath, mnt);
-	if (!dentry)
-		return 0;
-	s->dentry = dentry;
-	s->parent = BPF_CORE_READ(dentry, d_parent);
-	s->dev = BPF_CORE_READ(dentry, d_sb, s_dev);
-	s->mnt = vfsmnt ? ew_vfsmnt_mount(vfsmnt) : 0;
-	s->mnt_root = vfsmnt ? BPF_CORE_READ(vfsmnt, mnt_root) : 0;
-	s->target_dev = dev;
-	s->target_ino = ino;
-	s->workload = workload;
-	s->how = how;
-	s->allowed = 0;
-	s->ended = 0;
-	s->cls = 0;
-	s->best.action = 0;
-	s->best.rule_id = 0;
-	bpf_loop(EW_LSM_SRC_WALK_MAX, ew_src_walk_step, 0, 0);
-	/* the walk may have replaced the per-CPU state's pointer: look it up again */
-	s = bpf_map_lookup_elem(&lsm_src_walk, &zero);
-	if (!s)
-		return 0;
-	if (!s->ended) {
-		/* deeper than the walk goes: inside every source directory for
-		 * Block and Audit, inside none for Allow (fail-safe) */
-		__u32 allowed = s->allowed;
-		if (how & EW_SRC_NET)
-			ew_src_net_lookup(s, 0, 0, EW_LSM_SRC_DEEP);
-		else
-			ew_src_path_lookup(s, 0, 0, EW_LSM_SRC_DEEP);
-		s->allowed = allowed;
-	}
-	return EW_PACK(s->best) | (s->allowed ? EW_SRC_PACKED_ALLOWED : 0) | ((__u64)(s->cls & 0xff) << 8);
 }
 
 /* Whether generation `gen` has path rules for `op`: the first thing every path hook asks. */
@@ -1455,25 +1219,14 @@ __noinline __u64 ew_net_decide(__u32 family, __u32 type, __u32 protocol, __u64 w
 
 	struct ew_net_rule_key key = {};
 	key.workload = workload;
-	struct inode *exe = (info->net_sourced | info->net_dir_sourced) ? BPF_CORE_READ((struct task_struct *)bpf_get_current_task_btf(), mm, exe_file, f_inode) : 0;
-	if (exe && info->net_sourced) {
+	struct inode *exe = info->net_sourced ? BPF_CORE_READ((struct task_struct *)bpf_get_current_task_btf(), mm, exe_file, f_inode) : 0;
+	if (exe) {
 		/* sourced entries exist: the executable's own rules first */
 		key.src_dev = BPF_CORE_READ(exe, i_sb, s_dev);
 		key.src_ino = BPF_CORE_READ(exe, i_ino);
 		ew_net_lookup(rules, &key, first, &best, &cls, &allowed);
 		if (second)
 			ew_net_lookup(rules, &key, second, &best, &cls, &allowed);
-	}
-	if (exe && info->net_dir_sourced) {
-		/* rules sourced by a directory holding the executable */
-		__u64 r = ew_src_dir_decide(0, first | (second << 8), workload, EW_SRC_NET | ((gen & 1) ? EW_SRC_GEN1 : 0));
-		struct ew_lsm_verdict v = ew_unpack(r);
-		if (r & EW_SRC_PACKED_ALLOWED)
-			allowed = 1;
-		if (v.action > best.action && v.action <= EW_ACTION_BLOCK) {
-			best = v;
-			cls = (r >> 8) & 0xff;
-		}
 	}
 	key.src_dev = 0;
 	key.src_ino = 0;

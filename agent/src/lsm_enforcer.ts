@@ -8,10 +8,7 @@
 //   walking up the file's d_parent chain in the kernel (non-recursive: the
 //   parent only);
 // - fromSource by the executable's (dev, ino) (net_enforcer.ts
-//   resolveExecutableInode: scripts are refused, name their interpreter);
-//   fromSource dir by the directory's (dev, ino) (LsmSrcKind): the kernel
-//   walks up the acting executable's directories, only for targets (and
-//   sockets) with such rules.
+//   resolveExecutableInode: scripts are refused, name their interpreter).
 // dev is the kernel's sb->s_dev (mountinfo's major:minor of the mount the
 // file is on), not st_dev: they differ on btrfs and overlayfs.
 //
@@ -59,22 +56,6 @@ export const enum LsmMatch {
   Recursive = 2,
 }
 export const LSM_VARIANTS = 12;
-
-/** What an entry's srcDev/srcIno name (ew_lsm_abi.h enum ew_lsm_src_kind). */
-export const enum LsmSrcKind {
-  /** the executable's inode (0n/0n: any process) */
-  Exe = 0,
-  /** fromSource dir: the directory the executable lies directly in */
-  Dir = 1,
-  /** fromSource dir with recursive: a directory anywhere above the executable */
-  Tree = 2,
-  /**
-   * src 0n/0n: an executable deeper than the kernel walks (EW_LSM_SRC_WALK_MAX
-   * levels): every Block/Audit of the target's dir-sourced rules (fail-safe),
-   * no Allow (an executable too deep to place is allowed by none)
-   */
-  Deep = 3,
-}
 export const LSM_OP_PROCESS = 1;
 export const LSM_OP_FILE = 2;
 export const LSM_OP_NETWORK = 3;
@@ -103,12 +84,8 @@ export interface NativeLsmPathEntry {
   srcIno: bigint;
   /** LSM_VARIANTS verdicts, indexed by lsmVariant() */
   verdicts: NativeLsmVerdict[];
-  /** any-source entries only: entries with an executable source exist for this target */
+  /** any-source entries only: entries with a source exist for this target */
   hasSourced: boolean;
-  /** absent: Exe */
-  srcKind?: LsmSrcKind;
-  /** any-source entries only: entries with a directory source (Dir, Tree, Deep) exist for this target */
-  hasDirSourced?: boolean;
   /** bit lsmVariant(): an Allow rule of that variant names the target (absent: 0) */
   allowVariants?: number;
 }
@@ -137,18 +114,12 @@ export interface NativeLsmPattern {
   srcIno: bigint;
 }
 
-/** A network entry of the bpf-lsm map: a NativeNetRule whose source may be a directory. */
-export interface NativeLsmNetRule extends NativeNetRule {
-  /** absent: Exe; Deep entries are Block or Audit */
-  srcKind?: LsmSrcKind;
-}
-
 export interface NativeLsmRuleSet {
   /** absent: none */
   patterns?: NativeLsmPattern[];
   paths: NativeLsmPathEntry[];
   /** NativeNetRule.action may be 3 (Allow) */
-  net: NativeLsmNetRule[];
+  net: NativeNetRule[];
   /** absent: no workload is in allow-list mode */
   postures?: NativeLsmPosture[];
 }
@@ -374,28 +345,17 @@ export function toLsmPostures(modes: readonly WorkloadPosture[], errors: string[
   return out;
 }
 
-/** A resolved fromSource entry: an executable's inode, or a directory's (kind Dir or Tree). */
-export interface LsmSource extends ExecutableInode {
-  kind: LsmSrcKind;
-}
-
-/**
- * Resolved sources of a rule: inodes, or undefined for "any process";
- * errors appended. A `dir` source is the directory's inode, resolved like
- * a target (in a container: inside its root), so the kernel matches the
- * directories above the executable as that workload's processes see them.
- */
+/** Resolved sources of a rule: inodes, or undefined for "any process"; errors appended. */
 function resolveSources(
   fromSource: SourceMatch[] | undefined,
   where: string,
-  resolvers: LsmResolvers,
+  resolve: ExecutableResolve,
   workload: WorkloadTarget | undefined,
   errors: string[],
-  dirs: boolean,
-): LsmSource[] | undefined | 'none' {
+): ExecutableInode[] | undefined | 'none' {
   const list = Array.isArray(fromSource) ? fromSource : [];
   if (list.length === 0) return undefined;
-  const out: LsmSource[] = [];
+  const out: ExecutableInode[] = [];
   for (const source of list) {
     const bad = pathProblem(source?.path);
     if (bad) {
@@ -403,21 +363,13 @@ function resolveSources(
       continue;
     }
     if (source.kind === 'dir') {
-      if (!dirs) {
-        errors.push(`${where}: fromSource dir ${source.path} is not enforced by bpf-lsm on pattern rules; list the executables by path`);
-        continue;
-      }
-      try {
-        const t = resolvers.target(source.path, workload);
-        if (!t.isDir) throw new Error('not a directory');
-        out.push({ dev: t.dev, ino: t.ino, kind: source.recursive === true ? LsmSrcKind.Tree : LsmSrcKind.Dir });
-      } catch (err) {
-        errors.push(`${where}: fromSource dir ${source.path} is not enforced: ${(err as Error).message}`);
-      }
+      errors.push(
+        `${where}: fromSource dir ${source.path} is not enforced by bpf-lsm (it matches executables by inode); list the executables by path`,
+      );
       continue;
     }
     try {
-      out.push({ ...resolvers.source(source.path, workload), kind: LsmSrcKind.Exe });
+      out.push(resolve(source.path, workload));
     } catch (err) {
       errors.push(`${where}: fromSource ${source.path} is not enforced: ${(err as Error).message}`);
     }
@@ -444,22 +396,19 @@ export function toLsmRuleSet(
   const errors: string[] = [];
   const watchPaths = new Set<string>();
   const patterns: NativeLsmPattern[] = [];
-  // key: workload/op/dev/ino/srcDev/srcIno/srcKind
+  // key: workload/op/dev/ino/srcDev/srcIno
   const entries = new Map<string, NativeLsmPathEntry>();
-  const entry = (workload: bigint, op: number, t: TargetInode, src: LsmSource | undefined): NativeLsmPathEntry => {
+  const entry = (workload: bigint, op: number, t: TargetInode, src: ExecutableInode | undefined): NativeLsmPathEntry => {
     const srcDev = src?.dev ?? 0n;
     const srcIno = src?.ino ?? 0n;
-    const srcKind = src?.kind ?? LsmSrcKind.Exe;
-    const key = `${workload}/${op}/${t.dev}/${t.ino}/${srcDev}/${srcIno}/${srcKind}`;
+    const key = `${workload}/${op}/${t.dev}/${t.ino}/${srcDev}/${srcIno}`;
     let e = entries.get(key);
     if (!e) {
       e = { workload, op, dev: t.dev, ino: t.ino, srcDev, srcIno, verdicts: emptyVerdicts(), hasSourced: false };
-      if (srcKind !== LsmSrcKind.Exe) e.srcKind = srcKind;
       entries.set(key, e);
     }
     return e;
   };
-  const DEEP: LsmSource = { dev: 0n, ino: 0n, kind: LsmSrcKind.Deep };
 
   pathRules.forEach((rule, index) => {
     const w = rule.workload;
@@ -489,7 +438,7 @@ export function toLsmRuleSet(
       for (const source of Array.isArray(rule.fromSource) ? rule.fromSource : []) {
         if (source?.kind === 'path' && !pathProblem(source.path)) watchPaths.add(watchPath(source.path, w));
       }
-      const sources = resolveSources(rule.fromSource, where, resolvers, w, errors, false);
+      const sources = resolveSources(rule.fromSource, where, resolvers.source, w, errors);
       if (sources === 'none') return;
       const base = {
         workload: workloadId(w),
@@ -516,7 +465,7 @@ export function toLsmRuleSet(
     }
     watchPaths.add(watchPath(target.path, w));
     for (const source of Array.isArray(rule.fromSource) ? rule.fromSource : []) {
-      if (source && !pathProblem(source.path)) watchPaths.add(watchPath(source.path, w));
+      if (source?.kind === 'path' && !pathProblem(source.path)) watchPaths.add(watchPath(source.path, w));
     }
     if (exec && rule.readOnly) errors.push(`${where}: readOnly does not apply to process rules; enforced without it`);
     let inode: TargetInode;
@@ -536,7 +485,7 @@ export function toLsmRuleSet(
     } else {
       match = LsmMatch.Exact;
     }
-    const sources = resolveSources(rule.fromSource, where, resolvers, w, errors, true);
+    const sources = resolveSources(rule.fromSource, where, resolvers.source, w, errors);
     if (sources === 'none') return;
     const op = exec ? LSM_OP_PROCESS : LSM_OP_FILE;
     const workload = workloadId(w);
@@ -545,21 +494,12 @@ export function toLsmRuleSet(
       mergeVerdict(entry(workload, op, inode, undefined), variant, rule.ruleId, action);
       return;
     }
-    for (const src of sources) {
-      mergeVerdict(entry(workload, op, inode, src), variant, rule.ruleId, action);
-      // the kernel looks sourced entries up only when the target's any-source entry says so
-      const any = entry(workload, op, inode, undefined);
-      if (src.kind === LsmSrcKind.Exe) {
-        any.hasSourced = true;
-        continue;
-      }
-      any.hasDirSourced = true;
-      // an executable too deep to walk: inside every source dir for Block/Audit (fail-safe), none for Allow
-      if (action !== Action.Allow) mergeVerdict(entry(workload, op, inode, DEEP), variant, rule.ruleId, action);
-    }
+    for (const src of sources) mergeVerdict(entry(workload, op, inode, src), variant, rule.ruleId, action);
+    // the kernel looks sourced entries up only when the target's any-source entry says so
+    entry(workload, op, inode, undefined).hasSourced = true;
   });
 
-  const net: NativeLsmNetRule[] = [];
+  const net: NativeNetRule[] = [];
   networkRules.forEach((rule, index) => {
     const w = rule.workload;
     const where = `network rule ${rule.ruleId} (#${index}${w ? `, container ${w.containerName}` : ''})`;
@@ -579,23 +519,12 @@ export function toLsmRuleSet(
     }
     const base = { ruleId: rule.ruleId, action, protoClass, workload: workloadId(w) };
     for (const source of Array.isArray(rule.fromSource) ? rule.fromSource : []) {
-      if (source && !pathProblem(source.path)) watchPaths.add(watchPath(source.path, w));
+      if (source?.kind === 'path' && !pathProblem(source.path)) watchPaths.add(watchPath(source.path, w));
     }
-    const sources = resolveSources(rule.fromSource, where, resolvers, w, errors, true);
+    const sources = resolveSources(rule.fromSource, where, resolvers.source, w, errors);
     if (sources === 'none') return;
-    if (sources === undefined) {
-      net.push({ ...base, srcDev: 0n, srcIno: 0n });
-      return;
-    }
-    for (const src of sources) {
-      if (src.kind === LsmSrcKind.Exe) {
-        net.push({ ...base, srcDev: src.dev, srcIno: src.ino });
-        continue;
-      }
-      net.push({ ...base, srcDev: src.dev, srcIno: src.ino, srcKind: src.kind });
-      // too deep to walk: Block/Audit match (fail-safe), Allow does not
-      if (action !== Action.Allow) net.push({ ...base, srcDev: 0n, srcIno: 0n, srcKind: LsmSrcKind.Deep });
-    }
+    if (sources === undefined) net.push({ ...base, srcDev: 0n, srcIno: 0n });
+    else for (const src of sources) net.push({ ...base, srcDev: src.dev, srcIno: src.ino });
   });
 
   const postureEntries = toLsmPostures(postures, errors);

@@ -18,10 +18,9 @@
  * replaced). 2: keys name workloads (containers), `workloads` and
  * `workload_count` are pinned with the rules. 3: Allow rules
  * (allow_variants), default postures and the agent's tgid (gen info).
- * 4: pattern and execname rules (lsm_patterns, pinned). 5: fromSource
- * directories (src_kind in path and net keys).
+ * 4: pattern and execname rules (lsm_patterns, pinned).
  */
-#define EW_LSM_LAYOUT_VERSION 5
+#define EW_LSM_LAYOUT_VERSION 4
 
 /*
  * How a path rule's target relates to the inode being checked. Each key's
@@ -49,43 +48,8 @@ struct ew_lsm_path_key {
 	__u64 src_dev;
 	__u64 src_ino;
 	__u32 op;       /* enum ew_operation: EW_OP_PROCESS or EW_OP_FILE */
-	__u32 src_kind; /* enum ew_lsm_src_kind: what src_dev/src_ino name */
+	__u32 _pad;
 };
-
-/*
- * What a key's source (src_dev, src_ino) names. In lsm_net_rules keys
- * (struct ew_net_rule_key) the kind is held in `_pad`.
- * fromSource `dir:` (KubeArmor: the executable lies in the directory;
- * `recursive: true`: anywhere below it) is keyed by the directory's inode:
- * the kernel walks up the acting executable's d_parent chain (mount
- * crossings included) and looks each ancestor up, only for targets whose
- * any-source entry has EW_LSM_HAS_DIR_SOURCED (network: gen info
- * net_dir_sourced).
- */
-enum ew_lsm_src_kind {
-	EW_LSM_SRC_EXE = 0,  /* the executable's own inode (0/0: any process) */
-	EW_LSM_SRC_DIR = 1,  /* the directory the executable lies directly in */
-	EW_LSM_SRC_TREE = 2, /* a directory anywhere above the executable */
-	/*
-	 * src 0/0: the verdicts for an executable deeper than
-	 * EW_LSM_SRC_WALK_MAX levels, where the walk is cut: every Block and
-	 * Audit of the target's directory-sourced rules (fail-safe: treated
-	 * as inside every source directory); Allow rules are not in it (an
-	 * exe too deep to place is allowed by none).
-	 */
-	EW_LSM_SRC_DEEP = 3,
-};
-
-/* ew_lsm_path_value.has_sourced bits (on the any-source entry) */
-#define EW_LSM_HAS_EXE_SOURCED 0x1 /* entries with an executable source exist */
-#define EW_LSM_HAS_DIR_SOURCED 0x2 /* entries with a directory source (or deep) exist */
-
-/*
- * Levels of the executable's directories walked for directory sources. The
- * walk costs only the acting process (its own exe's depth), so it is far
- * deeper than the target walk: only a tree built on purpose is deeper.
- */
-#define EW_LSM_SRC_WALK_MAX 65536
 
 struct ew_lsm_verdict {
 	__u32 rule_id;
@@ -94,9 +58,8 @@ struct ew_lsm_verdict {
 
 struct ew_lsm_path_value {
 	struct ew_lsm_verdict v[EW_LSM_VARIANTS];
-	/* on the any-source entry (src 0/0): EW_LSM_HAS_* bits, entries with
-	 * a source exist for this target, look the acting executable (or its
-	 * directories) up too */
+	/* on the any-source entry (src 0/0): entries with a source exist for
+	 * this target, look the acting executable up too */
 	__u32 has_sourced;
 	/* bit EW_LSM_VARIANT(...): an Allow rule of that variant names the
 	 * target (allow-list mode; Allow is never a verdict in v[]). A readOnly
@@ -152,9 +115,7 @@ struct ew_lsm_gen_info {
 	/* network entries with a source (fromSource): without one, socket
 	 * hooks do not read the acting executable */
 	__u32 net_sourced;
-	/* network entries with a directory source: socket hooks walk the
-	 * acting executable's directories */
-	__u32 net_dir_sourced;
+	__u32 _pad2;
 };
 
 /*

@@ -193,7 +193,7 @@ ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::ve
         dir = recursive = true;
         // deep: the strongest recursive verdict without a source
         ew_lsm_verdict& deep = info.deep[op][ro * 2 + oo];
-        if (key.src_ino == 0 && key.src_kind == EW_LSM_SRC_EXE && r.action > deep.action) deep = r;
+        if (key.src_ino == 0 && r.action > deep.action) deep = r;
       }
     }
     if (dir) info.dir_entries[op]++;
@@ -202,8 +202,7 @@ ew_lsm_gen_info LsmGenInfo(const std::vector<LsmPathEntry>& paths, const std::ve
   info.net_entries = static_cast<uint32_t>(nets.size());
   for (const auto& [key, value] : nets) {
     if (key.proto_class == EW_NET_POSTURE_CLASS) info.posture_ops |= EW_LSM_POSTURE_BIT(EW_OP_NETWORK);
-    if (key._pad != EW_LSM_SRC_EXE) info.net_dir_sourced++;  // _pad: the source kind
-    else if (key.src_ino != 0) info.net_sourced++;
+    if (key.src_ino != 0) info.net_sourced++;
   }
   // the agent reaches its own files and sockets whatever the postures say
   info.agent_tgid = static_cast<uint32_t>(getpid());
@@ -647,28 +646,17 @@ class FieldReader {
 
 struct PathKeyLess {
   bool operator()(const ew_lsm_path_key& a, const ew_lsm_path_key& b) const {
-    return std::tie(a.workload, a.dev, a.ino, a.src_dev, a.src_ino, a.op, a.src_kind) <
-           std::tie(b.workload, b.dev, b.ino, b.src_dev, b.src_ino, b.op, b.src_kind);
+    return std::tie(a.workload, a.dev, a.ino, a.src_dev, a.src_ino, a.op) <
+           std::tie(b.workload, b.dev, b.ino, b.src_dev, b.src_ino, b.op);
   }
 };
 
 struct NetKeyLess {
   bool operator()(const ew_net_rule_key& a, const ew_net_rule_key& b) const {
-    return std::tie(a.workload, a.src_dev, a.src_ino, a.proto_class, a._pad) <
-           std::tie(b.workload, b.src_dev, b.src_ino, b.proto_class, b._pad);
+    return std::tie(a.workload, a.src_dev, a.src_ino, a.proto_class) <
+           std::tie(b.workload, b.src_dev, b.src_ino, b.proto_class);
   }
 };
-
-// srcKind (absent: 0, an executable): 1 dir, 2 recursive dir (a directory's inode), 3 deep (src 0n/0n).
-uint32_t ReadSrcKind(const FieldReader& r, Napi::Object o, uint64_t src_ino) {
-  if (o.Get("srcKind").IsUndefined()) return EW_LSM_SRC_EXE;
-  uint32_t kind = r.Uint32(o, "srcKind", EW_LSM_SRC_EXE, EW_LSM_SRC_DEEP, "0 (executable), 1 (dir), 2 (recursive dir) or 3 (deep)");
-  if ((kind == EW_LSM_SRC_DIR || kind == EW_LSM_SRC_TREE) && src_ino == 0) {
-    r.Fail("srcIno", "a directory's inode when srcKind is 1 or 2", o.Get("srcIno"));
-  }
-  if (kind == EW_LSM_SRC_DEEP && src_ino != 0) r.Fail("srcIno", "0n when srcKind is 3 (deep)", o.Get("srcIno"));
-  return kind;
-}
 
 LsmPathEntry ReadPathEntry(Napi::Env env, Napi::Value item, uint32_t index) {
   std::string prefix = "LsmEnforcer.setRules: paths[" + std::to_string(index) + "].";
@@ -690,10 +678,8 @@ LsmPathEntry ReadPathEntry(Napi::Env env, Napi::Value item, uint32_t index) {
     const char* f = key.src_dev == 0 ? "srcDev" : "srcIno";
     r.Fail(f, "non-zero when the other of srcDev/srcIno is (both 0n: any source)", o.Get(f));
   }
-  key.src_kind = ReadSrcKind(r, o, key.src_ino);
-  value.has_sourced = r.Bool(o, "hasSourced") ? EW_LSM_HAS_EXE_SOURCED : 0;
-  if (!o.Get("hasDirSourced").IsUndefined() && r.Bool(o, "hasDirSourced")) value.has_sourced |= EW_LSM_HAS_DIR_SOURCED;
-  if (value.has_sourced && (key.src_ino != 0 || key.src_kind != EW_LSM_SRC_EXE)) {
+  value.has_sourced = r.Bool(o, "hasSourced") ? 1 : 0;
+  if (value.has_sourced && key.src_ino != 0) {
     r.Fail("hasSourced", "false on an entry with a source (it belongs on the any-source entry)", o.Get("hasSourced"));
   }
   Napi::Value vs = o.Get("verdicts");
@@ -734,10 +720,6 @@ LsmNetEntry ReadNetEntry(Napi::Env env, Napi::Value item, uint32_t index) {
   if ((key.src_dev == 0) != (key.src_ino == 0)) {
     const char* f = key.src_dev == 0 ? "srcDev" : "srcIno";
     r.Fail(f, "non-zero when the other of srcDev/srcIno is (both 0n: any source)", o.Get(f));
-  }
-  key._pad = ReadSrcKind(r, o, key.src_ino);  // the source kind (ew_lsm_abi.h)
-  if (key._pad == EW_LSM_SRC_DEEP && value.action == EW_ACTION_ALLOW) {
-    r.Fail("action", "Audit or Block on a deep entry (srcKind 3)", o.Get("action"));
   }
   return {key, value};
 }
@@ -928,15 +910,13 @@ class LsmEnforcerWrap : public Napi::ObjectWrap<LsmEnforcerWrap> {
     // A sourced entry is only looked up when its target's any-source entry says so.
     for (uint32_t i = 0; i < path_entries.size(); i++) {
       const ew_lsm_path_key& k = path_entries[i].first;
-      if (k.src_ino == 0 && k.src_kind == EW_LSM_SRC_EXE) continue;
+      if (k.src_ino == 0) continue;
       ew_lsm_path_key any = k;
       any.src_dev = any.src_ino = 0;
-      any.src_kind = EW_LSM_SRC_EXE;
-      uint32_t bit = k.src_kind == EW_LSM_SRC_EXE ? EW_LSM_HAS_EXE_SOURCED : EW_LSM_HAS_DIR_SOURCED;
       auto it = seen.find(any);
-      if (it == seen.end() || !(path_entries[it->second].second.has_sourced & bit)) {
+      if (it == seen.end() || !path_entries[it->second].second.has_sourced) {
         throw Napi::TypeError::New(env, "LsmEnforcer.setRules: paths[" + std::to_string(i) +
-                                            "] has a source but no any-source entry of its target has hasSourced (executable) or hasDirSourced (dir, deep): true; it would never apply");
+                                            "] has a source but no any-source entry of its target has hasSourced: true; it would never apply");
       }
     }
     std::map<ew_net_rule_key, ew_net_rule_value, NetKeyLess> net_map;

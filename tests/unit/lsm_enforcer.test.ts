@@ -176,7 +176,7 @@ describe('toLsmRuleSet: path rules', () => {
       resolvers,
     );
     expect(set.errors).toEqual([
-      expect.stringMatching(/file rule 1 \(#0\): fromSource dir \/usr\/bin is not enforced/),
+      expect.stringMatching(/file rule 1 \(#0\): fromSource dir \/usr\/bin is not enforced by bpf-lsm/),
       expect.stringMatching(/file rule 2 \(#1\): fromSource \/nope is not enforced: cannot stat \/nope \(ENOENT\)/),
       expect.stringMatching(/file rule 2 \(#1\): no usable fromSource entry; rule not enforced/),
     ]);
@@ -228,7 +228,7 @@ describe('toLsmRuleSet: network rules', () => {
     expect(set.net).toEqual([]);
     expect(set.errors).toEqual([
       'network rule 1 (#0): protocol must be one of tcp, udp, icmp, icmpv6, raw, got sctp',
-      expect.stringMatching(/network rule 2 \(#1\): fromSource dir \/usr\/bin is not enforced/),
+      expect.stringMatching(/network rule 2 \(#1\): fromSource dir \/usr\/bin is not enforced by bpf-lsm/),
       'network rule 2 (#1): no usable fromSource entry; rule not enforced',
     ]);
   });
