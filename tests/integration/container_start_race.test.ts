@@ -14,6 +14,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { containerStarted } from '../../agent/src/control/client';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
+import { containerPolicy } from '../helpers/policies';
 import { importBusyboxImage, PrivateDockerd, startPrivateDockerd } from '../helpers/private_dockerd';
 import { CLI, makeTempDir, REPO, requireIntegrationEnvironment, run, waitFor } from '../helpers/system';
 
@@ -28,21 +29,7 @@ const HOOK = path.join(REPO, 'dist', 'agent', 'src', 'runtime_hook.js');
 /** the shell's report of the tool's exit status: 126 refused (busybox sh may say 127) */
 const REFUSED = /^rc=12[67]$/m;
 
-const policy = `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: ${POLICY}
-spec:
-  selector:
-    matchLabels:
-      app: ${APP}
-  severity: 5
-  message: tool refused from the first exec
-  process:
-    matchPaths:
-    - path: ${TOOL}
-  action: Block
-`;
+const policy = containerPolicy(POLICY, { app: APP }, `  severity: 5\n  message: tool refused from the first exec\n  process:\n    matchPaths:\n    - path: ${TOOL}\n  action: Block\n`);
 
 /** the tool as the container's first exec after its shell (the entrypoint), its status, then sleep */
 const FIRST_EXEC = `${TOOL} true; echo rc=$?; exec sleep 3600`;

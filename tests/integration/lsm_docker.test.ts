@@ -22,6 +22,7 @@ import { PIN_ROOT } from '../../agent/src/lsm_enforcer';
 import type { NativeAddon } from '../../agent/src/native';
 import { probe } from '../../agent/src/probe';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
+import { containerPolicy } from '../helpers/policies';
 import { importBusyboxImage, PrivateDockerd, startPrivateDockerd } from '../helpers/private_dockerd';
 import { ADDON, makeTempDir, run, waitFor } from '../helpers/system';
 
@@ -32,15 +33,7 @@ const DENIED = /Permission denied|Operation not permitted/;
 const REFUSED_EXEC = /rc=12[67]/; // the shell's status for a program it cannot execute
 
 function ksp(name: string, app: string, spec: string): string {
-  return `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: ${name}
-spec:
-  selector:
-    matchLabels:
-      app: ${app}
-${spec}`;
+  return containerPolicy(name, { app }, spec);
 }
 
 const POLICIES: Record<string, string> = {

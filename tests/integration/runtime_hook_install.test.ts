@@ -17,6 +17,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { AgentUnderTest, startAgent } from '../helpers/agent_process';
+import { containerPolicy } from '../helpers/policies';
 import { importBusyboxImage, PrivateDockerd } from '../helpers/private_dockerd';
 import { makeTempDir, REPO, requireIntegrationEnvironment, waitFor } from '../helpers/system';
 
@@ -32,21 +33,7 @@ const WRAPPER = path.join(REPO, 'scripts', 'edgeward-runc');
 const HOOK = path.join(REPO, 'dist', 'agent', 'src', 'runtime_hook.js');
 const REFUSED = /^rc=12[67]$/m;
 
-const policy = `apiVersion: security.kubearmor.com/v1
-kind: KubeArmorPolicy
-metadata:
-  name: ${POLICY}
-spec:
-  selector:
-    matchLabels:
-      app: ${APP}
-  severity: 5
-  message: tool refused from the first exec
-  process:
-    matchPaths:
-    - path: ${TOOL}
-  action: Block
-`;
+const policy = containerPolicy(POLICY, { app: APP }, `  severity: 5\n  message: tool refused from the first exec\n  process:\n    matchPaths:\n    - path: ${TOOL}\n  action: Block\n`);
 
 function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
